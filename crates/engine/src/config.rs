@@ -1,0 +1,64 @@
+//! Engine configuration: plain data with documented defaults.
+
+use std::time::Duration;
+
+/// Configuration of an [`Engine`](crate::Engine). Every field has a default
+/// (see [`Config::default`]) close to Linux's.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The MSS to offer, if smaller than the MTU allows (RFC 9293 §3.7.1). Default: from the MTU.
+    pub mss: Option<u16>,
+    /// Send buffer per connection, bytes. Default 256 KiB.
+    pub send_buffer: usize,
+    /// Receive buffer per connection, bytes; also bounds reassembly. Default 256 KiB.
+    pub recv_buffer: usize,
+    /// Offer window scaling (RFC 7323 §2). Default on.
+    pub window_scaling: bool,
+    /// Initial retransmission timeout (RFC 6298 §2.1). Default 1 s.
+    pub initial_rto: Duration,
+    /// Lower bound on the RTO. RFC 6298 says 1 s; Linux uses 200 ms, as does the default.
+    pub min_rto: Duration,
+    /// Upper bound on the RTO. Default 120 s, as Linux.
+    pub max_rto: Duration,
+    /// SYN (and SYN-ACK) retransmissions before giving up. Default 6, as Linux.
+    pub syn_retries: u32,
+    /// Data retransmissions before giving up with `TimedOut`. Default 15, as Linux.
+    pub data_retries: u32,
+    /// The maximum segment lifetime; TIME-WAIT lasts twice this. Default 30 s (Linux's 60 s TIME-WAIT).
+    pub msl: Duration,
+    /// How long a closed connection waits in FIN-WAIT-2 for the peer's FIN. Default 60 s.
+    pub fin_wait2_timeout: Duration,
+    /// Longest delay before an ACK (RFC 1122 §4.2.3.2 allows 500 ms). Default 40 ms, as Linux.
+    pub delayed_ack: Duration,
+    /// Initial congestion window in segments (RFC 6928). Default 10.
+    pub initial_window_segments: usize,
+    /// The largest listen backlog accepted. Default 4096.
+    pub max_backlog: usize,
+    /// Ephemeral ports for outgoing connections, inclusive. Default 49152–65535 (IANA).
+    pub ephemeral_ports: (u16, u16),
+    /// IP time-to-live of outgoing packets. Default 64.
+    pub ttl: u8,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            mss: None,
+            send_buffer: 256 * 1024,
+            recv_buffer: 256 * 1024,
+            window_scaling: true,
+            initial_rto: Duration::from_secs(1),
+            min_rto: Duration::from_millis(200),
+            max_rto: Duration::from_secs(120),
+            syn_retries: 6,
+            data_retries: 15,
+            msl: Duration::from_secs(30),
+            fin_wait2_timeout: Duration::from_secs(60),
+            delayed_ack: Duration::from_millis(40),
+            initial_window_segments: 10,
+            max_backlog: 4096,
+            ephemeral_ports: (49152, 65535),
+            ttl: 64,
+        }
+    }
+}

@@ -1,0 +1,1039 @@
+//! The sans-IO protocol engine of synack: IPv4 and TCP as a plain state machine.
+//!
+//! The engine does no I/O, reads no clock and knows nothing of tokio. The
+//! caller feeds it packets and time and takes packets and events out:
+//!
+//! - [`Engine::handle_packet`]: one inbound IPv4 datagram;
+//! - [`Engine::poll_transmit`]: the next outbound datagram, until `None`;
+//! - [`Engine::poll_timeout`] / [`Engine::handle_timeout`]: the earliest timer
+//!   deadline, and firing what is due;
+//! - [`Engine::poll_event`]: readiness changes per socket;
+//! - socket calls by [`SocketHandle`]: [`listen`](Engine::listen),
+//!   [`accept`](Engine::accept), [`connect`](Engine::connect),
+//!   [`send`](Engine::send), [`recv`](Engine::recv),
+//!   [`shutdown`](Engine::shutdown), [`close`](Engine::close),
+//!   [`abort`](Engine::abort).
+//!
+//! Connections are found by a hash of their 4-tuple and every timer of every
+//! connection lives in one hierarchical timer wheel, so the cost per packet does
+//! not grow with the number of sockets.
+//!
+//! ```
+//! use std::net::{Ipv4Addr, SocketAddrV4};
+//! use synack_engine::{Config, Engine, Instant, Interface};
+//!
+//! let iface = Interface::new(Ipv4Addr::new(192, 0, 2, 1), 24, 1500);
+//! let mut engine = Engine::new(Config::default(), iface, [7, 11]);
+//! let now = Instant::ZERO;
+//! let conn = engine
+//!     .connect(now, SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 2), 80))
+//!     .unwrap();
+//! let mut buf = [0u8; 1500];
+//! let len = engine.poll_transmit(now, &mut buf).unwrap(); // the SYN
+//! assert!(len >= 40);
+//! assert!(engine.poll_timeout().is_some()); // its retransmission timer
+//! # let _ = conn;
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod config;
+mod error;
+mod isn;
+mod seq;
+mod tcp;
+mod time;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use smoltcp::phy::{Checksum, ChecksumCapabilities};
+use smoltcp::wire::{
+    IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+};
+use synack_wheel::{Key, Wheel};
+use tracing::trace;
+
+pub use config::Config;
+pub use error::Error;
+pub use seq::Seq;
+pub use tcp::connection::{State, TcpInfo, Timer};
+pub use time::Instant;
+
+use isn::Secret;
+use tcp::connection::{Ctl, EV_READ, EV_WRITE, Outbound, Segment, Tcb};
+use tcp::listener::Listener;
+
+/// Names one socket (listener or connection) of an engine. Handles are never
+/// reused for another socket: a stale handle gives [`Error::InvalidHandle`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SocketHandle {
+    index: u32,
+    generation: u32,
+}
+
+impl SocketHandle {
+    /// A small number unique among the live sockets, for indexing side tables.
+    pub fn index(self) -> usize {
+        self.index as usize
+    }
+}
+
+/// A readiness change the front end should act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Event {
+    /// The socket.
+    pub handle: SocketHandle,
+    /// Reading (or accepting) may make progress: data, EOF, error, or a new connection.
+    pub readable: bool,
+    /// Writing (or a pending connect) may make progress.
+    pub writable: bool,
+}
+
+/// The interface the engine speaks on: its address and the device's properties.
+#[derive(Debug, Clone, Copy)]
+pub struct Interface {
+    /// The stack's IPv4 address.
+    pub addr: Ipv4Addr,
+    /// The prefix length of its subnet.
+    pub prefix_len: u8,
+    /// The device MTU: the largest IP datagram.
+    pub mtu: usize,
+    /// The device verifies inbound checksums: skip verifying them.
+    pub checksum_rx_offload: bool,
+    /// The device fills outbound checksums: skip computing them.
+    pub checksum_tx_offload: bool,
+}
+
+impl Interface {
+    /// An interface with checksums done in software.
+    pub fn new(addr: Ipv4Addr, prefix_len: u8, mtu: usize) -> Interface {
+        Interface {
+            addr,
+            prefix_len,
+            mtu,
+            checksum_rx_offload: false,
+            checksum_tx_offload: false,
+        }
+    }
+}
+
+/// Engine-wide counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Packets handed to [`Engine::handle_packet`].
+    pub rx_packets: u64,
+    /// Packets produced by [`Engine::poll_transmit`].
+    pub tx_packets: u64,
+    /// Packets dropped because they did not parse (truncated, bad header, fragments).
+    pub rx_malformed: u64,
+    /// Packets dropped for a bad IP or TCP checksum.
+    pub rx_bad_checksum: u64,
+    /// Packets for another address.
+    pub rx_not_for_us: u64,
+    /// Packets of a protocol the engine does not speak.
+    pub rx_unknown_protocol: u64,
+    /// Segments for no socket, answered with RST (RFC 9293 §3.10.7.1).
+    pub rx_no_socket: u64,
+    /// SYNs dropped because a listener's queues were full.
+    pub syn_dropped: u64,
+    /// RSTs not sent because too many were queued.
+    pub rst_dropped: u64,
+    /// Connections established (both directions).
+    pub connections_established: u64,
+}
+
+enum Socket {
+    Listener(Listener),
+    Conn(Box<Tcb>),
+}
+
+struct Slot {
+    generation: u32,
+    socket: Option<Socket>,
+    timer_keys: [Option<Key>; 4],
+    in_tx_queue: bool,
+    pending_events: u8,
+    in_accept_queue: bool,
+    /// Counted in [`Stats::connections_established`] already.
+    counted: bool,
+}
+
+/// A reply to a segment that matched no connection.
+#[derive(Debug, Clone, Copy)]
+struct Reply {
+    local: SocketAddrV4,
+    remote: SocketAddrV4,
+    seq: Seq,
+    ack: Option<Seq>,
+}
+
+/// Most RST replies queued at once; beyond this they are dropped (and counted).
+const MAX_REPLIES: usize = 256;
+
+/// The timer wheel ticks in milliseconds.
+const TICK_NANOS: u64 = 1_000_000;
+
+/// The sans-IO TCP/IP engine. See the [crate docs](crate).
+pub struct Engine {
+    config: Config,
+    iface: Interface,
+    checksums: ChecksumCapabilities,
+    secret: Secret,
+    slots: Vec<Slot>,
+    free_slots: Vec<u32>,
+    conns: HashMap<(SocketAddrV4, SocketAddrV4), SocketHandle>,
+    listeners: HashMap<u16, SocketHandle>,
+    wheel: Wheel<(SocketHandle, Timer)>,
+    tx_queue: VecDeque<SocketHandle>,
+    replies: VecDeque<Reply>,
+    events: VecDeque<SocketHandle>,
+    stats: Stats,
+    next_port: u16,
+}
+
+impl Engine {
+    /// A new engine on `iface`. `secret` keys the initial sequence numbers
+    /// (RFC 6528) and seeds the engine's other choices: give each stack a
+    /// random one, or a fixed one for a reproducible simulation.
+    pub fn new(config: Config, iface: Interface, secret: [u64; 2]) -> Engine {
+        let mut checksums = ChecksumCapabilities::default();
+        let mode = match (iface.checksum_rx_offload, iface.checksum_tx_offload) {
+            (false, false) => Checksum::Both,
+            (true, false) => Checksum::Tx,
+            (false, true) => Checksum::Rx,
+            (true, true) => Checksum::None,
+        };
+        checksums.ipv4 = mode;
+        checksums.tcp = mode;
+        let mut secret = Secret::new(secret);
+        let (lo, hi) = config.ephemeral_ports;
+        let span = u64::from(hi.saturating_sub(lo)) + 1;
+        let next_port = lo.wrapping_add((secret.next_u64() % span) as u16);
+        Engine {
+            config,
+            iface,
+            checksums,
+            secret,
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            conns: HashMap::new(),
+            listeners: HashMap::new(),
+            wheel: Wheel::new(),
+            tx_queue: VecDeque::new(),
+            replies: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+            next_port,
+        }
+    }
+
+    /// The interface the engine speaks on.
+    pub fn interface(&self) -> &Interface {
+        &self.iface
+    }
+
+    /// The engine's configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Engine-wide counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    // ----- Sockets -----
+
+    fn alloc_slot(&mut self, socket: Socket) -> SocketHandle {
+        let index = match self.free_slots.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    socket: None,
+                    timer_keys: [None; 4],
+                    in_tx_queue: false,
+                    pending_events: 0,
+                    in_accept_queue: false,
+                    counted: false,
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slot = &mut self.slots[index as usize];
+        slot.socket = Some(socket);
+        SocketHandle {
+            index,
+            generation: slot.generation,
+        }
+    }
+
+    fn slot(&self, h: SocketHandle) -> Option<&Slot> {
+        self.slots
+            .get(h.index as usize)
+            .filter(|s| s.generation == h.generation && s.socket.is_some())
+    }
+
+    fn slot_mut(&mut self, h: SocketHandle) -> Option<&mut Slot> {
+        self.slots
+            .get_mut(h.index as usize)
+            .filter(|s| s.generation == h.generation && s.socket.is_some())
+    }
+
+    fn tcb(&self, h: SocketHandle) -> Result<&Tcb, Error> {
+        match self.slot(h).and_then(|s| s.socket.as_ref()) {
+            Some(Socket::Conn(tcb)) => Ok(tcb),
+            Some(Socket::Listener(_)) => Err(Error::NotConnected),
+            None => Err(Error::InvalidHandle),
+        }
+    }
+
+    fn tcb_mut(&mut self, h: SocketHandle) -> Result<&mut Tcb, Error> {
+        match self.slot_mut(h).and_then(|s| s.socket.as_mut()) {
+            Some(Socket::Conn(tcb)) => Ok(tcb),
+            Some(Socket::Listener(_)) => Err(Error::NotConnected),
+            None => Err(Error::InvalidHandle),
+        }
+    }
+
+    fn listener_mut(&mut self, h: SocketHandle) -> Result<&mut Listener, Error> {
+        match self.slot_mut(h).and_then(|s| s.socket.as_mut()) {
+            Some(Socket::Listener(l)) => Ok(l),
+            Some(Socket::Conn(_)) => Err(Error::InvalidInput),
+            None => Err(Error::InvalidHandle),
+        }
+    }
+
+    fn free_slot(&mut self, h: SocketHandle) {
+        let Some(slot) = self.slot_mut(h) else {
+            return;
+        };
+        let keys = std::mem::take(&mut slot.timer_keys);
+        let socket = slot.socket.take();
+        slot.generation = slot.generation.wrapping_add(1);
+        slot.in_tx_queue = false;
+        slot.pending_events = 0;
+        slot.in_accept_queue = false;
+        slot.counted = false;
+        for key in keys.into_iter().flatten() {
+            self.wheel.cancel(key);
+        }
+        match socket {
+            Some(Socket::Conn(tcb)) => {
+                if self.conns.get(&(tcb.local, tcb.remote)) == Some(&h) {
+                    self.conns.remove(&(tcb.local, tcb.remote));
+                }
+            }
+            Some(Socket::Listener(l)) => {
+                if self.listeners.get(&l.local.port()) == Some(&h) {
+                    self.listeners.remove(&l.local.port());
+                }
+            }
+            None => {}
+        }
+        self.free_slots.push(h.index);
+    }
+
+    fn check_local(&self, local: SocketAddrV4) -> Result<(), Error> {
+        if !local.ip().is_unspecified() && *local.ip() != self.iface.addr {
+            return Err(Error::AddrNotAvailable);
+        }
+        Ok(())
+    }
+
+    /// Opens a listener on `local` (port 0 picks an ephemeral port) with room for
+    /// `backlog` connections in each of its SYN and accept queues.
+    ///
+    /// Errors: [`Error::AddrInUse`] if the port has a listener,
+    /// [`Error::AddrNotAvailable`] if the address is not the stack's.
+    pub fn listen(&mut self, local: SocketAddrV4, backlog: usize) -> Result<SocketHandle, Error> {
+        self.check_local(local)?;
+        let port = match local.port() {
+            0 => self.ephemeral_port(None)?,
+            p if self.listeners.contains_key(&p) => return Err(Error::AddrInUse),
+            p => p,
+        };
+        let local = SocketAddrV4::new(self.iface.addr, port);
+        let backlog = backlog.clamp(1, self.config.max_backlog.max(1));
+        let h = self.alloc_slot(Socket::Listener(Listener::new(local, backlog)));
+        self.listeners.insert(port, h);
+        Ok(h)
+    }
+
+    /// Takes the next established connection from a listener's accept queue, or
+    /// [`Error::WouldBlock`] when there is none.
+    pub fn accept(&mut self, listener: SocketHandle) -> Result<SocketHandle, Error> {
+        let l = self.listener_mut(listener)?;
+        let h = l.accept_queue.pop_front().ok_or(Error::WouldBlock)?;
+        if let Some(slot) = self.slot_mut(h) {
+            slot.in_accept_queue = false;
+        }
+        if let Ok(tcb) = self.tcb_mut(h) {
+            tcb.parent = None;
+        }
+        Ok(h)
+    }
+
+    /// Finds a free ephemeral port: for a listener (`remote` None), one no listener
+    /// uses; for a connection, one that makes a 4-tuple not in use.
+    fn ephemeral_port(&mut self, remote: Option<SocketAddrV4>) -> Result<u16, Error> {
+        let (lo, hi) = self.config.ephemeral_ports;
+        let span = u32::from(hi.saturating_sub(lo)) + 1;
+        for _ in 0..span {
+            let port = self.next_port;
+            self.next_port = if port >= hi || port < lo {
+                lo
+            } else {
+                port + 1
+            };
+            if port < lo || port > hi || self.listeners.contains_key(&port) {
+                continue;
+            }
+            let local = SocketAddrV4::new(self.iface.addr, port);
+            match remote {
+                Some(r) if self.conns.contains_key(&(local, r)) => continue,
+                _ => return Ok(port),
+            }
+        }
+        Err(Error::AddrNotAvailable)
+    }
+
+    /// Starts an active open to `remote` from an ephemeral port (RFC 9293 §3.10.1).
+    /// The SYN goes out with the next [`poll_transmit`](Engine::poll_transmit);
+    /// the handle becomes writable when the connection is established or failed
+    /// (see [`connect_result`](Engine::connect_result)).
+    pub fn connect(&mut self, now: Instant, remote: SocketAddrV4) -> Result<SocketHandle, Error> {
+        self.connect_from(now, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0), remote)
+    }
+
+    /// Like [`connect`](Engine::connect), from a given local address and port
+    /// (port 0: ephemeral).
+    pub fn connect_from(
+        &mut self,
+        now: Instant,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+    ) -> Result<SocketHandle, Error> {
+        self.check_local(local)?;
+        if remote.port() == 0 || remote.ip().is_unspecified() || remote.ip().is_broadcast() {
+            return Err(Error::InvalidInput);
+        }
+        let port = match local.port() {
+            0 => self.ephemeral_port(Some(remote))?,
+            p => p,
+        };
+        let local = SocketAddrV4::new(self.iface.addr, port);
+        if self.conns.contains_key(&(local, remote)) {
+            return Err(Error::AddrInUse);
+        }
+        let iss = self.secret.isn(now, local, remote);
+        let tcb = Tcb::connect(&self.config, local, remote, iss, self.iface.mtu);
+        let h = self.alloc_slot(Socket::Conn(Box::new(tcb)));
+        self.conns.insert((local, remote), h);
+        self.after(now, h);
+        Ok(h)
+    }
+
+    /// The outcome of a connect so far: `Ok(true)` established, `Ok(false)` still
+    /// in progress, or the error that ended it (e.g. [`Error::ConnectionRefused`]).
+    pub fn connect_result(&self, h: SocketHandle) -> Result<bool, Error> {
+        let tcb = self.tcb(h)?;
+        if let Some(e) = tcb.error {
+            return Err(e);
+        }
+        Ok(match tcb.state {
+            State::SynSent | State::SynReceived => false,
+            State::Closed => return Err(Error::NotConnected),
+            _ => true,
+        })
+    }
+
+    /// Copies as much of `data` as fits into the connection's send buffer.
+    /// [`Error::WouldBlock`] when it is full or the handshake is not done;
+    /// [`Error::BrokenPipe`] after [`shutdown`](Engine::shutdown).
+    pub fn send(&mut self, now: Instant, h: SocketHandle, data: &[u8]) -> Result<usize, Error> {
+        let n = self.tcb_mut(h)?.send(now, data)?;
+        self.after(now, h);
+        Ok(n)
+    }
+
+    /// Copies received bytes into `buf`. `Ok(0)` is the end of the stream (the
+    /// peer's FIN); [`Error::WouldBlock`] when nothing is there yet.
+    pub fn recv(&mut self, now: Instant, h: SocketHandle, buf: &mut [u8]) -> Result<usize, Error> {
+        let n = self.tcb_mut(h)?.recv(buf, false)?;
+        self.after(now, h);
+        Ok(n)
+    }
+
+    /// Like [`recv`](Engine::recv) but leaves the bytes in the buffer.
+    pub fn peek(&mut self, h: SocketHandle, buf: &mut [u8]) -> Result<usize, Error> {
+        self.tcb_mut(h)?.recv(buf, true)
+    }
+
+    /// Closes the sending direction: a FIN follows the data already written.
+    pub fn shutdown(&mut self, now: Instant, h: SocketHandle) -> Result<(), Error> {
+        self.tcb_mut(h)?.shutdown_write()?;
+        self.after(now, h);
+        Ok(())
+    }
+
+    /// Gives the handle up. A connection closes gracefully (FIN after the data),
+    /// or with a RST if received data was left unread (RFC 2525 §2.17); it lives
+    /// on in the engine until the close completes. A listener closes at once and
+    /// resets the connections it had not handed out.
+    pub fn close(&mut self, now: Instant, h: SocketHandle) {
+        match self.slot_mut(h).and_then(|s| s.socket.as_mut()) {
+            Some(Socket::Conn(tcb)) => {
+                tcb.release(now);
+                self.after(now, h);
+            }
+            Some(Socket::Listener(l)) => {
+                let pending: Vec<_> = l.accept_queue.drain(..).collect();
+                self.free_slot(h);
+                for c in pending {
+                    if let Ok(tcb) = self.tcb_mut(c) {
+                        tcb.abort();
+                        tcb.released = true;
+                    }
+                    self.after(now, c);
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// Aborts a connection: RST to the peer, and the handle is given up.
+    pub fn abort(&mut self, now: Instant, h: SocketHandle) {
+        if let Ok(tcb) = self.tcb_mut(h) {
+            tcb.abort();
+            tcb.error.get_or_insert(Error::ConnectionAborted);
+            tcb.released = true;
+            self.after(now, h);
+        } else if matches!(self.listener_mut(h), Ok(_)) {
+            self.close(now, h);
+        }
+    }
+
+    /// Turns Nagle's algorithm off (`true`) or on (RFC 896).
+    pub fn set_nodelay(&mut self, h: SocketHandle, nodelay: bool) -> Result<(), Error> {
+        self.tcb_mut(h)?.nodelay = nodelay;
+        Ok(())
+    }
+
+    /// Whether Nagle's algorithm is off.
+    pub fn nodelay(&self, h: SocketHandle) -> Result<bool, Error> {
+        Ok(self.tcb(h)?.nodelay)
+    }
+
+    /// The local address of a socket.
+    pub fn local_addr(&self, h: SocketHandle) -> Result<SocketAddrV4, Error> {
+        match self.slot(h).and_then(|s| s.socket.as_ref()) {
+            Some(Socket::Conn(tcb)) => Ok(tcb.local),
+            Some(Socket::Listener(l)) => Ok(l.local),
+            None => Err(Error::InvalidHandle),
+        }
+    }
+
+    /// The remote address of a connection.
+    pub fn peer_addr(&self, h: SocketHandle) -> Result<SocketAddrV4, Error> {
+        Ok(self.tcb(h)?.remote)
+    }
+
+    /// The state of a connection.
+    pub fn state(&self, h: SocketHandle) -> Result<State, Error> {
+        Ok(self.tcb(h)?.state)
+    }
+
+    /// Whether a read on the connection (or an accept on the listener) would not block.
+    pub fn is_readable(&self, h: SocketHandle) -> bool {
+        match self.slot(h).and_then(|s| s.socket.as_ref()) {
+            Some(Socket::Conn(tcb)) => tcb.readable(),
+            Some(Socket::Listener(l)) => !l.accept_queue.is_empty(),
+            None => true,
+        }
+    }
+
+    /// Whether a write on the connection would not block (or a connect has finished).
+    pub fn is_writable(&self, h: SocketHandle) -> bool {
+        match self.slot(h).and_then(|s| s.socket.as_ref()) {
+            Some(Socket::Conn(tcb)) => tcb.writable(),
+            _ => true,
+        }
+    }
+
+    /// Bytes that can be read now without blocking.
+    pub fn recv_queue(&self, h: SocketHandle) -> Result<usize, Error> {
+        Ok(self.tcb(h)?.recv_queue())
+    }
+
+    /// Room in the send buffer.
+    pub fn send_capacity(&self, h: SocketHandle) -> Result<usize, Error> {
+        Ok(self.tcb(h)?.send_capacity())
+    }
+
+    /// Statistics of a connection.
+    pub fn tcp_info(&self, h: SocketHandle) -> Result<TcpInfo, Error> {
+        Ok(self.tcb(h)?.tcp_info())
+    }
+
+    /// The initial send and receive sequence numbers (ISS, IRS) of a connection.
+    pub fn sequence_numbers(&self, h: SocketHandle) -> Result<(Seq, Seq), Error> {
+        let tcb = self.tcb(h)?;
+        Ok((tcb.iss, tcb.irs))
+    }
+
+    /// How many sockets (listeners and connections, TIME-WAIT included) are live.
+    pub fn socket_count(&self) -> usize {
+        self.slots.len() - self.free_slots.len()
+    }
+
+    // ----- Bookkeeping after every change to a connection -----
+
+    /// Brings the wheel, the event queue, the transmit queue and the listener
+    /// queues up to date with what a connection now wants, and frees it if done.
+    fn after(&mut self, now: Instant, h: SocketHandle) {
+        self.update(now, h, true);
+    }
+
+    /// [`after`](Engine::after), optionally leaving the transmit queue alone (for a
+    /// connection that was just asked and had nothing to send).
+    fn update(&mut self, now: Instant, h: SocketHandle, may_queue: bool) {
+        let Some(slot) = self
+            .slots
+            .get_mut(h.index as usize)
+            .filter(|s| s.generation == h.generation)
+        else {
+            return;
+        };
+        let Some(Socket::Conn(tcb)) = slot.socket.as_mut() else {
+            return;
+        };
+        // Timers.
+        if tcb.timers_dirty {
+            tcb.timers_dirty = false;
+            for timer in Timer::ALL {
+                let want = tcb.timers[timer as usize].map(|at| at.as_nanos().div_ceil(TICK_NANOS));
+                let key = &mut slot.timer_keys[timer as usize];
+                match (want, *key) {
+                    (None, None) => {}
+                    (None, Some(k)) => {
+                        self.wheel.cancel(k);
+                        *key = None;
+                    }
+                    (Some(tick), Some(k)) => {
+                        if self.wheel.deadline(k) != Some(tick) && !self.wheel.reset(k, tick) {
+                            *key = Some(self.wheel.insert(tick, (h, timer)));
+                        }
+                    }
+                    (Some(tick), None) => *key = Some(self.wheel.insert(tick, (h, timer))),
+                }
+            }
+        }
+        // Readiness.
+        if tcb.events != 0 {
+            if slot.pending_events == 0 {
+                self.events.push_back(h);
+            }
+            slot.pending_events |= tcb.events;
+            tcb.events = 0;
+        }
+        if !slot.counted && tcb.state.is_synchronized() {
+            slot.counted = true;
+            self.stats.connections_established += 1;
+        }
+        // Transmission.
+        if may_queue && !slot.in_tx_queue && tcb.wants_output() {
+            slot.in_tx_queue = true;
+            self.tx_queue.push_back(h);
+        }
+        let state = tcb.state;
+        let parent = tcb.parent;
+        let finished = tcb.is_finished();
+        let in_accept_queue = slot.in_accept_queue;
+        // The listener's queues.
+        if let Some(p) = parent {
+            if !in_accept_queue && state != State::SynReceived {
+                let established = state != State::Closed;
+                match self.listener_mut(p) {
+                    Ok(l) => {
+                        l.syn_queue = l.syn_queue.saturating_sub(1);
+                        if established {
+                            l.accept_queue.push_back(h);
+                            if let Some(s) = self.slot_mut(h) {
+                                s.in_accept_queue = true;
+                            }
+                            self.raise(p, EV_READ);
+                        }
+                    }
+                    Err(_) => {
+                        // The listener is gone: nobody will accept this one.
+                        if let Ok(tcb) = self.tcb_mut(h) {
+                            tcb.abort();
+                        }
+                    }
+                }
+                if !established || self.slot(h).is_some_and(|s| !s.in_accept_queue) {
+                    if let Ok(tcb) = self.tcb_mut(h) {
+                        tcb.parent = None;
+                        tcb.released = true;
+                    }
+                    return self.after(now, h);
+                }
+            }
+        } else if finished {
+            self.free_slot(h);
+        }
+    }
+
+    fn raise(&mut self, h: SocketHandle, bits: u8) {
+        if let Some(slot) = self.slot_mut(h) {
+            let was = slot.pending_events;
+            slot.pending_events |= bits;
+            if was == 0 {
+                self.events.push_back(h);
+            }
+        }
+    }
+
+    // ----- Events and timers -----
+
+    /// The next readiness change, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        while let Some(h) = self.events.pop_front() {
+            let Some(slot) = self.slot_mut(h) else {
+                continue;
+            };
+            let bits = std::mem::take(&mut slot.pending_events);
+            if bits != 0 {
+                return Some(Event {
+                    handle: h,
+                    readable: bits & EV_READ != 0,
+                    writable: bits & EV_WRITE != 0,
+                });
+            }
+        }
+        None
+    }
+
+    /// The earliest timer deadline, if any timer is pending.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.wheel
+            .next_deadline()
+            .map(|tick| Instant::from_nanos(tick.saturating_mul(TICK_NANOS)))
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let tick = now.as_nanos() / TICK_NANOS;
+        while let Some((key, (h, timer))) = self.wheel.poll(tick) {
+            let Some(slot) = self.slot_mut(h) else {
+                continue;
+            };
+            if slot.timer_keys[timer as usize] != Some(key) {
+                continue;
+            }
+            slot.timer_keys[timer as usize] = None;
+            if let Some(Socket::Conn(tcb)) = slot.socket.as_mut() {
+                let span = tcb.span().clone();
+                let _enter = span.enter();
+                tcb.on_timer(now, timer);
+            }
+            self.after(now, h);
+        }
+    }
+
+    // ----- Input -----
+
+    /// Handles one inbound IPv4 datagram. Anything malformed is dropped and counted.
+    pub fn handle_packet(&mut self, now: Instant, packet: &[u8]) {
+        self.stats.rx_packets += 1;
+        let Ok(ip) = Ipv4Packet::new_checked(packet) else {
+            self.stats.rx_malformed += 1;
+            return;
+        };
+        if self.checksums.ipv4.rx() && ip.version() == 4 && !ip.verify_checksum() {
+            self.stats.rx_bad_checksum += 1;
+            return;
+        }
+        let Ok(ip_repr) = Ipv4Repr::parse(&ip, &ChecksumCapabilities::ignored()) else {
+            self.stats.rx_malformed += 1;
+            return;
+        };
+        if ip_repr.dst_addr != self.iface.addr {
+            self.stats.rx_not_for_us += 1;
+            return;
+        }
+        if ip_repr.next_header != IpProtocol::Tcp {
+            self.stats.rx_unknown_protocol += 1;
+            return;
+        }
+        let src = IpAddress::Ipv4(ip_repr.src_addr);
+        let dst = IpAddress::Ipv4(ip_repr.dst_addr);
+        let Ok(tcp) = TcpPacket::new_checked(ip.payload()) else {
+            self.stats.rx_malformed += 1;
+            return;
+        };
+        if self.checksums.tcp.rx() && !tcp.verify_checksum(&src, &dst) {
+            self.stats.rx_bad_checksum += 1;
+            return;
+        }
+        let Ok(repr) = TcpRepr::parse(&tcp, &src, &dst, &ChecksumCapabilities::ignored()) else {
+            self.stats.rx_malformed += 1;
+            return;
+        };
+        let seg = Segment {
+            seq: repr.seq_number.into(),
+            ack: repr.ack_number.map(Seq::from),
+            ctl: match repr.control {
+                TcpControl::Syn => Ctl::Syn,
+                TcpControl::Fin => Ctl::Fin,
+                TcpControl::Rst => Ctl::Rst,
+                TcpControl::None | TcpControl::Psh => Ctl::None,
+            },
+            window: repr.window_len,
+            mss: repr.max_seg_size,
+            window_scale: repr.window_scale,
+            payload: repr.payload,
+        };
+        let local = SocketAddrV4::new(ip_repr.dst_addr, repr.dst_port);
+        let remote = SocketAddrV4::new(ip_repr.src_addr, repr.src_port);
+        self.handle_segment(now, local, remote, &seg);
+    }
+
+    fn handle_segment(
+        &mut self,
+        now: Instant,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        seg: &Segment<'_>,
+    ) {
+        if let Some(&h) = self.conns.get(&(local, remote)) {
+            let has_listener = self.listeners.contains_key(&local.port());
+            let tcb = self.tcb_mut(h).expect("connection table names a live connection");
+            // RFC 9293 §3.10.7.4 / RFC 6191: a new SYN may reuse a TIME-WAIT pair when
+            // its sequence number is beyond the old connection's.
+            let reuse = tcb.state == State::TimeWait
+                && seg.ctl == Ctl::Syn
+                && seg.ack.is_none()
+                && seg.seq.gt(tcb.rcv_nxt)
+                && has_listener;
+            if !reuse {
+                let span = tcb.span().clone();
+                let _enter = span.enter();
+                trace!(seq = %seg.seq, ack = ?seg.ack, ctl = ?seg.ctl, len = seg.payload.len(), "segment in");
+                tcb.on_segment(now, seg);
+                self.after(now, h);
+                return;
+            }
+            self.free_slot(h);
+        }
+        if let Some(&lh) = self.listeners.get(&local.port()) {
+            self.listen_segment(now, lh, local, remote, seg);
+            return;
+        }
+        self.stats.rx_no_socket += 1;
+        self.reply_rst(local, remote, seg);
+    }
+
+    /// RFC 9293 §3.10.7.2: a segment for a listener.
+    fn listen_segment(
+        &mut self,
+        now: Instant,
+        lh: SocketHandle,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        seg: &Segment<'_>,
+    ) {
+        match seg.ctl {
+            Ctl::Rst => return,
+            _ if seg.ack.is_some() => {
+                self.reply_rst(local, remote, seg);
+                return;
+            }
+            Ctl::Syn => {}
+            _ => return,
+        }
+        let Ok(listener) = self.listener_mut(lh) else {
+            return;
+        };
+        if !listener.has_room() {
+            self.stats.syn_dropped += 1;
+            return;
+        }
+        listener.syn_queue += 1;
+        let iss = self.secret.isn(now, local, remote);
+        let mut tcb = Tcb::accept_syn(&self.config, local, remote, iss, self.iface.mtu, seg);
+        tcb.parent = Some(lh);
+        let h = self.alloc_slot(Socket::Conn(Box::new(tcb)));
+        self.conns.insert((local, remote), h);
+        self.after(now, h);
+    }
+
+    /// RFC 9293 §3.10.7.1: the answer to a segment for no connection.
+    fn reply_rst(&mut self, local: SocketAddrV4, remote: SocketAddrV4, seg: &Segment<'_>) {
+        if seg.ctl == Ctl::Rst {
+            return;
+        }
+        if self.replies.len() >= MAX_REPLIES {
+            self.stats.rst_dropped += 1;
+            return;
+        }
+        let reply = match seg.ack {
+            Some(ack) => Reply {
+                local,
+                remote,
+                seq: ack,
+                ack: None,
+            },
+            None => {
+                let len = seg.payload.len() as u32
+                    + u32::from(matches!(seg.ctl, Ctl::Syn | Ctl::Fin));
+                Reply {
+                    local,
+                    remote,
+                    seq: Seq(0),
+                    ack: Some(seg.seq + len),
+                }
+            }
+        };
+        self.replies.push_back(reply);
+    }
+
+    // ----- Output -----
+
+    /// Writes the next outbound IPv4 datagram into `buf` and returns its length,
+    /// or `None` when there is nothing to send. `buf` must hold at least one MTU.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        if let Some(r) = self.replies.pop_front() {
+            let out = Outbound {
+                seq: r.seq,
+                ack: r.ack,
+                ctl: Ctl::Rst,
+                window: 0,
+                mss: None,
+                window_scale: None,
+                payload_offset: 0,
+                payload_len: 0,
+                psh: false,
+            };
+            self.stats.tx_packets += 1;
+            return Some(self.emit(r.local, r.remote, &out, None, buf));
+        }
+        while let Some(h) = self.tx_queue.pop_front() {
+            let slot = match self.slots.get_mut(h.index as usize) {
+                Some(s) if s.generation == h.generation => s,
+                _ => continue,
+            };
+            slot.in_tx_queue = false;
+            let Some(Socket::Conn(tcb)) = slot.socket.as_mut() else {
+                continue;
+            };
+            let out = tcb.poll_output(now);
+            let Some(out) = out else {
+                // Nothing sendable now (window, Nagle): it is queued again when an
+                // ACK, a timer or the application changes that.
+                self.update(now, h, false);
+                continue;
+            };
+            let (local, remote) = (tcb.local, tcb.remote);
+            let tcb: &Tcb = tcb;
+            trace!(parent: tcb.span(), seq = %out.seq, ack = ?out.ack, ctl = ?out.ctl, len = out.payload_len, "segment out");
+            let len = Self::emit_with(
+                &self.checksums,
+                self.config.ttl,
+                local,
+                remote,
+                &out,
+                Some(tcb),
+                buf,
+            );
+            self.stats.tx_packets += 1;
+            self.after(now, h);
+            return Some(len);
+        }
+        None
+    }
+
+    fn emit(
+        &self,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        out: &Outbound,
+        tcb: Option<&Tcb>,
+        buf: &mut [u8],
+    ) -> usize {
+        Self::emit_with(&self.checksums, self.config.ttl, local, remote, out, tcb, buf)
+    }
+
+    /// Builds the IPv4 datagram of `out` in `buf`: payload first, straight from the
+    /// send buffer, then the headers, whose checksum covers it.
+    fn emit_with(
+        checksums: &ChecksumCapabilities,
+        ttl: u8,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        out: &Outbound,
+        tcb: Option<&Tcb>,
+        buf: &mut [u8],
+    ) -> usize {
+        let repr = TcpRepr {
+            src_port: local.port(),
+            dst_port: remote.port(),
+            control: match out.ctl {
+                Ctl::Syn => TcpControl::Syn,
+                Ctl::Fin => TcpControl::Fin,
+                Ctl::Rst => TcpControl::Rst,
+                Ctl::None if out.psh => TcpControl::Psh,
+                Ctl::None => TcpControl::None,
+            },
+            seq_number: TcpSeqNumber::from(out.seq),
+            ack_number: out.ack.map(TcpSeqNumber::from),
+            window_len: out.window,
+            window_scale: out.window_scale,
+            max_seg_size: out.mss,
+            sack_permitted: false,
+            sack_ranges: [None; 3],
+            timestamp: None,
+            payload: &[],
+        };
+        let ip_len = 20;
+        let tcp_len = repr.header_len() + out.payload_len;
+        let total = ip_len + tcp_len;
+        let buf = &mut buf[..total];
+        if let Some(tcb) = tcb
+            && out.payload_len > 0
+        {
+            tcb.copy_payload(out, &mut buf[ip_len + repr.header_len()..]);
+        }
+        let ip_repr = Ipv4Repr {
+            src_addr: *local.ip(),
+            dst_addr: *remote.ip(),
+            next_header: IpProtocol::Tcp,
+            payload_len: tcp_len,
+            hop_limit: ttl,
+        };
+        ip_repr.emit(&mut Ipv4Packet::new_unchecked(&mut buf[..]), checksums);
+        repr.emit(
+            &mut TcpPacket::new_unchecked(&mut buf[ip_len..]),
+            &IpAddress::Ipv4(*local.ip()),
+            &IpAddress::Ipv4(*remote.ip()),
+            checksums,
+        );
+        total
+    }
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("iface", &self.iface)
+            .field("sockets", &self.socket_count())
+            .field("stats", &self.stats)
+            .finish()
+    }
+}

@@ -1,0 +1,1363 @@
+//! One TCP connection: its transmission control block (TCB) and state machine.
+//!
+//! RFC 9293 §3.3.2 names the states and §3.10 the event processing that this
+//! file follows: [`Tcb::on_segment`] is "SEGMENT ARRIVES" (§3.10.7),
+//! [`Tcb::poll_output`] decides what to send next, and [`Tcb::on_timer`] handles
+//! the timeouts (§3.10.8). The TCB knows nothing of IP, the timer wheel or other
+//! connections: it asks for timers through [`Tcb::timers`] and reports readiness
+//! through [`Tcb::events`]; the engine does the rest.
+
+use std::net::SocketAddrV4;
+use std::time::Duration;
+
+use tracing::{debug, trace};
+
+use super::buffer::{RecvBuffer, SendBuffer};
+use super::congestion::NewReno;
+use super::rtt::RttEstimator;
+use crate::seq::Seq;
+use crate::{Config, Error, Instant};
+
+/// The state of a connection (RFC 9293 §3.3.2). `Listen` belongs to listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// A SYN was sent; waiting for a matching SYN.
+    SynSent,
+    /// A SYN was received and answered; waiting for the ACK of our SYN.
+    SynReceived,
+    /// Data flows both ways.
+    Established,
+    /// We closed our direction; our FIN is not yet acknowledged.
+    FinWait1,
+    /// Our FIN is acknowledged; waiting for the peer's FIN.
+    FinWait2,
+    /// The peer closed its direction; we may still send.
+    CloseWait,
+    /// Both closed at once; waiting for the ACK of our FIN.
+    Closing,
+    /// The peer closed first, then we did; waiting for the ACK of our FIN.
+    LastAck,
+    /// Both directions closed; waiting 2·MSL so stray segments die out.
+    TimeWait,
+    /// No connection.
+    Closed,
+}
+
+impl State {
+    /// Whether the handshake is done (RFC 9293's "synchronized states").
+    pub fn is_synchronized(self) -> bool {
+        !matches!(self, State::SynSent | State::SynReceived | State::Closed)
+    }
+}
+
+/// The control flag of a segment. TCP allows combinations; smoltcp's parser
+/// already rejects the nonsensical ones (SYN+FIN, SYN+RST, FIN+RST).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ctl {
+    None,
+    Syn,
+    Fin,
+    Rst,
+}
+
+/// A parsed inbound segment, as the TCB sees it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Segment<'a> {
+    pub seq: Seq,
+    pub ack: Option<Seq>,
+    pub ctl: Ctl,
+    pub window: u16,
+    pub mss: Option<u16>,
+    pub window_scale: Option<u8>,
+    pub payload: &'a [u8],
+}
+
+impl Segment<'_> {
+    /// SEG.LEN: the sequence space it occupies.
+    fn len(&self) -> u32 {
+        self.payload.len() as u32 + u32::from(matches!(self.ctl, Ctl::Syn | Ctl::Fin))
+    }
+}
+
+/// An outbound segment the TCB wants sent; its payload is `payload_len` bytes
+/// of the send buffer starting `payload_offset` bytes in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Outbound {
+    pub seq: Seq,
+    pub ack: Option<Seq>,
+    pub ctl: Ctl,
+    pub window: u16,
+    pub mss: Option<u16>,
+    pub window_scale: Option<u8>,
+    pub payload_offset: usize,
+    pub payload_len: usize,
+    pub psh: bool,
+}
+
+/// The timers of one connection; each is one entry in the engine's wheel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Timer {
+    /// Retransmission of unacknowledged data, SYN or FIN (RFC 6298).
+    Retransmit = 0,
+    /// Zero-window probing (RFC 9293 §3.8.6.1).
+    Persist = 1,
+    /// The delayed ACK (RFC 1122 §4.2.3.2).
+    DelayedAck = 2,
+    /// TIME-WAIT's 2·MSL, or the FIN-WAIT-2 timeout of a released connection.
+    Linger = 3,
+}
+
+impl Timer {
+    pub(crate) const ALL: [Timer; 4] = [
+        Timer::Retransmit,
+        Timer::Persist,
+        Timer::DelayedAck,
+        Timer::Linger,
+    ];
+}
+
+/// Readiness bits the TCB raises for the engine to report.
+pub(crate) const EV_READ: u8 = 1;
+pub(crate) const EV_WRITE: u8 = 2;
+
+/// Statistics of one connection, a subset of Linux's `TCP_INFO`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpInfo {
+    /// Smoothed round-trip time, once measured.
+    pub srtt: Option<Duration>,
+    /// Round-trip time variation.
+    pub rttvar: Duration,
+    /// Current retransmission timeout, backoff included.
+    pub rto: Duration,
+    /// Congestion window, bytes.
+    pub cwnd: usize,
+    /// Slow-start threshold, bytes (`usize::MAX` until the first loss).
+    pub ssthresh: usize,
+    /// Effective send MSS.
+    pub snd_mss: usize,
+    /// Bytes sent and not yet acknowledged.
+    pub bytes_in_flight: usize,
+    /// Payload bytes sent, retransmissions included.
+    pub bytes_sent: u64,
+    /// Payload bytes retransmitted.
+    pub bytes_retrans: u64,
+    /// Payload bytes acknowledged by the peer.
+    pub bytes_acked: u64,
+    /// Payload bytes received in order.
+    pub bytes_received: u64,
+    /// Segments sent.
+    pub segs_out: u64,
+    /// Segments received.
+    pub segs_in: u64,
+    /// Retransmission timeouts that fired.
+    pub timeouts: u64,
+    /// Fast retransmits.
+    pub fast_retransmits: u64,
+}
+
+/// The transmission control block of one connection (RFC 9293 §3.3.1).
+#[derive(Debug)]
+pub(crate) struct Tcb {
+    pub(crate) state: State,
+    pub(crate) local: SocketAddrV4,
+    pub(crate) remote: SocketAddrV4,
+    span: tracing::Span,
+
+    // Send sequence space (RFC 9293 §3.3.1, Figure 4).
+    pub(crate) iss: Seq,
+    pub(crate) snd_una: Seq,
+    pub(crate) snd_nxt: Seq,
+    /// The highest sequence number sent so far (SND.NXT can fall back on timeout).
+    snd_max: Seq,
+    pub(crate) snd_wnd: u32,
+    snd_wl1: Seq,
+    snd_wl2: Seq,
+    /// The largest window the peer ever offered (RFC 5961 §5.2's MAX.SND.WND).
+    max_snd_wnd: u32,
+    /// Window scale shift for the peer's windows (RFC 7323 §2.3).
+    snd_wscale: u8,
+    /// The sequence number of the first byte in the send buffer.
+    snd_buf_seq: Seq,
+    snd_buf: SendBuffer,
+    /// The application closed its sending direction: a FIN follows the data.
+    fin_queued: bool,
+    /// The effective send MSS (RFC 9293 §3.7.1).
+    pub(crate) snd_mss: usize,
+
+    // Receive sequence space (Figure 5).
+    pub(crate) irs: Seq,
+    pub(crate) rcv_nxt: Seq,
+    /// The right edge of the window last advertised; never moved left (RFC 9293 §3.8.6.2.2).
+    rcv_adv: Seq,
+    rcv_wscale: u8,
+    /// We offer window scaling; `wscale_on` once both sides did (RFC 7323 §2).
+    wscale_ok: bool,
+    wscale_on: bool,
+    rcv_buf: RecvBuffer,
+    /// The peer's FIN arrived ahead of data still missing; its sequence number.
+    rcv_fin: Option<Seq>,
+    /// The peer's FIN has been consumed: reads end after the buffered bytes.
+    fin_received: bool,
+    /// Our MSS offered in the SYN.
+    rcv_mss: u16,
+
+    // Acknowledgement policy.
+    ack_now: bool,
+    segs_since_ack: u32,
+    /// Send a RST with this sequence number (and ACK, if any) next.
+    rst_pending: Option<(Seq, Option<Seq>)>,
+    /// Send a zero-window probe next.
+    probe_pending: bool,
+    /// Retransmit one segment from SND.UNA next (fast retransmit / partial ACK).
+    rtx_pending: bool,
+
+    // Loss detection and congestion control.
+    rtt: RttEstimator,
+    /// The segment being timed for an RTT sample: its end and when it was sent (Karn).
+    rtt_timing: Option<(Seq, Instant)>,
+    backoff: u32,
+    retries: u32,
+    dup_acks: u32,
+    /// In fast recovery until SND.UNA passes this (RFC 6582's "recover").
+    recover: Option<Seq>,
+    cc: NewReno,
+
+    // The application's side.
+    pub(crate) nodelay: bool,
+    /// The handle was given up: nobody will read; close on its own.
+    pub(crate) released: bool,
+    pub(crate) error: Option<Error>,
+    /// The listener this connection came from, until it is accepted.
+    pub(crate) parent: Option<crate::SocketHandle>,
+    passive: bool,
+
+    // Timers the engine keeps in its wheel, and readiness to report.
+    pub(crate) timers: [Option<Instant>; 4],
+    pub(crate) timers_dirty: bool,
+    pub(crate) events: u8,
+    pub(crate) info: TcpInfo,
+
+    cfg: TcbConfig,
+}
+
+/// The parts of [`Config`] a TCB needs, copied in at creation.
+#[derive(Debug, Clone, Copy)]
+struct TcbConfig {
+    syn_retries: u32,
+    data_retries: u32,
+    time_wait: Duration,
+    fin_wait2_timeout: Duration,
+    delayed_ack: Duration,
+}
+
+impl Tcb {
+    fn new(
+        cfg: &Config,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: Seq,
+        mtu: usize,
+        passive: bool,
+    ) -> Tcb {
+        // RFC 9293 §3.7.1: the MSS we offer is the MTU less the fixed IP and TCP headers.
+        let rcv_mss = cfg
+            .mss
+            .unwrap_or(u16::MAX)
+            .min(mtu.saturating_sub(40).clamp(64, 65495) as u16);
+        // RFC 7323 §2.3: the smallest shift that lets the buffer be advertised.
+        let rcv_wscale = if cfg.window_scaling {
+            let mut shift = 0u8;
+            while (cfg.recv_buffer >> shift) > 65535 && shift < 14 {
+                shift += 1;
+            }
+            shift
+        } else {
+            0
+        };
+        // RFC 9293 §3.7.1: without an MSS option, assume 536.
+        let snd_mss = 536usize.min(usize::from(rcv_mss));
+        let span = tracing::debug_span!("tcp", %local, %remote);
+        Tcb {
+            state: State::Closed,
+            local,
+            remote,
+            span,
+            iss,
+            snd_una: iss,
+            snd_nxt: iss,
+            snd_max: iss,
+            snd_wnd: 0,
+            snd_wl1: Seq(0),
+            snd_wl2: Seq(0),
+            max_snd_wnd: 0,
+            snd_wscale: 0,
+            snd_buf_seq: iss + 1u32,
+            snd_buf: SendBuffer::new(cfg.send_buffer),
+            fin_queued: false,
+            snd_mss,
+            irs: Seq(0),
+            rcv_nxt: Seq(0),
+            rcv_adv: Seq(0),
+            rcv_wscale,
+            wscale_ok: cfg.window_scaling,
+            wscale_on: false,
+            rcv_buf: RecvBuffer::new(cfg.recv_buffer),
+            rcv_fin: None,
+            fin_received: false,
+            rcv_mss,
+            ack_now: false,
+            segs_since_ack: 0,
+            rst_pending: None,
+            probe_pending: false,
+            rtx_pending: false,
+            rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
+            rtt_timing: None,
+            backoff: 0,
+            retries: 0,
+            dup_acks: 0,
+            recover: None,
+            cc: NewReno::new(snd_mss, cfg.initial_window_segments),
+            nodelay: false,
+            released: false,
+            error: None,
+            parent: None,
+            passive,
+            timers: [None; 4],
+            timers_dirty: false,
+            events: 0,
+            info: TcpInfo::default(),
+            cfg: TcbConfig {
+                syn_retries: cfg.syn_retries,
+                data_retries: cfg.data_retries,
+                time_wait: cfg.msl * 2,
+                fin_wait2_timeout: cfg.fin_wait2_timeout,
+                delayed_ack: cfg.delayed_ack,
+            },
+        }
+    }
+
+    /// An active open (RFC 9293 §3.10.1, "OPEN call, CLOSED state"): SYN-SENT, SYN queued.
+    pub(crate) fn connect(
+        cfg: &Config,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: Seq,
+        mtu: usize,
+    ) -> Tcb {
+        let mut tcb = Tcb::new(cfg, local, remote, iss, mtu, false);
+        tcb.state = State::SynSent;
+        tcb
+    }
+
+    /// A passive open from a SYN that reached a listener (RFC 9293 §3.10.7.2):
+    /// SYN-RECEIVED, SYN-ACK queued.
+    pub(crate) fn accept_syn(
+        cfg: &Config,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: Seq,
+        mtu: usize,
+        syn: &Segment<'_>,
+    ) -> Tcb {
+        let mut tcb = Tcb::new(cfg, local, remote, iss, mtu, true);
+        tcb.state = State::SynReceived;
+        tcb.irs = syn.seq;
+        tcb.rcv_nxt = syn.seq + 1u32;
+        tcb.take_syn_options(syn);
+        tcb.snd_wnd = u32::from(syn.window);
+        tcb.max_snd_wnd = tcb.snd_wnd;
+        tcb.snd_wl1 = syn.seq;
+        debug!(parent: &tcb.span, irs = %tcb.irs, iss = %tcb.iss, "SYN received");
+        tcb
+    }
+
+    /// Options of the peer's SYN: MSS (RFC 9293 §3.7.1) and window scale (RFC 7323 §2.2).
+    fn take_syn_options(&mut self, syn: &Segment<'_>) {
+        let peer_mss = usize::from(syn.mss.unwrap_or(536)).max(64);
+        self.snd_mss = peer_mss.min(usize::from(self.rcv_mss));
+        self.cc.set_mss(self.snd_mss);
+        match syn.window_scale {
+            // RFC 7323 §2.3: a shift above 14 is taken as 14 (smoltcp already clamps).
+            Some(shift) if self.wscale_ok => {
+                self.wscale_on = true;
+                self.snd_wscale = shift.min(14);
+            }
+            _ => {
+                // Scaling is on only if both sides offered it.
+                self.wscale_on = false;
+                self.snd_wscale = 0;
+                self.rcv_wscale = 0;
+            }
+        }
+    }
+
+    pub(crate) fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+
+    fn set_timer(&mut self, timer: Timer, at: Option<Instant>) {
+        if self.timers[timer as usize] != at {
+            self.timers[timer as usize] = at;
+            self.timers_dirty = true;
+        }
+    }
+
+    fn timer_armed(&self, timer: Timer) -> bool {
+        self.timers[timer as usize].is_some()
+    }
+
+    fn set_state(&mut self, state: State) {
+        if self.state != state {
+            debug!(parent: &self.span, from = ?self.state, to = ?state, "state");
+            self.state = state;
+        }
+    }
+
+    /// The end of the data the application has written: where a FIN goes.
+    fn data_end(&self) -> Seq {
+        self.snd_buf_seq + self.snd_buf.len()
+    }
+
+    fn flight(&self) -> usize {
+        (self.snd_max - self.snd_una).max(0) as usize
+    }
+
+    /// Moves to CLOSED, dropping every timer.
+    fn close_now(&mut self) {
+        self.set_state(State::Closed);
+        for t in Timer::ALL {
+            self.set_timer(t, None);
+        }
+        self.events |= EV_READ | EV_WRITE;
+    }
+
+    /// Fails the connection with `error` (RFC 9293 §3.10.7.4: reset or timeout).
+    fn fail(&mut self, error: Error) {
+        debug!(parent: &self.span, ?error, "connection failed");
+        self.error = Some(error);
+        self.close_now();
+    }
+
+    // ----- SEGMENT ARRIVES (RFC 9293 §3.10.7) -----
+
+    /// Processes one inbound segment for this connection.
+    pub(crate) fn on_segment(&mut self, now: Instant, seg: &Segment<'_>) {
+        self.info.segs_in += 1;
+        match self.state {
+            State::Closed => {}
+            State::SynSent => self.on_segment_syn_sent(now, seg),
+            _ => self.on_segment_synchronized(now, seg),
+        }
+    }
+
+    /// RFC 9293 §3.10.7.3: SYN-SENT.
+    fn on_segment_syn_sent(&mut self, now: Instant, seg: &Segment<'_>) {
+        // First, the ACK: it must acknowledge our SYN and nothing beyond.
+        if let Some(ack) = seg.ack
+            && (ack.le(self.iss) || ack.gt(self.snd_max))
+        {
+            if seg.ctl != Ctl::Rst {
+                self.rst_pending = Some((ack, None));
+            }
+            return;
+        }
+        // Second, RST: with an acceptable ACK the peer refused us.
+        if seg.ctl == Ctl::Rst {
+            if seg.ack.is_some() {
+                self.fail(Error::ConnectionRefused);
+            }
+            return;
+        }
+        // Fourth, SYN.
+        if seg.ctl != Ctl::Syn {
+            return;
+        }
+        self.irs = seg.seq;
+        self.rcv_nxt = seg.seq + 1u32;
+        self.take_syn_options(seg);
+        match seg.ack {
+            Some(ack) => {
+                debug!(parent: &self.span, irs = %self.irs, ack = %ack, "SYN-ACK received");
+                self.snd_wl1 = seg.seq;
+                self.snd_wl2 = ack;
+                // RFC 7323 §2.2: the window in a SYN is never scaled.
+                self.snd_wnd = u32::from(seg.window);
+                self.max_snd_wnd = self.snd_wnd;
+                self.on_new_ack(now, ack);
+                self.set_state(State::Established);
+                self.ack_now = true;
+                self.events |= EV_WRITE;
+                self.after_establish();
+            }
+            None => {
+                // Simultaneous open: answer with SYN-ACK, same ISS (RFC 9293 §3.5, Figure 8).
+                self.set_state(State::SynReceived);
+                self.snd_wnd = u32::from(seg.window);
+                self.max_snd_wnd = self.snd_wnd;
+                self.snd_wl1 = seg.seq;
+                self.snd_nxt = self.iss;
+            }
+        }
+    }
+
+    /// A FIN the application asked for before the handshake finished goes out now.
+    fn after_establish(&mut self) {
+        self.backoff = 0;
+        self.retries = 0;
+        if self.fin_queued {
+            self.set_state(State::FinWait1);
+        }
+    }
+
+    /// The window we may accept data into: at least what we advertised.
+    fn rcv_wnd(&self) -> u32 {
+        let free = self.rcv_buf.window() as u32;
+        let advertised = (self.rcv_adv - self.rcv_nxt).max(0) as u32;
+        free.max(advertised).min(self.rcv_buf.capacity() as u32)
+    }
+
+    /// RFC 9293 §3.10.7.4: the synchronized states and SYN-RECEIVED.
+    fn on_segment_synchronized(&mut self, now: Instant, seg: &Segment<'_>) {
+        let rcv_wnd = self.rcv_wnd();
+        let seg_len = seg.len();
+        // First: is the sequence number acceptable?
+        let wnd_end = self.rcv_nxt + rcv_wnd;
+        let acceptable = match (seg_len, rcv_wnd) {
+            (0, 0) => seg.seq == self.rcv_nxt,
+            (0, _) => seg.seq.in_range(self.rcv_nxt, wnd_end),
+            (_, 0) => false,
+            (_, _) => {
+                seg.seq.in_range(self.rcv_nxt, wnd_end)
+                    || (seg.seq + (seg_len - 1)).in_range(self.rcv_nxt, wnd_end)
+            }
+        };
+        // With a zero window, a segment at RCV.NXT still carries a valid ACK
+        // (RFC 9293 §3.10.7.4: "special allowance ... for valid ACKs").
+        let zero_window_probe = !acceptable && rcv_wnd == 0 && seg.seq == self.rcv_nxt;
+        if !acceptable && !zero_window_probe {
+            if self.state == State::SynReceived && seg.ctl == Ctl::Syn && seg.seq == self.irs {
+                // A retransmitted SYN: our SYN-ACK was lost; send it again.
+                self.snd_nxt = self.iss;
+                return;
+            }
+            if seg.ctl != Ctl::Rst {
+                self.ack_now = true;
+            }
+            if self.state == State::TimeWait && seg.ctl == Ctl::Fin {
+                self.arm_time_wait(now);
+            }
+            return;
+        }
+
+        // Second: RST (RFC 5961 §3.2: only an exact match resets; else challenge).
+        if seg.ctl == Ctl::Rst {
+            if seg.seq != self.rcv_nxt {
+                self.ack_now = true;
+                return;
+            }
+            match self.state {
+                State::SynReceived if self.passive => {
+                    // Back to LISTEN: for us, the embryonic connection just goes.
+                    self.close_now();
+                }
+                State::SynReceived => self.fail(Error::ConnectionRefused),
+                State::Closing | State::LastAck | State::TimeWait => self.close_now(),
+                _ => self.fail(Error::ConnectionReset),
+            }
+            return;
+        }
+
+        // Fourth: SYN in a synchronized state (RFC 5961 §4: challenge ACK).
+        if seg.ctl == Ctl::Syn {
+            if self.state == State::SynReceived && seg.seq == self.irs {
+                self.snd_nxt = self.iss;
+            } else {
+                self.ack_now = true;
+            }
+            return;
+        }
+
+        // Fifth: the ACK field.
+        let Some(ack) = seg.ack else {
+            return;
+        };
+        if self.state == State::SynReceived {
+            if ack.gt(self.snd_una) && ack.le(self.snd_max) {
+                self.snd_wnd = u32::from(seg.window) << self.snd_wscale;
+                self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+                self.snd_wl1 = seg.seq;
+                self.snd_wl2 = ack;
+                self.on_new_ack(now, ack);
+                debug!(parent: &self.span, ack = %ack, "ACK of SYN-ACK received");
+                self.set_state(State::Established);
+                self.events |= EV_WRITE;
+                self.after_establish();
+            } else {
+                self.rst_pending = Some((ack, None));
+                return;
+            }
+        } else if !self.on_ack(now, seg, ack) {
+            return;
+        }
+
+        // Our FIN acknowledged?
+        let fin_acked = self.fin_queued && self.snd_una == self.data_end() + 1u32;
+        match self.state {
+            State::FinWait1 if fin_acked => {
+                self.set_state(State::FinWait2);
+                if self.released {
+                    self.set_timer(Timer::Linger, Some(now + self.cfg.fin_wait2_timeout));
+                }
+            }
+            State::Closing if fin_acked => {
+                self.set_state(State::TimeWait);
+                self.arm_time_wait(now);
+            }
+            State::LastAck if fin_acked => {
+                self.close_now();
+                return;
+            }
+            _ => {}
+        }
+
+        // Seventh: segment text.
+        let mut payload = seg.payload;
+        let mut seq = seg.seq;
+        let mut fin = seg.ctl == Ctl::Fin;
+        if zero_window_probe {
+            if !payload.is_empty() {
+                self.ack_now = true;
+            }
+            payload = &[];
+            fin = false;
+        }
+        // Trim what we already have from the front.
+        let already = self.rcv_nxt - seq;
+        if already > 0 {
+            let cut = (already as usize).min(payload.len());
+            payload = &payload[cut..];
+            seq = seq + cut;
+        }
+        if !payload.is_empty() {
+            match self.state {
+                State::Established | State::FinWait1 | State::FinWait2 => {
+                    if self.released {
+                        // Nobody will ever read this: reset, as Linux does for orphans.
+                        self.rst_pending = Some((self.snd_nxt, Some(self.rcv_nxt)));
+                        self.close_now();
+                        return;
+                    }
+                    let offset = (seq - self.rcv_nxt).max(0) as usize;
+                    let fits = self.rcv_buf.window().saturating_sub(offset);
+                    if payload.len() > fits {
+                        // Beyond the window: cut, and the FIN with it.
+                        payload = &payload[..fits];
+                        fin = false;
+                    }
+                    self.on_data(now, offset, payload);
+                }
+                // The peer already sent its FIN: data after it is a protocol error; ignore.
+                _ => {}
+            }
+        }
+
+        // Eighth: FIN.
+        if fin {
+            let fin_seq = seq + payload.len();
+            if fin_seq.ge(self.rcv_nxt) && !self.fin_received {
+                self.rcv_fin = Some(fin_seq);
+            }
+        }
+        self.maybe_consume_fin(now);
+        if self.state == State::TimeWait && seg.ctl == Ctl::Fin {
+            // A retransmitted FIN: acknowledge and restart the 2·MSL wait.
+            self.ack_now = true;
+            self.arm_time_wait(now);
+        }
+    }
+
+    /// The ACK processing of RFC 9293 §3.10.7.4 "fifth" for the synchronized
+    /// states. Returns false when the segment must be dropped.
+    fn on_ack(&mut self, now: Instant, seg: &Segment<'_>, ack: Seq) -> bool {
+        if ack.gt(self.snd_max) {
+            // Acknowledges something not yet sent: ACK and drop.
+            self.ack_now = true;
+            return false;
+        }
+        // RFC 5961 §5.2: an ACK too far in the past gets a challenge ACK.
+        if ack.lt(self.snd_una - self.max_snd_wnd.max(1)) {
+            self.ack_now = true;
+            return false;
+        }
+        let window = u32::from(seg.window) << self.snd_wscale;
+        let old_wnd = self.snd_wnd;
+        if ack.gt(self.snd_una) {
+            self.on_new_ack(now, ack);
+        } else if ack == self.snd_una
+            && seg.payload.is_empty()
+            && seg.ctl == Ctl::None
+            && window == old_wnd
+            && self.snd_una != self.snd_max
+        {
+            self.on_dup_ack();
+        }
+        // Window update (RFC 9293 §3.10.7.4: only from a newer segment).
+        if self.snd_wl1.lt(seg.seq) || (self.snd_wl1 == seg.seq && self.snd_wl2.le(ack)) {
+            self.snd_wnd = window;
+            self.max_snd_wnd = self.max_snd_wnd.max(window);
+            self.snd_wl1 = seg.seq;
+            self.snd_wl2 = ack;
+            if window > old_wnd {
+                self.events |= EV_WRITE;
+            }
+        }
+        self.update_persist(now);
+        true
+    }
+
+    /// SND.UNA advances to `ack`: free acknowledged data, sample the RTT, and
+    /// restart the retransmission timer (RFC 6298 §5.3).
+    fn on_new_ack(&mut self, now: Instant, ack: Seq) {
+        let acked = (ack - self.snd_una) as usize;
+        // Drop acknowledged bytes from the send buffer (the SYN and FIN are not in it).
+        let data_acked = (ack.min(self.data_end()) - self.snd_buf_seq).max(0) as usize;
+        if data_acked > 0 {
+            self.snd_buf.consume(data_acked);
+            self.snd_buf_seq = self.snd_buf_seq + data_acked;
+            self.info.bytes_acked += data_acked as u64;
+            self.events |= EV_WRITE;
+        }
+        self.snd_una = ack;
+        if self.snd_nxt.lt(ack) {
+            self.snd_nxt = ack;
+        }
+        if let Some((end, sent)) = self.rtt_timing
+            && ack.ge(end)
+        {
+            self.rtt.sample(now - sent);
+            self.rtt_timing = None;
+        }
+        self.backoff = 0;
+        self.retries = 0;
+        // Congestion control (RFC 5681, RFC 6582).
+        match self.recover {
+            Some(recover) if ack.lt(recover) => {
+                // Partial ACK: retransmit the next hole at once.
+                self.cc.on_partial_ack(acked);
+                self.rtx_pending = true;
+            }
+            Some(_) => {
+                self.recover = None;
+                self.cc.on_recovery_end(self.flight());
+            }
+            None => self.cc.on_ack(acked),
+        }
+        self.dup_acks = 0;
+        if self.snd_una == self.snd_max {
+            self.set_timer(Timer::Retransmit, None);
+        } else {
+            self.set_timer(Timer::Retransmit, Some(now + self.rtt.rto()));
+        }
+    }
+
+    /// A duplicate ACK (RFC 5681 §3.2): the third starts fast retransmit.
+    fn on_dup_ack(&mut self) {
+        self.dup_acks += 1;
+        if self.recover.is_some() {
+            self.cc.on_dup_ack_in_recovery();
+        } else if self.dup_acks == 3 {
+            debug!(parent: &self.span, snd_una = %self.snd_una, "fast retransmit");
+            self.info.fast_retransmits += 1;
+            self.cc.on_fast_retransmit(self.flight());
+            self.recover = Some(self.snd_max);
+            self.rtx_pending = true;
+            self.rtt_timing = None;
+        }
+    }
+
+    /// Stores received data `offset` bytes past RCV.NXT and decides when to ACK
+    /// (RFC 1122 §4.2.3.2: at least every second full segment, within the delay;
+    /// at once for out-of-order data and for data that fills a gap, RFC 5681 §4.2).
+    fn on_data(&mut self, now: Instant, offset: usize, payload: &[u8]) {
+        let had_gaps = self.rcv_buf.has_gaps();
+        let advanced = self.rcv_buf.insert(offset, payload);
+        if advanced > 0 {
+            self.rcv_nxt = self.rcv_nxt + advanced;
+            self.info.bytes_received += advanced as u64;
+            self.events |= EV_READ;
+        }
+        if offset > 0 || had_gaps || payload.is_empty() {
+            self.ack_now = true;
+        } else {
+            self.segs_since_ack += 1;
+            if self.segs_since_ack >= 2 {
+                self.ack_now = true;
+            } else if !self.timer_armed(Timer::DelayedAck) {
+                self.set_timer(Timer::DelayedAck, Some(now + self.cfg.delayed_ack));
+            }
+        }
+    }
+
+    /// Consumes the peer's FIN once every byte before it has arrived (RFC 9293 §3.10.7.4 "eighth").
+    fn maybe_consume_fin(&mut self, now: Instant) {
+        let Some(fin_seq) = self.rcv_fin else {
+            return;
+        };
+        if fin_seq != self.rcv_nxt {
+            return;
+        }
+        self.rcv_fin = None;
+        self.fin_received = true;
+        self.rcv_nxt = self.rcv_nxt + 1u32;
+        self.ack_now = true;
+        self.events |= EV_READ;
+        debug!(parent: &self.span, "FIN received");
+        match self.state {
+            State::SynReceived | State::Established => self.set_state(State::CloseWait),
+            State::FinWait1 => {
+                if self.snd_una == self.data_end() + 1u32 {
+                    self.set_state(State::TimeWait);
+                    self.arm_time_wait(now);
+                } else {
+                    self.set_state(State::Closing);
+                }
+            }
+            State::FinWait2 => {
+                self.set_state(State::TimeWait);
+                self.arm_time_wait(now);
+            }
+            _ => {}
+        }
+    }
+
+    fn arm_time_wait(&mut self, now: Instant) {
+        for t in [Timer::Retransmit, Timer::Persist, Timer::DelayedAck] {
+            self.set_timer(t, None);
+        }
+        self.set_timer(Timer::Linger, Some(now + self.cfg.time_wait));
+    }
+
+    /// Arms or stops the persist timer (RFC 9293 §3.8.6.1): it runs while the
+    /// peer's window is zero, data waits, and nothing is in flight to bring an ACK.
+    fn update_persist(&mut self, now: Instant) {
+        let waiting = self.snd_nxt.lt(self.data_end()) || self.fin_waiting();
+        let stalled = self.state.is_synchronized()
+            && self.snd_wnd == 0
+            && waiting
+            && self.snd_una == self.snd_max;
+        if !stalled {
+            self.set_timer(Timer::Persist, None);
+        } else if !self.timer_armed(Timer::Persist) {
+            let at = now + self.rtt.backed_off(self.backoff);
+            self.set_timer(Timer::Persist, Some(at));
+        }
+    }
+
+    fn fin_waiting(&self) -> bool {
+        self.fin_queued && self.snd_nxt == self.data_end()
+    }
+
+    // ----- Timeouts (RFC 9293 §3.10.8) -----
+
+    /// Handles a timer of this connection that fired.
+    pub(crate) fn on_timer(&mut self, now: Instant, timer: Timer) {
+        self.timers[timer as usize] = None;
+        match timer {
+            Timer::Retransmit => self.on_retransmit_timeout(now),
+            Timer::Persist => {
+                self.probe_pending = true;
+                self.backoff = (self.backoff + 1).min(16);
+                self.update_persist(now);
+            }
+            Timer::DelayedAck => {
+                if self.segs_since_ack > 0 {
+                    self.ack_now = true;
+                }
+            }
+            Timer::Linger => {
+                // TIME-WAIT over (RFC 9293 §3.10.8), or an orphan's FIN-WAIT-2 timed out.
+                self.close_now();
+            }
+        }
+    }
+
+    /// RFC 6298 §5.4–5.7: retransmit the earliest unacknowledged segment, back
+    /// off, and give up after the configured number of tries.
+    fn on_retransmit_timeout(&mut self, now: Instant) {
+        let limit = match self.state {
+            State::SynSent | State::SynReceived => self.cfg.syn_retries,
+            _ => self.cfg.data_retries,
+        };
+        if self.snd_una == self.snd_max {
+            return;
+        }
+        self.retries += 1;
+        self.info.timeouts += 1;
+        if self.retries > limit {
+            debug!(parent: &self.span, retries = self.retries, "giving up");
+            self.fail(Error::TimedOut);
+            return;
+        }
+        self.backoff = (self.backoff + 1).min(16);
+        // RFC 5681 §3.1 eq. 4 and Karn's rule (no RTT sample from a retransmission).
+        if self.state.is_synchronized() {
+            self.cc.on_rto(self.flight());
+        }
+        self.recover = None;
+        self.dup_acks = 0;
+        self.rtt_timing = None;
+        self.snd_nxt = self.snd_una;
+        debug!(parent: &self.span, snd_una = %self.snd_una, backoff = self.backoff, "retransmission timeout");
+        self.set_timer(
+            Timer::Retransmit,
+            Some(now + self.rtt.backed_off(self.backoff)),
+        );
+    }
+
+    // ----- Output -----
+
+    /// The window to advertise, scaled, never shrinking the right edge already offered.
+    fn advertise_window(&mut self, syn: bool) -> u16 {
+        let free = self.rcv_buf.window() as u32;
+        let mut right = self.rcv_nxt + free;
+        if right.lt(self.rcv_adv) {
+            right = self.rcv_adv;
+        }
+        let wnd = (right - self.rcv_nxt).max(0) as u32;
+        let (field, shifted) = if syn {
+            // RFC 7323 §2.2: windows in SYN segments are not scaled.
+            let f = wnd.min(65535);
+            (f, f)
+        } else {
+            let f = (wnd >> self.rcv_wscale).min(65535);
+            (f, f << self.rcv_wscale)
+        };
+        let adv = self.rcv_nxt + shifted;
+        if adv.gt(self.rcv_adv) {
+            self.rcv_adv = adv;
+        }
+        field as u16
+    }
+
+    /// Whether a segment with an ACK is owed right now.
+    pub(crate) fn wants_output(&self) -> bool {
+        self.ack_now
+            || self.rst_pending.is_some()
+            || self.probe_pending
+            || self.rtx_pending
+            || match self.state {
+                State::SynSent | State::SynReceived => self.snd_nxt == self.iss,
+                State::Established | State::CloseWait | State::FinWait1 | State::LastAck
+                | State::Closing => {
+                    self.snd_nxt.lt(self.data_end()) || self.fin_waiting()
+                }
+                _ => false,
+            }
+    }
+
+    /// The next segment to send, if any. Called until it returns `None`.
+    pub(crate) fn poll_output(&mut self, now: Instant) -> Option<Outbound> {
+        if let Some((seq, ack)) = self.rst_pending.take() {
+            return Some(Outbound {
+                seq,
+                ack,
+                ctl: Ctl::Rst,
+                window: 0,
+                mss: None,
+                window_scale: None,
+                payload_offset: 0,
+                payload_len: 0,
+                psh: false,
+            });
+        }
+        let out = match self.state {
+            State::Closed | State::TimeWait => {
+                if self.ack_now && self.state == State::TimeWait {
+                    Some(self.pure_ack())
+                } else {
+                    self.ack_now = false;
+                    None
+                }
+            }
+            State::SynSent | State::SynReceived => self.output_syn(now),
+            _ => self.output_data(now),
+        };
+        if let Some(out) = &out {
+            self.info.segs_out += 1;
+            if out.ack.is_some() {
+                // Any segment with an ACK acknowledges everything so far.
+                self.ack_now = false;
+                self.segs_since_ack = 0;
+                self.set_timer(Timer::DelayedAck, None);
+            }
+        }
+        out
+    }
+
+    fn output_syn(&mut self, now: Instant) -> Option<Outbound> {
+        if self.snd_nxt != self.iss {
+            // The SYN is out; a pure ACK is all we may say (e.g. to a bad segment).
+            if self.ack_now && self.state == State::SynReceived {
+                return Some(self.pure_ack());
+            }
+            self.ack_now = false;
+            return None;
+        }
+        let syn_ack = self.state == State::SynReceived;
+        let window = self.advertise_window(true);
+        // RFC 7323 §1.3: offer scaling in a SYN when configured; in a SYN-ACK only
+        // when it was negotiated (the peer offered it too).
+        let wscale = if syn_ack {
+            self.wscale_on.then_some(self.rcv_wscale)
+        } else {
+            self.wscale_ok.then_some(self.rcv_wscale)
+        };
+        if syn_ack {
+            debug!(parent: &self.span, iss = %self.iss, ack = %self.rcv_nxt, "SYN-ACK sent");
+        } else {
+            debug!(parent: &self.span, iss = %self.iss, "SYN sent");
+        }
+        self.snd_nxt = self.iss + 1u32;
+        if self.snd_max.lt(self.snd_nxt) {
+            self.snd_max = self.snd_nxt;
+        }
+        if self.retries == 0 && self.rtt_timing.is_none() {
+            self.rtt_timing = Some((self.snd_nxt, now));
+        }
+        if !self.timer_armed(Timer::Retransmit) {
+            self.set_timer(
+                Timer::Retransmit,
+                Some(now + self.rtt.backed_off(self.backoff)),
+            );
+        }
+        Some(Outbound {
+            seq: self.iss,
+            ack: syn_ack.then_some(self.rcv_nxt),
+            ctl: Ctl::Syn,
+            window,
+            mss: Some(self.rcv_mss),
+            window_scale: wscale,
+            payload_offset: 0,
+            payload_len: 0,
+            psh: false,
+        })
+    }
+
+    fn pure_ack(&mut self) -> Outbound {
+        let window = self.advertise_window(false);
+        Outbound {
+            seq: self.snd_nxt,
+            ack: Some(self.rcv_nxt),
+            ctl: Ctl::None,
+            window,
+            mss: None,
+            window_scale: None,
+            payload_offset: 0,
+            payload_len: 0,
+            psh: false,
+        }
+    }
+
+    /// A data segment of `len` bytes from `seq`, with a FIN if it reaches the end
+    /// of a closed stream.
+    fn data_segment(&mut self, seq: Seq, len: usize) -> Outbound {
+        let data_end = self.data_end();
+        let fin = self.fin_queued && seq + len == data_end;
+        let window = self.advertise_window(false);
+        Outbound {
+            seq,
+            ack: Some(self.rcv_nxt),
+            ctl: if fin { Ctl::Fin } else { Ctl::None },
+            window,
+            mss: None,
+            window_scale: None,
+            payload_offset: (seq - self.snd_buf_seq) as usize,
+            payload_len: len,
+            psh: len > 0 && seq + len == data_end,
+        }
+    }
+
+    fn output_data(&mut self, now: Instant) -> Option<Outbound> {
+        let data_end = self.data_end();
+        let can_send_data = matches!(
+            self.state,
+            State::Established
+                | State::CloseWait
+                | State::FinWait1
+                | State::Closing
+                | State::LastAck
+        );
+
+        // A fast retransmission of the first unacknowledged segment, outside the window.
+        if self.rtx_pending && can_send_data {
+            self.rtx_pending = false;
+            let len = ((data_end - self.snd_una).max(0) as usize).min(self.snd_mss);
+            let fin_sent = self.fin_queued && self.snd_max == data_end + 1u32;
+            if len > 0 || fin_sent {
+                let out = self.data_segment(self.snd_una, len);
+                if self.snd_nxt == self.snd_una {
+                    self.snd_nxt = self.snd_una + len + usize::from(out.ctl == Ctl::Fin);
+                }
+                self.info.bytes_sent += len as u64;
+                self.info.bytes_retrans += len as u64;
+                return Some(out);
+            }
+        }
+        self.rtx_pending = false;
+
+        if can_send_data && self.snd_nxt.lt(data_end) {
+            // RFC 5681: send within min(cwnd, rwnd).
+            let wnd = (self.snd_wnd as usize).min(self.cc.cwnd);
+            let wnd_end = self.snd_una + wnd;
+            let usable = (wnd_end - self.snd_nxt).max(0) as usize;
+            let avail = (data_end - self.snd_nxt) as usize;
+            let len = avail.min(usable).min(self.snd_mss);
+            // Nagle (RFC 896, RFC 9293 §3.7.4): hold a small segment while data is
+            // unacknowledged, unless disabled. Sender SWS avoidance (§3.8.6.2.1):
+            // a window-limited runt goes out only if it is half the peer's largest window.
+            let full = len == self.snd_mss;
+            let all = len == avail;
+            let nagle_ok = self.nodelay || self.snd_nxt == self.snd_una || self.fin_queued;
+            let sws_ok = len as u32 >= self.max_snd_wnd / 2;
+            if len > 0 && (full || (all && nagle_ok) || (!all && sws_ok && nagle_ok)) {
+                let seq = self.snd_nxt;
+                let out = self.data_segment(seq, len);
+                self.on_sent(now, seq, len, out.ctl == Ctl::Fin);
+                return Some(out);
+            }
+        }
+        if can_send_data && self.fin_waiting() {
+            // The FIN alone (RFC 9293 §3.10.4): data all sent.
+            let seq = self.snd_nxt;
+            let out = self.data_segment(seq, 0);
+            self.on_sent(now, seq, 0, true);
+            return Some(out);
+        }
+        if self.probe_pending {
+            // Zero-window probe: an old sequence number makes the peer answer with
+            // its current window (as Linux does).
+            self.probe_pending = false;
+            let window = self.advertise_window(false);
+            return Some(Outbound {
+                seq: self.snd_una - 1u32,
+                ack: Some(self.rcv_nxt),
+                ctl: Ctl::None,
+                window,
+                mss: None,
+                window_scale: None,
+                payload_offset: 0,
+                payload_len: 0,
+                psh: false,
+            });
+        }
+        if self.ack_now {
+            return Some(self.pure_ack());
+        }
+        None
+    }
+
+    /// Bookkeeping after sending `len` bytes (and maybe a FIN) from `seq`.
+    fn on_sent(&mut self, now: Instant, seq: Seq, len: usize, fin: bool) {
+        let end = seq + len + usize::from(fin);
+        let retransmission = seq.lt(self.snd_max);
+        self.snd_nxt = end;
+        if self.snd_max.lt(end) {
+            self.snd_max = end;
+        }
+        self.info.bytes_sent += len as u64;
+        if retransmission {
+            self.info.bytes_retrans += len.min((self.snd_max - seq) as usize) as u64;
+        } else if self.rtt_timing.is_none() && self.backoff == 0 {
+            self.rtt_timing = Some((end, now));
+        }
+        if !self.timer_armed(Timer::Retransmit) {
+            self.set_timer(
+                Timer::Retransmit,
+                Some(now + self.rtt.backed_off(self.backoff)),
+            );
+        }
+        self.set_timer(Timer::Persist, None);
+        if fin {
+            trace!(parent: &self.span, seq = %seq, "FIN sent");
+        }
+    }
+
+    // ----- The application's calls -----
+
+    /// Copies `data` into the send buffer (RFC 9293 §3.10.2, SEND).
+    pub(crate) fn send(&mut self, now: Instant, data: &[u8]) -> Result<usize, Error> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if self.fin_queued {
+            return Err(Error::BrokenPipe);
+        }
+        match self.state {
+            State::Established | State::CloseWait => {}
+            State::SynSent | State::SynReceived => return Err(Error::WouldBlock),
+            _ => return Err(Error::BrokenPipe),
+        }
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let n = self.snd_buf.write(data);
+        if n == 0 {
+            return Err(Error::WouldBlock);
+        }
+        self.update_persist(now);
+        Ok(n)
+    }
+
+    /// Room left in the send buffer.
+    pub(crate) fn send_capacity(&self) -> usize {
+        self.snd_buf.free()
+    }
+
+    /// Copies received in-order bytes out (RFC 9293 §3.10.3, RECEIVE). `Ok(0)` is
+    /// the end of the stream.
+    pub(crate) fn recv(&mut self, buf: &mut [u8], peek: bool) -> Result<usize, Error> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.rcv_buf.readable() == 0 {
+            return match self.state {
+                _ if self.fin_received => Ok(0),
+                State::Closed => Ok(0),
+                State::SynSent | State::SynReceived => Err(Error::WouldBlock),
+                _ => Err(Error::WouldBlock),
+            };
+        }
+        if peek {
+            return Ok(self.rcv_buf.peek(buf));
+        }
+        let n = self.rcv_buf.read(buf);
+        // Receiver SWS avoidance (RFC 9293 §3.8.6.2.2), as Linux does it: announce
+        // the opened window once it grew by a full segment and is at least twice
+        // what the peer still believes it has.
+        let advertised = (self.rcv_adv - self.rcv_nxt).max(0) as usize;
+        let free = self.rcv_buf.window();
+        if self.state.is_synchronized()
+            && !self.fin_received
+            && free.saturating_sub(advertised) >= usize::from(self.rcv_mss)
+            && free >= 2 * advertised
+        {
+            self.ack_now = true;
+        }
+        Ok(n)
+    }
+
+    /// Bytes ready to read.
+    pub(crate) fn recv_queue(&self) -> usize {
+        self.rcv_buf.readable()
+    }
+
+    /// Whether a read would not block: data, EOF or an error.
+    pub(crate) fn readable(&self) -> bool {
+        self.rcv_buf.readable() > 0
+            || self.fin_received
+            || self.error.is_some()
+            || self.state == State::Closed
+    }
+
+    /// Whether a write would not block.
+    pub(crate) fn writable(&self) -> bool {
+        self.error.is_some()
+            || self.fin_queued
+            || match self.state {
+                State::Established | State::CloseWait => self.snd_buf.free() > 0,
+                State::SynSent | State::SynReceived => false,
+                _ => true,
+            }
+    }
+
+    /// Closes the sending direction: a FIN follows the data (RFC 9293 §3.10.4).
+    pub(crate) fn shutdown_write(&mut self) -> Result<(), Error> {
+        if self.fin_queued {
+            return Ok(());
+        }
+        match self.state {
+            State::SynSent => {
+                self.fin_queued = true;
+            }
+            State::SynReceived => {
+                self.fin_queued = true;
+            }
+            State::Established => {
+                self.fin_queued = true;
+                self.set_state(State::FinWait1);
+            }
+            State::CloseWait => {
+                self.fin_queued = true;
+                self.set_state(State::LastAck);
+            }
+            State::Closed => {
+                return Err(self.error.unwrap_or(Error::NotConnected));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The application gives up its handle (RFC 9293 §3.10.4, CLOSE). Unread data
+    /// makes it an abort (RFC 2525 §2.17); otherwise a graceful close.
+    pub(crate) fn release(&mut self, now: Instant) {
+        self.released = true;
+        if self.state == State::SynSent {
+            self.close_now();
+            return;
+        }
+        if self.rcv_buf.readable() > 0 && self.state.is_synchronized() {
+            debug!(parent: &self.span, unread = self.rcv_buf.readable(), "closed with unread data: reset");
+            self.abort();
+            return;
+        }
+        let _ = self.shutdown_write();
+        if self.state == State::FinWait2 {
+            self.set_timer(Timer::Linger, Some(now + self.cfg.fin_wait2_timeout));
+        }
+    }
+
+    /// Aborts: RST to the peer if synchronized, then CLOSED (RFC 9293 §3.10.5).
+    pub(crate) fn abort(&mut self) {
+        if matches!(
+            self.state,
+            State::SynReceived
+                | State::Established
+                | State::FinWait1
+                | State::FinWait2
+                | State::CloseWait
+                | State::Closing
+                | State::LastAck
+        ) {
+            self.rst_pending = Some((self.snd_nxt, None));
+        }
+        self.close_now();
+    }
+
+    /// The payload bytes of an outbound segment, copied into `dst`.
+    pub(crate) fn copy_payload(&self, out: &Outbound, dst: &mut [u8]) {
+        self.snd_buf.copy_out(out.payload_offset, &mut dst[..out.payload_len]);
+    }
+
+    /// Statistics of this connection.
+    pub(crate) fn tcp_info(&self) -> TcpInfo {
+        TcpInfo {
+            srtt: self.rtt.srtt(),
+            rttvar: self.rtt.rttvar(),
+            rto: self.rtt.backed_off(self.backoff),
+            cwnd: self.cc.cwnd,
+            ssthresh: self.cc.ssthresh,
+            snd_mss: self.snd_mss,
+            bytes_in_flight: self.flight(),
+            ..self.info
+        }
+    }
+
+    /// Whether the engine may free this connection now.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.state == State::Closed && self.released && self.rst_pending.is_none()
+    }
+}

@@ -1,0 +1,399 @@
+//! Data and ACKs both ways (RFC 9293 §3.10.2, §3.10.7.4), the delayed ACK
+//! (RFC 1122 §4.2.3.2, RFC 5681 §4.2), sequence wrap-around (§3.4),
+//! reassembly, and flow control (§3.8.6).
+
+use super::*;
+
+#[test]
+fn sent_data_goes_out_at_once_and_its_ack_stops_the_timer() {
+    let mut h = Harness::new();
+    let (_l, c, iss, irs) = h.established_passive();
+    let t0 = h.now;
+    assert_eq!(h.engine.send(h.now, c, b"hello"), Ok(5));
+    assert_eq!(h.recv_one(), h.ours(iss + 1, irs + 1).data(b"hello").psh());
+    // The handshake measured an RTT of 0: the RTO is the 200 ms floor.
+    assert_eq!(h.engine.poll_timeout(), Some(t0 + ms(200)));
+    assert_eq!(h.engine.tcp_info(c).unwrap().bytes_in_flight, 5);
+
+    h.advance(ms(10));
+    h.send(h.peer(irs + 1, iss + 6));
+    h.recv_none();
+    assert_eq!(h.engine.poll_timeout(), None);
+    let info = h.engine.tcp_info(c).unwrap();
+    assert_eq!((info.bytes_in_flight, info.bytes_acked), (0, 5));
+    assert_eq!(h.engine.send_capacity(c), Ok(256 * 1024));
+}
+
+#[test]
+fn large_write_is_cut_into_mss_segments_and_nagle_holds_the_runt() {
+    let mut h = Harness::new();
+    let (_l, c, iss, irs) = h.established_passive();
+    let data = pattern(0, 3000);
+    assert_eq!(h.engine.send(h.now, c, &data), Ok(3000));
+    assert_eq!(
+        h.recv_all(),
+        vec![
+            h.ours(iss + 1, irs + 1).data(&data[..1460]),
+            h.ours(iss + 1461, irs + 1).data(&data[1460..2920]),
+        ]
+    );
+    // The 80-byte tail waits while data is unacknowledged (RFC 896, RFC 9293 §3.7.4).
+    h.advance(ms(10));
+    h.send(h.peer(irs + 1, iss + 1461));
+    h.recv_none();
+    h.send(h.peer(irs + 1, iss + 2921));
+    assert_eq!(h.recv_one(), h.ours(iss + 2921, irs + 1).data(&data[2920..]).psh());
+}
+
+#[test]
+fn nodelay_sends_the_runt_at_once() {
+    let mut h = Harness::new();
+    let (_l, c, iss, irs) = h.established_passive();
+    h.engine.set_nodelay(c, true).unwrap();
+    let data = pattern(0, 3000);
+    assert_eq!(h.engine.send(h.now, c, &data), Ok(3000));
+    assert_eq!(
+        h.recv_all(),
+        vec![
+            h.ours(iss + 1, irs + 1).data(&data[..1460]),
+            h.ours(iss + 1461, irs + 1).data(&data[1460..2920]),
+            h.ours(iss + 2921, irs + 1).data(&data[2920..]).psh(),
+        ]
+    );
+    assert_eq!(h.engine.send(h.now, c, b"x"), Ok(1));
+    assert_eq!(h.recv_one(), h.ours(iss + 3001, irs + 1).data(b"x").psh());
+}
+
+#[test]
+fn first_segment_gets_a_delayed_ack_after_40ms() {
+    let mut h = Harness::new();
+    let (_l, c, iss, irs) = h.established_passive();
+    let t0 = h.now;
+    h.send(h.peer(irs + 1, iss + 1).data(&pattern(0, 1000)));
+    h.recv_none();
+    assert_eq!(
+        h.engine.poll_event(),
+        Some(Event {
+            handle: c,
+            readable: true,
+            writable: false
+        })
+    );
+    // The ACK waits 40 ms and then advertises the buffer less the unread 1000 bytes.
+    let ack = h.fire_one_at(t0 + ms(40));
+    assert_eq!(ack, h.ours(iss + 1, irs + 1001).win(free(1000)));
+    assert_eq!(h.read(c), Ok(pattern(0, 1000)));
+    // Reading opened the window by less than an MSS: no window update (RFC 9293 §3.8.6.2.2).
+    h.recv_none();
+    assert_eq!(h.engine.poll_timeout(), None);
+}
+
+#[test]
+fn second_full_segment_is_acked_at_once() {
+    let mut h = Harness::new();
+    let (_l, c, iss, irs) = h.established_passive();
+    let t0 = h.now;
+    h.send(h.peer(irs + 1, iss + 1).data(&pattern(0, 1460)));
+    h.recv_none();
+    assert_eq!(h.engine.poll_timeout(), Some(t0 + ms(40)));
+    h.advance(ms(5));
+    h.send(h.peer(irs + 1461, iss + 1).data(&pattern(1460, 1460)));
+    assert_eq!(h.recv_one(), h.ours(iss + 1, irs + 2921).win(free(2920)));
+    // The delayed ACK is cancelled: it has nothing left to say.
+    assert_eq!(h.engine.poll_timeout(), None);
+    h.advance(ms(100));
+    h.recv_none();
+    // The next segment starts a new count: delayed again.
+    h.send(h.peer(irs + 2921, iss + 1).data(&pattern(2920, 1460)));
+    h.recv_none();
+    let t1 = h.now;
+    let ack = h.fire_one_at(t1 + ms(40));
+    assert_eq!(ack, h.ours(iss + 1, irs + 4381).win(free(4380)));
+    assert_eq!(h.read(c), Ok(pattern(0, 4380)));
+}
+
+#[test]
+fn pending_ack_rides_on_outgoing_data() {
+    let mut h = Harness::new();
+    let (_l, c, iss, irs) = h.established_passive();
+    h.send(h.peer(irs + 1, iss + 1).data(b"ping"));
+    h.recv_none();
+    assert_eq!(h.read(c), Ok(b"ping".to_vec()));
+    h.advance(ms(10));
+    assert_eq!(h.engine.send(h.now, c, b"pong"), Ok(4));
+    assert_eq!(h.recv_one(), h.ours(iss + 1, irs + 5).data(b"pong").psh());
+    // Only the retransmission timer is left; no separate ACK at 40 ms.
+    assert_eq!(h.engine.poll_timeout(), Some(h.now + ms(200)));
+    h.send(h.peer(irs + 5, iss + 5));
+    assert_eq!(h.engine.poll_timeout(), None);
+    h.advance(secs(1));
+    h.recv_none();
+}
+
+#[test]
+fn data_both_ways_on_an_active_open() {
+    let mut h = Harness::new();
+    let (c, iss, irs) = h.established_active();
+    assert_eq!(h.engine.send(h.now, c, b"GET /"), Ok(5));
+    assert_eq!(h.recv_one(), h.ours(iss + 1, irs + 1).data(b"GET /").psh());
+    h.advance(ms(20));
+    // The reply acknowledges our data and carries theirs.
+    h.send(h.peer(irs + 1, iss + 6).data(b"200 OK"));
+    h.recv_none();
+    assert_eq!(h.read(c), Ok(b"200 OK".to_vec()));
+    let ack = h.fire_one_at(h.now + ms(40));
+    assert_eq!(ack, h.ours(iss + 6, irs + 7));
+    let info = h.engine.tcp_info(c).unwrap();
+    assert_eq!((info.bytes_acked, info.bytes_received), (5, 6));
+}
+
+#[test]
+fn duplicate_segment_is_acked_at_once() {
+    let mut h = Harness::new();
+    let (_l, c, iss, irs) = h.established_passive();
+    h.send(h.peer(irs + 1, iss + 1).data(b"abc"));
+    h.recv_none();
+    // The same segment again (our ACK was lost): entirely old, so ACK now (RFC 9293 §3.10.7.4).
+    h.send(h.peer(irs + 1, iss + 1).data(b"abc"));
+    assert_eq!(h.recv_one(), h.ours(iss + 1, irs + 4).win(65533));
+    // A segment overlapping old and new data: only the new bytes are kept.
+    h.send(h.peer(irs + 2, iss + 1).data(b"bcdef"));
+    h.recv_none();
+    assert_eq!(h.read(c), Ok(b"abcdef".to_vec()));
+}
+
+#[test]
+fn receive_side_sequence_wrap_with_cumulative_ack() {
+    // Their ISS just below 2^32: the stream wraps after 999 bytes.
+    let irs = u32::MAX - 999;
+    let mut h = Harness::new();
+    let (_l, c, iss, _) = h.established_passive_irs(irs);
+    let seq = |off: u32| irs.wrapping_add(1).wrapping_add(off);
+    let data = pattern(0, 4380);
+    // The first segment spans the wrap: delayed ACK armed.
+    h.send(h.peer(seq(0), iss + 1).data(&data[..1460]));
+    h.recv_none();
+    // The third arrives before the second: out of order across the wrap, ACKed at once.
+    h.send(h.peer(seq(2920), iss + 1).data(&data[2920..]));
+    assert_eq!(h.recv_one(), h.ours(iss + 1, seq(1460)).win(free(1460)));
+    // The second fills the gap: one cumulative ACK covers all three.
+    h.send(h.peer(seq(1460), iss + 1).data(&data[1460..2920]));
+    assert_eq!(h.recv_one(), h.ours(iss + 1, seq(4380)).win(free(4380)));
+    assert_eq!(seq(4380), 3380);
+    assert_eq!(h.read(c), Ok(data));
+    // And a FIN after the wrap.
+    h.send(h.peer(seq(4380), iss + 1).fin());
+    assert_eq!(h.recv_one(), h.ours(iss + 1, seq(4381)));
+    assert_eq!(h.read(c), Ok(vec![]));
+}
+
+#[test]
+fn send_side_sequence_wrap_with_cumulative_ack() {
+    // Our ISS cannot be chosen, but it is a function of the clock (RFC 6528): set the
+    // clock so that it is just below 2^32 and our stream wraps 2000 bytes in.
+    let mut h = Harness::new();
+    let iss = u32::MAX - 2000;
+    h.set_clock_for_iss(local(), remote(), iss);
+    let (_l, c, got, irs) = h.established_passive();
+    assert_eq!(got, iss);
+    let seq = |off: u32| iss.wrapping_add(1).wrapping_add(off);
+    let t0 = h.now;
+    let data = pattern(0, 4380);
+    assert_eq!(h.engine.send(h.now, c, &data), Ok(4380));
+    assert_eq!(
+        h.recv_all(),
+        vec![
+            h.ours(seq(0), irs + 1).data(&data[..1460]),
+            h.ours(seq(1460), irs + 1).data(&data[1460..2920]),
+            h.ours(seq(2920), irs + 1).data(&data[2920..]).psh(),
+        ]
+    );
+    // The second segment straddles 2^32.
+    assert!(seq(1460) > seq(2920));
+    // An ACK of the first segment.
+    h.advance(ms(10));
+    h.send(h.peer(irs + 1, seq(1460)));
+    assert_eq!(h.engine.tcp_info(c).unwrap().bytes_in_flight, 2920);
+    // An ACK beyond what we sent (past the wrap) is answered and ignored (RFC 9293 §3.10.7.4).
+    h.send(h.peer(irs + 1, seq(5000)));
+    assert_eq!(h.recv_one(), h.ours(seq(4380), irs + 1));
+    assert_eq!(h.engine.tcp_info(c).unwrap().bytes_in_flight, 2920);
+    // The rest is lost; the RTO retransmits the straddling segment, intact.
+    let rto_at = h.now + ms(200);
+    let rtx = h.fire_one_at(rto_at);
+    assert_eq!(rtx, h.ours(seq(1460), irs + 1).data(&data[1460..2920]));
+    // One cumulative ACK past the wrap covers everything.
+    h.send(h.peer(irs + 1, seq(4380)));
+    h.recv_none();
+    let info = h.engine.tcp_info(c).unwrap();
+    assert_eq!((info.bytes_in_flight, info.bytes_acked), (0, 4380));
+    assert_eq!(h.engine.poll_timeout(), None);
+    assert!(h.now > t0);
+}
+
+#[test]
+fn out_of_order_segment_gets_duplicate_ack_and_gap_fill_acks_both() {
+    let mut h = Harness::new();
+    let (_l, c, iss, irs) = h.established_passive();
+    let data = pattern(0, 1500);
+    // The second segment first: an immediate duplicate ACK for RCV.NXT (RFC 5681 §4.2).
+    h.send(h.peer(irs + 1001, iss + 1).data(&data[1000..]));
+    assert_eq!(h.recv_one(), h.ours(iss + 1, irs + 1));
+    assert_eq!(h.engine.recv(h.now, c, &mut [0; 100]), Err(Error::WouldBlock));
+    assert_eq!(h.engine.poll_event(), None);
+    // Again: another duplicate ACK.
+    h.send(h.peer(irs + 1001, iss + 1).data(&data[1000..]));
+    assert_eq!(h.recv_one(), h.ours(iss + 1, irs + 1));
+    // The gap filled: an immediate ACK for both.
+    h.send(h.peer(irs + 1, iss + 1).data(&data[..1000]));
+    assert_eq!(h.recv_one(), h.ours(iss + 1, irs + 1501).win(free(1500)));
+    assert_eq!(h.engine.poll_timeout(), None);
+    assert_eq!(h.read(c), Ok(data));
+}
+
+#[test]
+fn two_holes_are_filled_one_at_a_time() {
+    let mut h = Harness::new();
+    let (_l, c, iss, irs) = h.established_passive();
+    let data = pattern(0, 500);
+    let part = |i: usize| h.peer(irs + 1 + 100 * i as u32, iss + 1).data(&data[100 * i..100 * (i + 1)]);
+    let (p1, p3, p0, p4, p2) = (part(1), part(3), part(0), part(4), part(2));
+    h.send(p1);
+    assert_eq!(h.recv_one(), h.ours(iss + 1, irs + 1));
+    h.send(p3);
+    assert_eq!(h.recv_one(), h.ours(iss + 1, irs + 1));
+    // Filling the first hole acknowledges up to the second.
+    h.send(p0);
+    assert_eq!(h.recv_one(), h.ours(iss + 1, irs + 201).win(free(200)));
+    h.send(p4);
+    assert_eq!(h.recv_one(), h.ours(iss + 1, irs + 201).win(free(200)));
+    h.send(p2);
+    assert_eq!(h.recv_one(), h.ours(iss + 1, irs + 501).win(free(500)));
+    assert_eq!(h.read(c), Ok(data));
+}
+
+#[test]
+fn fin_ahead_of_missing_data_waits_for_the_gap() {
+    let mut h = Harness::new();
+    let (_l, c, iss, irs) = h.established_passive();
+    h.send(h.peer(irs + 4, iss + 1).data(b"def").fin());
+    assert_eq!(h.recv_one(), h.ours(iss + 1, irs + 1));
+    assert_eq!(h.engine.state(c), Ok(State::Established));
+    h.send(h.peer(irs + 1, iss + 1).data(b"abc"));
+    // The data and the FIN are both acknowledged.
+    assert_eq!(h.recv_one(), h.ours(iss + 1, irs + 8).win(free(6)));
+    assert_eq!(h.engine.state(c), Ok(State::CloseWait));
+    assert_eq!(h.read(c), Ok(b"abcdef".to_vec()));
+    assert_eq!(h.read(c), Ok(vec![]));
+}
+
+/// A harness whose receive buffer is 4096 bytes (unscaled window 4096).
+fn small_buffer() -> Harness {
+    Harness::with_config(Config {
+        recv_buffer: 4096,
+        ..Config::default()
+    })
+}
+
+#[test]
+fn receive_window_is_the_free_buffer_space() {
+    let mut h = small_buffer();
+    let l = h.engine.listen(local(), 8).unwrap();
+    h.send(Seg {
+        seq: 1000,
+        mss: Some(1460),
+        ..Seg::default()
+    }
+    .syn());
+    let synack = h.recv_one();
+    assert_eq!((synack.window, synack.wscale), (4096, None));
+    let (iss, irs) = (synack.seq, 1000);
+    h.send(h.peer(irs + 1, iss + 1));
+    let c = h.engine.accept(l).unwrap();
+
+    h.send(h.peer(irs + 1, iss + 1).data(&pattern(0, 1460)));
+    h.recv_none();
+    h.send(h.peer(irs + 1461, iss + 1).data(&pattern(1460, 1460)));
+    assert_eq!(h.recv_one(), h.ours(iss + 1, irs + 2921).win(4096 - 2920));
+    // The rest of the window: now it is zero.
+    h.send(h.peer(irs + 2921, iss + 1).data(&pattern(2920, 1176)));
+    let ack = h.fire_one_at(h.now + ms(40));
+    assert_eq!(ack, h.ours(iss + 1, irs + 4097).win(0));
+    // Bytes beyond the window are not accepted; the zero-window probe gets an
+    // ACK with the window still 0 (RFC 9293 §3.8.6.1).
+    h.send(h.peer(irs + 4097, iss + 1).data(b"x"));
+    assert_eq!(h.recv_one(), h.ours(iss + 1, irs + 4097).win(0));
+    // Reading a little does not announce a tiny window (receiver SWS avoidance) ...
+    assert_eq!(h.engine.recv(h.now, c, &mut [0; 1000]), Ok(1000));
+    h.recv_none();
+    // ... reading an MSS worth does, at once.
+    assert_eq!(h.engine.recv(h.now, c, &mut [0; 1000]), Ok(1000));
+    assert_eq!(h.recv_one(), h.ours(iss + 1, irs + 4097).win(2000));
+    // The probe byte can come now.
+    h.send(h.peer(irs + 4097, iss + 1).data(b"x"));
+    h.recv_none();
+    let ack = h.fire_one_at(h.now + ms(40));
+    assert_eq!(ack, h.ours(iss + 1, irs + 4098).win(1999));
+}
+
+#[test]
+fn zero_window_stops_sender_and_persist_timer_probes_with_backoff() {
+    let mut h = Harness::new();
+    let (_l, c, iss, irs) = h.established_passive();
+    // The peer closes its window.
+    h.send(h.peer(irs + 1, iss + 1).win(0));
+    h.recv_none();
+    let t0 = h.now;
+    let data = pattern(0, 3000);
+    assert_eq!(h.engine.send(h.now, c, &data), Ok(3000));
+    // Nothing may be sent into a zero window.
+    h.recv_none();
+    // The persist timer probes at RTO (200 ms), then backs off: 400, 800, 1600 ms.
+    let probe = h.ours(iss, irs + 1);
+    let mut at = t0;
+    for backoff in 0..4 {
+        at = at + ms(200 << backoff);
+        assert_eq!(h.fire_one_at(at), probe, "probe {backoff}");
+        // The peer answers each probe: still zero.
+        h.send(h.peer(irs + 1, iss + 1).win(0));
+        h.recv_none();
+    }
+    // A window update restarts sending at once; the window allows two segments.
+    h.advance(ms(100));
+    h.send(h.peer(irs + 1, iss + 1).win(2920));
+    assert_eq!(
+        h.recv_all(),
+        vec![
+            h.ours(iss + 1, irs + 1).data(&data[..1460]),
+            h.ours(iss + 1461, irs + 1).data(&data[1460..2920]),
+        ]
+    );
+    // The probes' backoff does not inflate the RTO of the data (RFC 6298 §5: the RTO
+    // only backs off when the retransmission timer expires).
+    assert_eq!(h.engine.poll_timeout(), Some(h.now + ms(200)));
+    // The ACK opens the window for the rest.
+    h.send(h.peer(irs + 1, iss + 2921).win(2920));
+    assert_eq!(h.recv_one(), h.ours(iss + 2921, irs + 1).data(&data[2920..]).psh());
+}
+
+#[test]
+fn window_shrinking_to_zero_with_data_in_flight_uses_the_rto_then_probes() {
+    let mut h = Harness::new();
+    let (_l, c, iss, irs) = h.established_passive();
+    let data = pattern(0, 2920);
+    assert_eq!(h.engine.send(h.now, c, &data), Ok(2920));
+    assert_eq!(h.recv_all().len(), 2);
+    // The first segment is acknowledged with a zero window: the second is in flight.
+    h.advance(ms(10));
+    h.send(h.peer(irs + 1, iss + 1461).win(0));
+    h.recv_none();
+    h.send(h.peer(irs + 1, iss + 2921).win(0));
+    // Everything is acknowledged; nothing waits: no probing.
+    assert_eq!(h.engine.poll_timeout(), None);
+    // New data into the zero window arms the persist timer.
+    assert_eq!(h.engine.send(h.now, c, b"more"), Ok(4));
+    h.recv_none();
+    assert_eq!(h.fire_one_at(h.now + ms(200)), h.ours(iss + 2920, irs + 1));
+    h.send(h.peer(irs + 1, iss + 2921).win(100));
+    assert_eq!(h.recv_one(), h.ours(iss + 2921, irs + 1).data(b"more").psh());
+}

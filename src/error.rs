@@ -1,0 +1,32 @@
+//! The one place where engine errors become `io::Error`s, with the kinds a
+//! kernel socket would give.
+
+use std::io;
+
+use synack_engine::Error;
+
+/// Maps an engine error to the `io::Error` a kernel socket gives for the same situation.
+pub(crate) fn to_io(e: Error) -> io::Error {
+    let kind = match e {
+        Error::WouldBlock => io::ErrorKind::WouldBlock,
+        Error::InvalidHandle => io::ErrorKind::NotConnected,
+        Error::InvalidInput => io::ErrorKind::InvalidInput,
+        Error::AddrInUse => io::ErrorKind::AddrInUse,
+        Error::AddrNotAvailable => io::ErrorKind::AddrNotAvailable,
+        Error::ConnectionRefused => io::ErrorKind::ConnectionRefused,
+        Error::ConnectionReset => io::ErrorKind::ConnectionReset,
+        Error::ConnectionAborted => io::ErrorKind::ConnectionAborted,
+        Error::TimedOut => io::ErrorKind::TimedOut,
+        Error::BrokenPipe => io::ErrorKind::BrokenPipe,
+        Error::NotConnected => io::ErrorKind::NotConnected,
+    };
+    io::Error::new(kind, e)
+}
+
+/// The error for an IPv6 address given to this IPv4-only stack.
+pub(crate) fn ipv6_unsupported() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::AddrNotAvailable,
+        "synack speaks IPv4 only so far",
+    )
+}

@@ -1,0 +1,22 @@
+//! synack: a user-space TCP/IP stack for Tokio.
+//!
+//! A [`Stack`] runs real TCP — three-way handshake with RFC 6528 initial
+//! sequence numbers, a reliable in-order byte stream, retransmission with
+//! RFC 6298 timers, orderly teardown — over any packet [`Device`]: an
+//! in-memory [`MemoryLink`](synack_device::MemoryLink), a Linux TUN
+//! interface, or one of your own. Applications get
+//! [`TcpListener`](net::TcpListener) and [`TcpStream`](net::TcpStream), which
+//! behave like `tokio::net`'s and implement tokio's `AsyncRead`/`AsyncWrite`.
+//!
+//! The protocol lives in the sans-IO [`synack_engine`]; this crate is the thin
+//! async front end that drives it.
+
+#![warn(missing_docs)]
+
+mod error;
+pub mod net;
+mod stack;
+
+pub use stack::{Stack, StackBuilder};
+pub use synack_device::{self as device, Device};
+pub use synack_engine::{self as engine, Config, State, Stats, TcpInfo};

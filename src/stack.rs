@@ -1,0 +1,405 @@
+//! The stack: one engine and one device behind a lock, and the driver task
+//! that moves packets between them.
+//!
+//! User calls lock the engine, copy bytes, and unlock; packets their calls
+//! produce go straight to the device from the caller's task (no hop to the
+//! driver). The driver handles inbound batches, timers and a device that
+//! pushed back, and wakes exactly the tasks that engine events name.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::net::Ipv4Addr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use synack_device::{Device, Packet};
+use synack_engine::{Config, Engine, Instant, Interface, SocketHandle, Stats};
+use tracing::warn;
+
+/// Most packets taken from the device per call.
+const RX_BATCH: usize = 64;
+/// Most packets queued for a device that pushes back before the engine is asked for more.
+const TX_QUEUE: usize = 64;
+/// Rounds of the driver loop before it yields to other tasks.
+const DRIVER_ROUNDS: usize = 32;
+
+/// The wakers of one socket.
+#[derive(Default)]
+pub(crate) struct SocketWakers {
+    pub(crate) read: Option<Waker>,
+    pub(crate) write: Option<Waker>,
+}
+
+/// Everything behind the stack's lock.
+pub(crate) struct State {
+    pub(crate) engine: Engine,
+    device: Box<dyn Device>,
+    wakers: Vec<SocketWakers>,
+    tx: VecDeque<Packet>,
+    rx: Vec<Packet>,
+    spare: Option<Packet>,
+    mtu: usize,
+    device_dead: bool,
+    /// The driver's waker, so a user call can let the device wake the driver.
+    driver_waker: Option<Waker>,
+    /// The deadline the driver sleeps until.
+    driver_deadline: Option<Instant>,
+}
+
+/// What a user call must do once it has dropped the lock.
+#[derive(Default)]
+#[must_use]
+pub(crate) struct Wake(Vec<Waker>);
+
+impl Wake {
+    pub(crate) fn run(self) {
+        for w in self.0 {
+            w.wake();
+        }
+    }
+}
+
+impl State {
+    pub(crate) fn wakers(&mut self, h: SocketHandle) -> &mut SocketWakers {
+        let i = h.index();
+        if self.wakers.len() <= i {
+            self.wakers.resize_with(i + 1, SocketWakers::default);
+        }
+        &mut self.wakers[i]
+    }
+
+    /// Moves outbound packets from the engine to the device until either has
+    /// nothing more (or the device pushes back, having registered `cx`).
+    fn flush(&mut self, now: Instant, cx: &mut Context<'_>) -> bool {
+        let mut progress = false;
+        loop {
+            while self.tx.len() < TX_QUEUE {
+                let mut pkt = match self.spare.take() {
+                    Some(p) => p,
+                    None => self.device.alloc(),
+                };
+                pkt.resize(self.mtu, 0);
+                match self.engine.poll_transmit(now, &mut pkt) {
+                    Some(n) => {
+                        pkt.truncate(n);
+                        self.tx.push_back(pkt);
+                    }
+                    None => {
+                        self.spare = Some(pkt);
+                        break;
+                    }
+                }
+            }
+            if self.tx.is_empty() || self.device_dead {
+                self.tx.clear();
+                return progress;
+            }
+            match self.device.poll_send(cx, &mut self.tx) {
+                Poll::Ready(Ok(_)) => progress = true,
+                Poll::Ready(Err(e)) => {
+                    warn!(error = %e, "device send failed; the stack stops sending");
+                    self.device_dead = true;
+                }
+                Poll::Pending => return progress,
+            }
+        }
+    }
+
+    /// Collects the wakers that engine events name.
+    fn collect_events(&mut self, wake: &mut Wake) {
+        while let Some(ev) = self.engine.poll_event() {
+            let w = self.wakers(ev.handle);
+            if ev.readable
+                && let Some(r) = w.read.take()
+            {
+                wake.0.push(r);
+            }
+            if ev.writable
+                && let Some(wr) = w.write.take()
+            {
+                wake.0.push(wr);
+            }
+        }
+    }
+
+    /// After a user call: send what it produced, report readiness, and make sure
+    /// the driver wakes for any earlier timer.
+    pub(crate) fn after_call(&mut self, now: Instant) -> Wake {
+        let mut wake = Wake::default();
+        let driver = self.driver_waker.clone().unwrap_or(Waker::noop().clone());
+        self.flush(now, &mut Context::from_waker(&driver));
+        self.collect_events(&mut wake);
+        if let Some(next) = self.engine.poll_timeout()
+            && self.driver_deadline.is_none_or(|d| next < d)
+        {
+            wake.0.push(driver);
+        }
+        wake
+    }
+
+    /// One run of the driver: packets in, timers, packets out, events.
+    /// Returns whether it made progress.
+    fn drive(&mut self, now: Instant, cx: &mut Context<'_>, wake: &mut Wake) -> bool {
+        let mut progress = false;
+        if !self.device_dead {
+            match self.device.poll_recv(cx, &mut self.rx, RX_BATCH) {
+                Poll::Ready(Ok(_)) => {
+                    progress = true;
+                    for pkt in self.rx.drain(..) {
+                        self.engine.handle_packet(now, &pkt);
+                        self.device.recycle(pkt);
+                    }
+                }
+                Poll::Ready(Err(e)) => {
+                    warn!(error = %e, "device receive failed; the stack stops receiving");
+                    self.device_dead = true;
+                }
+                Poll::Pending => {}
+            }
+        }
+        self.engine.handle_timeout(now);
+        progress |= self.flush(now, cx);
+        self.collect_events(wake);
+        progress
+    }
+}
+
+/// The part of a stack that every handle shares with the driver.
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    epoch: tokio::time::Instant,
+    closed: AtomicBool,
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The engine's time: nanoseconds of tokio time since the stack began.
+    pub(crate) fn now(&self) -> Instant {
+        let d = tokio::time::Instant::now().saturating_duration_since(self.epoch);
+        Instant::from_nanos(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    fn to_tokio(&self, t: Instant) -> tokio::time::Instant {
+        self.epoch + std::time::Duration::from_nanos(t.as_nanos())
+    }
+}
+
+/// Held by every user-facing handle; the driver stops when the last one drops.
+pub(crate) struct HandleRef {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Drop for HandleRef {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::Release);
+        let waker = self.shared.lock().driver_waker.clone();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+/// A user-space TCP/IP stack on one device, with one IPv4 address.
+///
+/// Creating a stack spawns its driver task on the current tokio runtime; the
+/// driver stops when the `Stack` and every listener and stream made from it
+/// are dropped. Cloning a `Stack` is cheap and shares it.
+///
+/// ```
+/// use std::net::Ipv4Addr;
+/// use synack::Stack;
+/// use synack_device::{MemoryLink, MemoryLinkConfig};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let (a, _b) = MemoryLink::pair(MemoryLinkConfig::default());
+/// let stack = Stack::new(a, Ipv4Addr::new(192, 0, 2, 1), 24);
+/// assert_eq!(stack.addr(), Ipv4Addr::new(192, 0, 2, 1));
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Stack {
+    pub(crate) handle: Arc<HandleRef>,
+}
+
+/// Builds a [`Stack`] with a non-default configuration.
+pub struct StackBuilder {
+    device: Box<dyn Device>,
+    addr: Ipv4Addr,
+    prefix_len: u8,
+    config: Config,
+    secret: Option<[u64; 2]>,
+}
+
+impl StackBuilder {
+    /// The engine configuration (buffer sizes, timeouts, ...).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// A fixed secret for initial sequence numbers and other choices, for
+    /// reproducible runs. By default it is random per stack (RFC 6528).
+    pub fn secret(mut self, secret: [u64; 2]) -> Self {
+        self.secret = Some(secret);
+        self
+    }
+
+    /// Starts the stack. Must be called within a tokio runtime.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn build(self) -> Stack {
+        let caps = self.device.capabilities();
+        let iface = Interface {
+            addr: self.addr,
+            prefix_len: self.prefix_len,
+            mtu: caps.mtu,
+            checksum_rx_offload: caps.checksum.rx,
+            checksum_tx_offload: caps.checksum.tx,
+        };
+        let secret = self.secret.unwrap_or_else(random_secret);
+        let engine = Engine::new(self.config, iface, secret);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                engine,
+                device: self.device,
+                wakers: Vec::new(),
+                tx: VecDeque::new(),
+                rx: Vec::with_capacity(RX_BATCH),
+                spare: None,
+                mtu: caps.mtu,
+                device_dead: false,
+                driver_waker: None,
+                driver_deadline: None,
+            }),
+            epoch: tokio::time::Instant::now(),
+            closed: AtomicBool::new(false),
+        });
+        tokio::spawn(Driver {
+            shared: shared.clone(),
+            sleep: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
+        });
+        Stack {
+            handle: Arc::new(HandleRef { shared }),
+        }
+    }
+}
+
+/// A random secret from the standard library's per-process random hasher keys.
+fn random_secret() -> [u64; 2] {
+    use std::hash::{BuildHasher, Hasher};
+    let mut out = [0u64; 2];
+    for (i, slot) in out.iter_mut().enumerate() {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_usize(i);
+        *slot = h.finish();
+    }
+    out
+}
+
+impl Stack {
+    /// A stack on `device` with address `addr/prefix_len` and the default configuration.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn new(device: impl Device, addr: Ipv4Addr, prefix_len: u8) -> Stack {
+        Stack::builder(device, addr, prefix_len).build()
+    }
+
+    /// A builder for a stack with another configuration.
+    pub fn builder(device: impl Device, addr: Ipv4Addr, prefix_len: u8) -> StackBuilder {
+        StackBuilder {
+            device: Box::new(device),
+            addr,
+            prefix_len,
+            config: Config::default(),
+            secret: None,
+        }
+    }
+
+    /// The stack's IPv4 address.
+    pub fn addr(&self) -> Ipv4Addr {
+        self.shared().lock().engine.interface().addr
+    }
+
+    /// Counters of the whole stack: packets in and out, drops by reason.
+    pub fn stats(&self) -> Stats {
+        self.shared().lock().engine.stats()
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.handle.shared
+    }
+}
+
+impl std::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stack").field("addr", &self.addr()).finish()
+    }
+}
+
+/// The driver task: sleeps until the device has packets, a timer is due, or a
+/// user call wakes it.
+struct Driver {
+    shared: Arc<Shared>,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Future for Driver {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let shared = self.shared.clone();
+        let mut wake = Wake::default();
+        let closed = shared.closed.load(Ordering::Acquire);
+        let result = {
+            let mut st = shared.lock();
+            if st.driver_waker.as_ref().is_none_or(|w| !w.will_wake(cx.waker())) {
+                st.driver_waker = Some(cx.waker().clone());
+            }
+            if closed {
+                // Last handle gone: send what is queued, then stop.
+                let now = shared.now();
+                st.flush(now, cx);
+                st.driver_waker = None;
+                Poll::Ready(())
+            } else {
+                let mut rounds = 0;
+                loop {
+                    let now = shared.now();
+                    let progress = st.drive(now, cx, &mut wake);
+                    let deadline = st.engine.poll_timeout();
+                    st.driver_deadline = deadline;
+                    if let Some(d) = deadline {
+                        let at = shared.to_tokio(d);
+                        if self.sleep.deadline() != at {
+                            self.sleep.as_mut().reset(at);
+                        }
+                        if self.sleep.as_mut().poll(cx).is_ready() && rounds < DRIVER_ROUNDS {
+                            rounds += 1;
+                            continue;
+                        }
+                    }
+                    rounds += 1;
+                    if !progress {
+                        break Poll::Pending;
+                    }
+                    if rounds >= DRIVER_ROUNDS {
+                        cx.waker().wake_by_ref();
+                        break Poll::Pending;
+                    }
+                }
+            }
+        };
+        wake.run();
+        result
+    }
+}

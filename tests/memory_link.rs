@@ -1,0 +1,101 @@
+//! Two synack stacks over an in-memory link: handshake, data both ways, close.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use synack::Stack;
+use synack::net::{TcpListener, TcpStream};
+use synack_device::{MemoryLink, MemoryLinkConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+const B: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+
+fn pair(mtu: usize) -> (Stack, Stack) {
+    let (a, b) = MemoryLink::pair(MemoryLinkConfig::default().with_mtu(mtu));
+    (Stack::new(a, A, 24), Stack::new(b, B, 24))
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+}
+
+#[tokio::test]
+async fn echo_and_close() {
+    let (sa, sb) = pair(1500);
+    let listener = TcpListener::bind(&sa, (A, 7)).await.unwrap();
+    let server = tokio::spawn(async move {
+        let (mut s, peer) = listener.accept().await.unwrap();
+        assert_eq!(peer.ip(), B);
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.unwrap();
+        s.write_all(&buf).await.unwrap();
+        s.shutdown().await.unwrap();
+        buf.len()
+    });
+    let mut c = TcpStream::connect(&sb, (A, 7)).await.unwrap();
+    c.write_all(b"hello, synack").await.unwrap();
+    c.shutdown().await.unwrap();
+    let mut back = Vec::new();
+    c.read_to_end(&mut back).await.unwrap();
+    assert_eq!(back, b"hello, synack");
+    assert_eq!(server.await.unwrap(), 13);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_both_ways_multi_thread() {
+    bulk(1500, 8 << 20).await;
+}
+
+#[tokio::test]
+async fn bulk_both_ways_jumbo() {
+    bulk(65535, 8 << 20).await;
+}
+
+async fn bulk(mtu: usize, len: usize) {
+    let (sa, sb) = pair(mtu);
+    let listener = TcpListener::bind(&sa, (A, 9000)).await.unwrap();
+    let up = pattern(len, 1);
+    let down = pattern(len, 2);
+    let (up2, down2) = (up.clone(), down.clone());
+    let server = tokio::spawn(async move {
+        let (s, _) = listener.accept().await.unwrap();
+        let (mut r, mut w) = tokio::io::split(s);
+        let writer = tokio::spawn(async move {
+            w.write_all(&down2).await.unwrap();
+            w.shutdown().await.unwrap();
+            w
+        });
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).await.unwrap();
+        assert!(got == up2, "server received corrupted stream");
+        let _w = writer.await.unwrap();
+    });
+    let c = TcpStream::connect(&sb, (A, 9000)).await.unwrap();
+    let (mut r, mut w) = tokio::io::split(c);
+    let writer = tokio::spawn(async move {
+        w.write_all(&up).await.unwrap();
+        w.shutdown().await.unwrap();
+        w
+    });
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), r.read_to_end(&mut got))
+        .await
+        .expect("transfer stalled")
+        .unwrap();
+    assert!(got == down, "client received corrupted stream");
+    let _w = writer.await.unwrap();
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn refused_and_addr_in_use() {
+    let (sa, sb) = pair(1500);
+    let err = TcpStream::connect(&sb, (A, 1)).await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+    let _l = TcpListener::bind(&sa, (A, 80)).await.unwrap();
+    let err = TcpListener::bind(&sa, (A, 80)).await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+    let err = TcpListener::bind(&sa, (B, 80)).await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrNotAvailable);
+}
