@@ -99,3 +99,71 @@ async fn refused_and_addr_in_use() {
     let err = TcpListener::bind(&sa, (B, 80)).await.unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::AddrNotAvailable);
 }
+
+/// Nobody answers: the SYN is retried with exponential backoff (1 s, 2 s, ...,
+/// six retries) and the connect fails with `TimedOut` after 127 s of (paused) time.
+#[tokio::test(start_paused = true)]
+async fn connect_to_silent_host_times_out() {
+    let (a, _silent) = MemoryLink::pair(MemoryLinkConfig::default());
+    let stack = Stack::new(a, B, 24);
+    let start = tokio::time::Instant::now();
+    let err = TcpStream::connect(&stack, (A, 80)).await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_secs(127) && waited < Duration::from_secs(128),
+        "gave up after {waited:?}"
+    );
+    // SYN plus six retransmissions.
+    assert_eq!(stack.stats().tx_packets, 7);
+}
+
+/// The driver task, and with it the device, goes away with the last handle.
+#[tokio::test]
+async fn stack_stops_when_last_handle_drops() {
+    let (a, b) = MemoryLink::pair(MemoryLinkConfig::default());
+    let stack = Stack::new(a, A, 24);
+    let listener = TcpListener::bind(&stack, (A, 80)).await.unwrap();
+    drop(stack);
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!b.is_peer_closed(), "a listener still holds the stack");
+    drop(listener);
+    for _ in 0..100 {
+        if b.is_peer_closed() {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("the driver kept the device after the last handle dropped");
+}
+
+/// A reader that stops reading drives the window to zero; the writer waits
+/// (persist timer probing) and finishes once the reader resumes.
+#[tokio::test(start_paused = true)]
+async fn slow_reader_zero_window_then_resume() {
+    let (sa, sb) = pair(1500);
+    let listener = TcpListener::bind(&sa, (A, 5000)).await.unwrap();
+    let len = 2 << 20; // far more than the 256 KiB buffers hold
+    let data = pattern(len, 9);
+    let expected = data.clone();
+    let writer = tokio::spawn(async move {
+        let mut c = TcpStream::connect(&sb, (A, 5000)).await.unwrap();
+        c.write_all(&data).await.unwrap();
+        c.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        c.read_to_end(&mut rest).await.unwrap();
+        c.info().unwrap()
+    });
+    let (mut s, _) = listener.accept().await.unwrap();
+    // Stall for a long while: buffers fill, the window closes.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(!writer.is_finished());
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).await.unwrap();
+    assert!(got == expected, "stream corrupted");
+    drop(s);
+    let info = writer.await.unwrap();
+    assert_eq!(info.bytes_retrans, 0, "a zero window is no loss: {info:?}");
+}

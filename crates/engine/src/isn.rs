@@ -109,6 +109,9 @@ mod tests {
         assert_ne!(s.isn(t, a, b), s.isn(t, a, c));
         assert_ne!(s.isn(t, a, b), Secret::new([3, 4]).isn(t, a, b));
         // M advances one per 4 µs.
-        assert_eq!(s.isn(t + std::time::Duration::from_micros(8), a, b) - s.isn(t, a, b), 2);
+        assert_eq!(
+            s.isn(t + std::time::Duration::from_micros(8), a, b) - s.isn(t, a, b),
+            2
+        );
     }
 }

@@ -324,17 +324,13 @@ impl Engine {
             self.wheel.cancel(key);
         }
         match socket {
-            Some(Socket::Conn(tcb)) => {
-                if self.conns.get(&(tcb.local, tcb.remote)) == Some(&h) {
-                    self.conns.remove(&(tcb.local, tcb.remote));
-                }
+            Some(Socket::Conn(tcb)) if self.conns.get(&(tcb.local, tcb.remote)) == Some(&h) => {
+                self.conns.remove(&(tcb.local, tcb.remote));
             }
-            Some(Socket::Listener(l)) => {
-                if self.listeners.get(&l.local.port()) == Some(&h) {
-                    self.listeners.remove(&l.local.port());
-                }
+            Some(Socket::Listener(l)) if self.listeners.get(&l.local.port()) == Some(&h) => {
+                self.listeners.remove(&l.local.port());
             }
-            None => {}
+            _ => {}
         }
         self.free_slots.push(h.index);
     }
@@ -493,12 +489,30 @@ impl Engine {
                 self.after(now, h);
             }
             Some(Socket::Listener(l)) => {
-                let pending: Vec<_> = l.accept_queue.drain(..).collect();
+                let mut pending: Vec<_> = l.accept_queue.drain(..).collect();
+                // The embryonic connections (SYN-RECEIVED) are not handed out either:
+                // reset them too rather than let them retransmit SYN-ACKs for a
+                // listener that is gone (RFC 9293 §3.10.5, ABORT in SYN-RECEIVED).
+                let mut embryos: Vec<_> = self
+                    .conns
+                    .values()
+                    .copied()
+                    .filter(|&c| !pending.contains(&c))
+                    .filter(|&c| self.tcb(c).is_ok_and(|t| t.parent == Some(h)))
+                    .collect();
+                embryos.sort();
+                pending.extend(embryos);
                 self.free_slot(h);
                 for c in pending {
+                    // Detach them from the listener, or `after` would wait for it
+                    // to take them and never free them.
+                    if let Some(slot) = self.slot_mut(c) {
+                        slot.in_accept_queue = false;
+                    }
                     if let Ok(tcb) = self.tcb_mut(c) {
                         tcb.abort();
                         tcb.released = true;
+                        tcb.parent = None;
                     }
                     self.after(now, c);
                 }
@@ -514,7 +528,7 @@ impl Engine {
             tcb.error.get_or_insert(Error::ConnectionAborted);
             tcb.released = true;
             self.after(now, h);
-        } else if matches!(self.listener_mut(h), Ok(_)) {
+        } else if self.listener_mut(h).is_ok() {
             self.close(now, h);
         }
     }
@@ -682,7 +696,7 @@ impl Engine {
                         tcb.parent = None;
                         tcb.released = true;
                     }
-                    return self.after(now, h);
+                    self.after(now, h);
                 }
             }
         } else if finished {
@@ -814,7 +828,9 @@ impl Engine {
     ) {
         if let Some(&h) = self.conns.get(&(local, remote)) {
             let has_listener = self.listeners.contains_key(&local.port());
-            let tcb = self.tcb_mut(h).expect("connection table names a live connection");
+            let tcb = self
+                .tcb_mut(h)
+                .expect("connection table names a live connection");
             // RFC 9293 §3.10.7.4 / RFC 6191: a new SYN may reuse a TIME-WAIT pair when
             // its sequence number is beyond the old connection's.
             let reuse = tcb.state == State::TimeWait
@@ -891,8 +907,8 @@ impl Engine {
                 ack: None,
             },
             None => {
-                let len = seg.payload.len() as u32
-                    + u32::from(matches!(seg.ctl, Ctl::Syn | Ctl::Fin));
+                let len =
+                    seg.payload.len() as u32 + u32::from(matches!(seg.ctl, Ctl::Syn | Ctl::Fin));
                 Reply {
                     local,
                     remote,
@@ -967,7 +983,15 @@ impl Engine {
         tcb: Option<&Tcb>,
         buf: &mut [u8],
     ) -> usize {
-        Self::emit_with(&self.checksums, self.config.ttl, local, remote, out, tcb, buf)
+        Self::emit_with(
+            &self.checksums,
+            self.config.ttl,
+            local,
+            remote,
+            out,
+            tcb,
+            buf,
+        )
     }
 
     /// Builds the IPv4 datagram of `out` in `buf`: payload first, straight from the

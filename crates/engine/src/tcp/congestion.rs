@@ -34,8 +34,11 @@ impl NewReno {
     /// New data acknowledged outside recovery (RFC 5681 §3.1).
     pub(crate) fn on_ack(&mut self, acked: usize) {
         if self.cwnd < self.ssthresh {
-            // Slow start with appropriate byte counting, L = 2*SMSS (RFC 3465).
-            self.cwnd += acked.min(2 * self.mss);
+            // Slow start counting bytes acknowledged (RFC 3465). Like Linux, no
+            // per-ACK limit L: a stretch ACK for a batch of segments (the receiver
+            // coalesces ACKs per batch) grows the window by all of them, capped at
+            // ssthresh.
+            self.cwnd = (self.cwnd + acked).min(self.ssthresh.max(self.cwnd));
         } else {
             // Congestion avoidance: one SMSS per window of acknowledged data.
             self.acked_in_ca += acked;

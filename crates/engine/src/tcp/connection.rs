@@ -486,6 +486,7 @@ impl Tcb {
                 self.on_new_ack(now, ack);
                 self.set_state(State::Established);
                 self.ack_now = true;
+                debug!(parent: &self.span, seq = %self.snd_nxt, ack = %self.rcv_nxt, "ACK of SYN-ACK queued");
                 self.events |= EV_WRITE;
                 self.after_establish();
             }
@@ -502,6 +503,11 @@ impl Tcb {
 
     /// A FIN the application asked for before the handshake finished goes out now.
     fn after_establish(&mut self) {
+        if self.rtt.srtt().is_none() {
+            // RFC 6298 §5.7: the SYN (or SYN-ACK) was retransmitted, so the handshake
+            // gave no RTT sample (Karn): data starts with an RTO of at least 3 s.
+            self.rtt.syn_fallback();
+        }
         self.backoff = 0;
         self.retries = 0;
         if self.fin_queued {
@@ -736,8 +742,10 @@ impl Tcb {
         {
             self.rtt.sample(now - sent);
             self.rtt_timing = None;
+            // Karn's algorithm (RFC 6298 §5.5 with §2.3, RFC 9293 §3.8.1): the
+            // backed-off RTO stays until a valid sample recomputes it.
+            self.backoff = 0;
         }
-        self.backoff = 0;
         self.retries = 0;
         // Congestion control (RFC 5681, RFC 6582).
         match self.recover {
@@ -756,7 +764,10 @@ impl Tcb {
         if self.snd_una == self.snd_max {
             self.set_timer(Timer::Retransmit, None);
         } else {
-            self.set_timer(Timer::Retransmit, Some(now + self.rtt.rto()));
+            self.set_timer(
+                Timer::Retransmit,
+                Some(now + self.rtt.backed_off(self.backoff)),
+            );
         }
     }
 
@@ -846,6 +857,12 @@ impl Tcb {
             && waiting
             && self.snd_una == self.snd_max;
         if !stalled {
+            if self.timer_armed(Timer::Persist) {
+                // Probing is over (the window opened): its backoff must not carry
+                // over to the RTO of the data that follows (RFC 6298 §5.5 backs off
+                // only on retransmission timeouts; Linux resets it likewise).
+                self.backoff = 0;
+            }
             self.set_timer(Timer::Persist, None);
         } else if !self.timer_armed(Timer::Persist) {
             let at = now + self.rtt.backed_off(self.backoff);
@@ -947,10 +964,11 @@ impl Tcb {
             || self.rtx_pending
             || match self.state {
                 State::SynSent | State::SynReceived => self.snd_nxt == self.iss,
-                State::Established | State::CloseWait | State::FinWait1 | State::LastAck
-                | State::Closing => {
-                    self.snd_nxt.lt(self.data_end()) || self.fin_waiting()
-                }
+                State::Established
+                | State::CloseWait
+                | State::FinWait1
+                | State::LastAck
+                | State::Closing => self.snd_nxt.lt(self.data_end()) || self.fin_waiting(),
                 _ => false,
             }
     }
@@ -1117,9 +1135,11 @@ impl Tcb {
             // a window-limited runt goes out only if it is half the peer's largest window.
             let full = len == self.snd_mss;
             let all = len == avail;
-            let nagle_ok = self.nodelay || self.snd_nxt == self.snd_una || self.fin_queued;
+            // With nothing in flight a runt goes out too, or a tiny window would stall.
+            let idle = self.snd_nxt == self.snd_una;
+            let nagle_ok = self.nodelay || idle || self.fin_queued;
             let sws_ok = len as u32 >= self.max_snd_wnd / 2;
-            if len > 0 && (full || (all && nagle_ok) || (!all && sws_ok && nagle_ok)) {
+            if len > 0 && (full || (nagle_ok && (all || sws_ok || idle))) {
                 let seq = self.snd_nxt;
                 let out = self.data_segment(seq, len);
                 self.on_sent(now, seq, len, out.ctl == Ctl::Fin);
@@ -1167,7 +1187,8 @@ impl Tcb {
         self.info.bytes_sent += len as u64;
         if retransmission {
             self.info.bytes_retrans += len.min((self.snd_max - seq) as usize) as u64;
-        } else if self.rtt_timing.is_none() && self.backoff == 0 {
+        } else if self.rtt_timing.is_none() {
+            // New data, never retransmitted: a valid sample (Karn, RFC 6298 §3).
             self.rtt_timing = Some((end, now));
         }
         if !self.timer_armed(Timer::Retransmit) {
@@ -1339,7 +1360,8 @@ impl Tcb {
 
     /// The payload bytes of an outbound segment, copied into `dst`.
     pub(crate) fn copy_payload(&self, out: &Outbound, dst: &mut [u8]) {
-        self.snd_buf.copy_out(out.payload_offset, &mut dst[..out.payload_len]);
+        self.snd_buf
+            .copy_out(out.payload_offset, &mut dst[..out.payload_len]);
     }
 
     /// Statistics of this connection.

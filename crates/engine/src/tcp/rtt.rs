@@ -15,6 +15,9 @@ pub(crate) struct RttEstimator {
 /// RFC 6298 §2: the clock granularity G.
 const GRANULARITY: Duration = Duration::from_millis(1);
 
+/// RFC 6298 §5.7: the RTO once data flows after a retransmitted SYN.
+const SYN_FALLBACK_RTO: Duration = Duration::from_secs(3);
+
 impl RttEstimator {
     pub(crate) fn new(initial_rto: Duration, min_rto: Duration, max_rto: Duration) -> Self {
         RttEstimator {
@@ -46,7 +49,16 @@ impl RttEstimator {
         self.rto = (srtt + GRANULARITY.max(self.rttvar * 4)).clamp(self.min_rto, self.max_rto);
     }
 
+    /// RFC 6298 §5.7: the SYN or SYN-ACK was retransmitted and no RTT was
+    /// measured: the RTO for data is raised to 3 s if it is smaller.
+    pub(crate) fn syn_fallback(&mut self) {
+        if self.srtt.is_none() {
+            self.rto = self.rto.max(SYN_FALLBACK_RTO).min(self.max_rto);
+        }
+    }
+
     /// The current retransmission timeout, before any backoff.
+    #[cfg(test)]
     pub(crate) fn rto(&self) -> Duration {
         self.rto
     }

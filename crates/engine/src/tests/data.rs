@@ -42,7 +42,10 @@ fn large_write_is_cut_into_mss_segments_and_nagle_holds_the_runt() {
     h.send(h.peer(irs + 1, iss + 1461));
     h.recv_none();
     h.send(h.peer(irs + 1, iss + 2921));
-    assert_eq!(h.recv_one(), h.ours(iss + 2921, irs + 1).data(&data[2920..]).psh());
+    assert_eq!(
+        h.recv_one(),
+        h.ours(iss + 2921, irs + 1).data(&data[2920..]).psh()
+    );
 }
 
 #[test]
@@ -179,7 +182,7 @@ fn receive_side_sequence_wrap_with_cumulative_ack() {
     // The second fills the gap: one cumulative ACK covers all three.
     h.send(h.peer(seq(1460), iss + 1).data(&data[1460..2920]));
     assert_eq!(h.recv_one(), h.ours(iss + 1, seq(4380)).win(free(4380)));
-    assert_eq!(seq(4380), 3380);
+    assert_eq!(seq(4380), 3381);
     assert_eq!(h.read(c), Ok(data));
     // And a FIN after the wrap.
     h.send(h.peer(seq(4380), iss + 1).fin());
@@ -192,8 +195,8 @@ fn send_side_sequence_wrap_with_cumulative_ack() {
     // Our ISS cannot be chosen, but it is a function of the clock (RFC 6528): set the
     // clock so that it is just below 2^32 and our stream wraps 2000 bytes in.
     let mut h = Harness::new();
-    let iss = u32::MAX - 2000;
-    h.set_clock_for_iss(local(), remote(), iss);
+    let iss = h.set_clock_for_iss(local(), remote(), u32::MAX - 2000);
+    assert!(iss > u32::MAX - 2250);
     let (_l, c, got, irs) = h.established_passive();
     assert_eq!(got, iss);
     let seq = |off: u32| iss.wrapping_add(1).wrapping_add(off);
@@ -239,7 +242,10 @@ fn out_of_order_segment_gets_duplicate_ack_and_gap_fill_acks_both() {
     // The second segment first: an immediate duplicate ACK for RCV.NXT (RFC 5681 §4.2).
     h.send(h.peer(irs + 1001, iss + 1).data(&data[1000..]));
     assert_eq!(h.recv_one(), h.ours(iss + 1, irs + 1));
-    assert_eq!(h.engine.recv(h.now, c, &mut [0; 100]), Err(Error::WouldBlock));
+    assert_eq!(
+        h.engine.recv(h.now, c, &mut [0; 100]),
+        Err(Error::WouldBlock)
+    );
     assert_eq!(h.engine.poll_event(), None);
     // Again: another duplicate ACK.
     h.send(h.peer(irs + 1001, iss + 1).data(&data[1000..]));
@@ -256,7 +262,10 @@ fn two_holes_are_filled_one_at_a_time() {
     let mut h = Harness::new();
     let (_l, c, iss, irs) = h.established_passive();
     let data = pattern(0, 500);
-    let part = |i: usize| h.peer(irs + 1 + 100 * i as u32, iss + 1).data(&data[100 * i..100 * (i + 1)]);
+    let part = |i: usize| {
+        h.peer(irs + 1 + 100 * i as u32, iss + 1)
+            .data(&data[100 * i..100 * (i + 1)])
+    };
     let (p1, p3, p0, p4, p2) = (part(1), part(3), part(0), part(4), part(2));
     h.send(p1);
     assert_eq!(h.recv_one(), h.ours(iss + 1, irs + 1));
@@ -299,12 +308,14 @@ fn small_buffer() -> Harness {
 fn receive_window_is_the_free_buffer_space() {
     let mut h = small_buffer();
     let l = h.engine.listen(local(), 8).unwrap();
-    h.send(Seg {
-        seq: 1000,
-        mss: Some(1460),
-        ..Seg::default()
-    }
-    .syn());
+    h.send(
+        Seg {
+            seq: 1000,
+            mss: Some(1460),
+            ..Seg::default()
+        }
+        .syn(),
+    );
     let synack = h.recv_one();
     assert_eq!((synack.window, synack.wscale), (4096, None));
     let (iss, irs) = (synack.seq, 1000);
@@ -322,6 +333,9 @@ fn receive_window_is_the_free_buffer_space() {
     // Bytes beyond the window are not accepted; the zero-window probe gets an
     // ACK with the window still 0 (RFC 9293 §3.8.6.1).
     h.send(h.peer(irs + 4097, iss + 1).data(b"x"));
+    assert_eq!(h.recv_one(), h.ours(iss + 1, irs + 4097).win(0));
+    // So does a Linux-style probe, an empty segment one below RCV.NXT.
+    h.send(h.peer(irs + 4096, iss + 1));
     assert_eq!(h.recv_one(), h.ours(iss + 1, irs + 4097).win(0));
     // Reading a little does not announce a tiny window (receiver SWS avoidance) ...
     assert_eq!(h.engine.recv(h.now, c, &mut [0; 1000]), Ok(1000));
@@ -373,11 +387,14 @@ fn zero_window_stops_sender_and_persist_timer_probes_with_backoff() {
     assert_eq!(h.engine.poll_timeout(), Some(h.now + ms(200)));
     // The ACK opens the window for the rest.
     h.send(h.peer(irs + 1, iss + 2921).win(2920));
-    assert_eq!(h.recv_one(), h.ours(iss + 2921, irs + 1).data(&data[2920..]).psh());
+    assert_eq!(
+        h.recv_one(),
+        h.ours(iss + 2921, irs + 1).data(&data[2920..]).psh()
+    );
 }
 
 #[test]
-fn window_shrinking_to_zero_with_data_in_flight_uses_the_rto_then_probes() {
+fn zero_window_arms_the_persist_timer_only_when_data_waits() {
     let mut h = Harness::new();
     let (_l, c, iss, irs) = h.established_passive();
     let data = pattern(0, 2920);
@@ -395,5 +412,85 @@ fn window_shrinking_to_zero_with_data_in_flight_uses_the_rto_then_probes() {
     h.recv_none();
     assert_eq!(h.fire_one_at(h.now + ms(200)), h.ours(iss + 2920, irs + 1));
     h.send(h.peer(irs + 1, iss + 2921).win(100));
-    assert_eq!(h.recv_one(), h.ours(iss + 2921, irs + 1).data(b"more").psh());
+    assert_eq!(
+        h.recv_one(),
+        h.ours(iss + 2921, irs + 1).data(b"more").psh()
+    );
+}
+
+#[test]
+fn small_window_is_filled_when_nothing_is_in_flight() {
+    let mut h = Harness::new();
+    let (_l, c, iss, irs) = h.established_passive();
+    // The peer offers 1000 bytes: less than an MSS and less than half its largest window.
+    h.send(h.peer(irs + 1, iss + 1).win(1000));
+    let data = pattern(0, 3000);
+    assert_eq!(h.engine.send(h.now, c, &data), Ok(3000));
+    // With nothing in flight, what fits goes out (or the connection would stall:
+    // RFC 9293 §3.8.6.2.1's override), but no more.
+    assert_eq!(h.recv_one(), h.ours(iss + 1, irs + 1).data(&data[..1000]));
+    assert_eq!(h.engine.poll_timeout(), Some(h.now + ms(200)));
+    h.advance(ms(10));
+    h.send(h.peer(irs + 1, iss + 1001).win(1000));
+    assert_eq!(
+        h.recv_one(),
+        h.ours(iss + 1001, irs + 1).data(&data[1000..2000])
+    );
+    // A full window update restarts sending at full size.
+    h.advance(ms(10));
+    h.send(h.peer(irs + 1, iss + 2001).win(65535));
+    assert_eq!(
+        h.recv_one(),
+        h.ours(iss + 2001, irs + 1).data(&data[2000..]).psh()
+    );
+}
+
+#[test]
+fn windows_are_scaled_once_both_sides_offer_scaling() {
+    let mut h = Harness::new();
+    let l = h.engine.listen(local(), 8).unwrap();
+    let irs = 1000;
+    // The peer offers shift 2 and a window of 400 (never scaled in a SYN, RFC 7323 §2.2).
+    h.send(
+        Seg {
+            seq: irs,
+            mss: Some(1460),
+            wscale: Some(2),
+            window: 400,
+            ..Seg::default()
+        }
+        .syn(),
+    );
+    let synack = h.recv_one();
+    let iss = synack.seq;
+    // Our SYN-ACK: shift 1 for the 64 KiB buffer, the window unscaled.
+    assert_eq!((synack.window, synack.wscale), (65535, Some(1)));
+    // The handshake's ACK carries window 365 << 2 = 1460: room for one segment.
+    h.send(h.peer(irs + 1, iss + 1).win(365));
+    let c = h.engine.accept(l).unwrap();
+    let data = pattern(0, 4380);
+    assert_eq!(h.engine.send(h.now, c, &data), Ok(4380));
+    // Our windows are scaled down by our shift: 65536 >> 1.
+    assert_eq!(
+        h.recv_one(),
+        h.ours(iss + 1, irs + 1).data(&data[..1460]).win(32768)
+    );
+    h.advance(ms(10));
+    h.send(h.peer(irs + 1, iss + 1461).win(730));
+    assert_eq!(
+        h.recv_all(),
+        vec![
+            h.ours(iss + 1461, irs + 1)
+                .data(&data[1460..2920])
+                .win(32768),
+            h.ours(iss + 2921, irs + 1)
+                .data(&data[2920..])
+                .psh()
+                .win(32768),
+        ]
+    );
+    // Received data shrinks the scaled window: (65536 - 1000) >> 1.
+    h.send(h.peer(irs + 1, iss + 4381).data(&pattern(0, 1000)));
+    let ack = h.fire_one_at(h.now + ms(40));
+    assert_eq!(ack, h.ours(iss + 4381, irs + 1001).win(32268));
 }

@@ -29,7 +29,10 @@ fn handshake_passive() {
     let c = h.engine.accept(l).unwrap();
     assert_eq!(h.engine.state(c), Ok(State::Established));
     assert_eq!(h.engine.tcp_info(c).unwrap().snd_mss, 1200);
-    assert_eq!(h.engine.sequence_numbers(c), Ok((Seq(synack.seq), Seq(1000))));
+    assert_eq!(
+        h.engine.sequence_numbers(c),
+        Ok((Seq(synack.seq), Seq(1000)))
+    );
 }
 
 #[test]
