@@ -18,6 +18,7 @@ pub(crate) fn to_io(e: Error) -> io::Error {
         Error::ConnectionAborted => io::ErrorKind::ConnectionAborted,
         Error::TimedOut => io::ErrorKind::TimedOut,
         Error::BrokenPipe => io::ErrorKind::BrokenPipe,
+        Error::HostUnreachable => io::ErrorKind::HostUnreachable,
         Error::NotConnected => io::ErrorKind::NotConnected,
     };
     io::Error::new(kind, e)

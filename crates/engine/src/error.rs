@@ -26,6 +26,8 @@ pub enum Error {
     TimedOut,
     /// The sending direction is closed.
     BrokenPipe,
+    /// ICMP said the host or network cannot be reached.
+    HostUnreachable,
     /// The socket is not connected.
     NotConnected,
 }
@@ -43,6 +45,7 @@ impl fmt::Display for Error {
             Error::ConnectionAborted => "connection aborted",
             Error::TimedOut => "connection timed out",
             Error::BrokenPipe => "broken pipe",
+            Error::HostUnreachable => "host unreachable",
             Error::NotConnected => "not connected",
         })
     }

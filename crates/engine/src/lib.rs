@@ -40,6 +40,7 @@
 
 mod config;
 mod error;
+mod icmp;
 mod isn;
 mod seq;
 mod tcp;
@@ -53,7 +54,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use smoltcp::phy::{Checksum, ChecksumCapabilities};
 use smoltcp::wire::{
-    IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+    Icmpv4DstUnreachable, IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket,
+    TcpRepr, TcpSeqNumber,
 };
 use synack_wheel::{Key, Wheel};
 use tracing::trace;
@@ -64,6 +66,7 @@ pub use seq::Seq;
 pub use tcp::connection::{State, TcpInfo, Timer};
 pub use time::Instant;
 
+use icmp::{Icmp, IcmpInput};
 use isn::Secret;
 use tcp::connection::{Ctl, EV_READ, EV_WRITE, Outbound, Segment, Tcb};
 use tcp::listener::Listener;
@@ -135,6 +138,8 @@ pub struct Stats {
     pub rx_bad_checksum: u64,
     /// Packets for another address.
     pub rx_not_for_us: u64,
+    /// Packets from an impossible source address (RFC 1122 §3.2.1.3).
+    pub rx_martian: u64,
     /// Packets of a protocol the engine does not speak.
     pub rx_unknown_protocol: u64,
     /// Segments for no socket, answered with RST (RFC 9293 §3.10.7.1).
@@ -145,6 +150,14 @@ pub struct Stats {
     pub rst_dropped: u64,
     /// Connections established (both directions).
     pub connections_established: u64,
+    /// ICMP echo requests answered.
+    pub icmp_echo_replies: u64,
+    /// ICMP destination-unreachable errors sent (for UDP and unknown protocols).
+    pub icmp_errors_sent: u64,
+    /// ICMP messages not sent because of the rate limit or a full queue.
+    pub icmp_suppressed: u64,
+    /// ICMP errors received about our TCP segments.
+    pub icmp_errors_received: u64,
 }
 
 enum Socket {
@@ -191,6 +204,7 @@ pub struct Engine {
     wheel: Wheel<(SocketHandle, Timer)>,
     tx_queue: VecDeque<SocketHandle>,
     replies: VecDeque<Reply>,
+    icmp: Icmp,
     events: VecDeque<SocketHandle>,
     stats: Stats,
     next_port: u16,
@@ -210,6 +224,7 @@ impl Engine {
         };
         checksums.ipv4 = mode;
         checksums.tcp = mode;
+        checksums.icmpv4 = mode;
         let mut secret = Secret::new(secret);
         let (lo, hi) = config.ephemeral_ports;
         let span = u64::from(hi.saturating_sub(lo)) + 1;
@@ -226,6 +241,7 @@ impl Engine {
             wheel: Wheel::new(),
             tx_queue: VecDeque::new(),
             replies: VecDeque::new(),
+            icmp: Icmp::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
             next_port,
@@ -782,9 +798,39 @@ impl Engine {
             self.stats.rx_not_for_us += 1;
             return;
         }
-        if ip_repr.next_header != IpProtocol::Tcp {
-            self.stats.rx_unknown_protocol += 1;
+        // RFC 1122 §3.2.1.3: silently discard a datagram whose source is not one
+        // host: broadcast, multicast, unspecified, loopback, class E, or our own.
+        let src = ip_repr.src_addr;
+        if src.is_broadcast()
+            || src.is_multicast()
+            || src.is_unspecified()
+            || src.is_loopback()
+            || src.octets()[0] >= 240
+            || src == self.iface.addr
+        {
+            self.stats.rx_martian += 1;
             return;
+        }
+        match ip_repr.next_header {
+            IpProtocol::Tcp => {}
+            IpProtocol::Icmp => {
+                self.handle_icmp(now, ip_repr.src_addr, ip.payload());
+                return;
+            }
+            other => {
+                // RFC 1122 §3.2.2.1 / §4.1.3.1: a host answers a datagram for a port
+                // or protocol it does not serve with destination unreachable.
+                self.stats.rx_unknown_protocol += 1;
+                let reason = if other == IpProtocol::Udp {
+                    Icmpv4DstUnreachable::PortUnreachable
+                } else {
+                    Icmpv4DstUnreachable::ProtoUnreachable
+                };
+                let before = self.icmp.suppressed;
+                self.icmp.unreachable(now, packet, reason, &self.checksums);
+                self.stats.icmp_suppressed += self.icmp.suppressed - before;
+                return;
+            }
         }
         let src = IpAddress::Ipv4(ip_repr.src_addr);
         let dst = IpAddress::Ipv4(ip_repr.dst_addr);
@@ -817,6 +863,28 @@ impl Engine {
         let local = SocketAddrV4::new(ip_repr.dst_addr, repr.dst_port);
         let remote = SocketAddrV4::new(ip_repr.src_addr, repr.src_port);
         self.handle_segment(now, local, remote, &seg);
+    }
+
+    fn handle_icmp(&mut self, now: Instant, src: Ipv4Addr, payload: &[u8]) {
+        let suppressed = self.icmp.suppressed;
+        match self.icmp.input(src, payload, &self.checksums) {
+            IcmpInput::Answered => self.stats.icmp_echo_replies += 1,
+            IcmpInput::Malformed => self.stats.rx_malformed += 1,
+            IcmpInput::Ignored => {}
+            IcmpInput::TcpError(e) => {
+                self.stats.icmp_errors_received += 1;
+                if *e.local.ip() != self.iface.addr {
+                    return;
+                }
+                if let Some(&h) = self.conns.get(&(e.local, e.remote)) {
+                    if let Ok(tcb) = self.tcb_mut(h) {
+                        tcb.on_icmp_error(e.seq, e.kind);
+                    }
+                    self.after(now, h);
+                }
+            }
+        }
+        self.stats.icmp_suppressed += self.icmp.suppressed - suppressed;
     }
 
     fn handle_segment(
@@ -939,6 +1007,27 @@ impl Engine {
             };
             self.stats.tx_packets += 1;
             return Some(self.emit(r.local, r.remote, &out, None, buf));
+        }
+        if let Some((dst, message)) = self.icmp.poll() {
+            let ip = Ipv4Repr {
+                src_addr: self.iface.addr,
+                dst_addr: dst,
+                next_header: IpProtocol::Icmp,
+                payload_len: message.len(),
+                hop_limit: self.config.ttl,
+            };
+            let total = 20 + message.len();
+            let is_error = message.first() == Some(&3);
+            buf[20..total].copy_from_slice(&message);
+            ip.emit(
+                &mut Ipv4Packet::new_unchecked(&mut buf[..total]),
+                &self.checksums,
+            );
+            if is_error {
+                self.stats.icmp_errors_sent += 1;
+            }
+            self.stats.tx_packets += 1;
+            return Some(total);
         }
         while let Some(h) = self.tx_queue.pop_front() {
             let slot = match self.slots.get_mut(h.index as usize) {

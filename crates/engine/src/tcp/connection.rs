@@ -227,6 +227,8 @@ pub(crate) struct Tcb {
     /// The handle was given up: nobody will read; close on its own.
     pub(crate) released: bool,
     pub(crate) error: Option<Error>,
+    /// A soft error from ICMP, reported if the connection later times out (RFC 5927 §4).
+    soft_error: Option<Error>,
     /// The listener this connection came from, until it is accepted.
     pub(crate) parent: Option<crate::SocketHandle>,
     passive: bool,
@@ -320,6 +322,7 @@ impl Tcb {
             nodelay: false,
             released: false,
             error: None,
+            soft_error: None,
             parent: None,
             passive,
             timers: [None; 4],
@@ -912,7 +915,7 @@ impl Tcb {
         self.info.timeouts += 1;
         if self.retries > limit {
             debug!(parent: &self.span, retries = self.retries, "giving up");
-            self.fail(Error::TimedOut);
+            self.fail(self.soft_error.unwrap_or(Error::TimedOut));
             return;
         }
         self.backoff = (self.backoff + 1).min(16);
@@ -1137,7 +1140,9 @@ impl Tcb {
             let all = len == avail;
             // With nothing in flight a runt goes out too, or a tiny window would stall.
             let idle = self.snd_nxt == self.snd_una;
-            let nagle_ok = self.nodelay || idle || self.fin_queued;
+            // Nagle never holds back a retransmission (data sent before, below SND.MAX).
+            let resend = self.snd_nxt.lt(self.snd_max);
+            let nagle_ok = self.nodelay || idle || self.fin_queued || resend;
             let sws_ok = len as u32 >= self.max_snd_wnd / 2;
             if len > 0 && (full || (nagle_ok && (all || sws_ok || idle))) {
                 let seq = self.snd_nxt;
@@ -1338,6 +1343,39 @@ impl Tcb {
         let _ = self.shutdown_write();
         if self.state == State::FinWait2 {
             self.set_timer(Timer::Linger, Some(now + self.cfg.fin_wait2_timeout));
+        }
+    }
+
+    /// An ICMP error about a segment of ours that started at `seq`.
+    ///
+    /// RFC 5927 §4.1: only if `seq` is in flight (SND.UNA <= seq < SND.MAX), so a
+    /// blind attacker must guess it. Hard errors (protocol or port unreachable)
+    /// abort a connection attempt (RFC 1122 §4.2.3.9); everything else is soft:
+    /// remembered, and reported if the connection later times out. A synchronized
+    /// connection is never aborted by ICMP (RFC 5927 §4.1, no blind resets).
+    /// "Fragmentation needed" lowers the MSS and resends (RFC 1191 §6.1).
+    pub(crate) fn on_icmp_error(&mut self, seq: Seq, kind: crate::icmp::IcmpErrorKind) {
+        use crate::icmp::IcmpErrorKind;
+        if !seq.in_range(self.snd_una, self.snd_max) {
+            return;
+        }
+        match kind {
+            IcmpErrorKind::FragmentationNeeded(mtu) => {
+                // RFC 1191 §3: 68 is the least MTU; RFC 5927 §7: only ever lower it.
+                let mss = usize::from(mtu.max(68)).saturating_sub(40).max(88);
+                if mss < self.snd_mss {
+                    debug!(parent: &self.span, mtu, mss, "path MTU lowered");
+                    self.snd_mss = mss;
+                    self.cc.set_mss(mss);
+                    self.snd_nxt = self.snd_una;
+                    self.rtt_timing = None;
+                }
+            }
+            IcmpErrorKind::Refused if self.state == State::SynSent => {
+                self.fail(Error::ConnectionRefused);
+            }
+            IcmpErrorKind::Refused => self.soft_error = Some(Error::ConnectionRefused),
+            IcmpErrorKind::Unreachable => self.soft_error = Some(Error::HostUnreachable),
         }
     }
 

@@ -181,10 +181,21 @@ fn bad_headers_are_dropped_and_counted() {
         fix_tcp_checksum(&mut p);
         h.engine.handle_packet(h.now, &p);
     }
+    // The UDP datagram is answered with ICMP port unreachable (RFC 1122
+    // §4.1.3.1); nothing else is answered.
+    let mut buf = vec![0u8; 1500];
+    let n = h
+        .engine
+        .poll_transmit(h.now, &mut buf)
+        .expect("ICMP port unreachable");
+    let ip = Ipv4Packet::new_checked(&buf[..n]).unwrap();
+    assert_eq!(ip.next_header(), IpProtocol::Icmp);
+    assert_eq!(&ip.payload()[..2], &[3, 3], "destination unreachable, port");
     h.recv_none();
     let stats = h.engine.stats();
     assert_eq!(stats.rx_not_for_us, 1);
     assert_eq!(stats.rx_unknown_protocol, 1);
+    assert_eq!(stats.icmp_errors_sent, 1);
     assert_eq!(stats.rx_malformed, 8);
     assert_eq!(stats.rx_bad_checksum, 0);
     still_works(&mut h, c, iss, irs);
@@ -385,13 +396,29 @@ impl Mutated {
     }
 }
 
-/// Drains the engine's output, checking every datagram is valid IPv4/TCP
-/// from us, and its events.
+/// Drains the engine's output, checking every datagram is valid IPv4 from
+/// us carrying valid TCP (or a valid ICMP error about a bad datagram), and
+/// its events.
 fn drain(h: &mut Harness) -> Result<(), TestCaseError> {
     let mut buf = vec![0u8; 1500];
     let mut n = 0;
     while let Some(len) = h.engine.poll_transmit(h.now, &mut buf) {
         prop_assert!(len <= 1500, "datagram of {} bytes", len);
+        if let Ok(ip) = Ipv4Packet::new_checked(&buf[..len])
+            && ip.next_header() == IpProtocol::Icmp
+        {
+            let caps = ChecksumCapabilities::default();
+            prop_assert!(Ipv4Repr::parse(&ip, &caps).is_ok(), "bad IPv4 header");
+            let icmp = smoltcp::wire::Icmpv4Packet::new_checked(ip.payload())
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert!(
+                smoltcp::wire::Icmpv4Repr::parse(&icmp, &caps).is_ok(),
+                "invalid ICMP message"
+            );
+            prop_assert_eq!(ip.dst_addr(), REMOTE_IP);
+            n += 1;
+            continue;
+        }
         let seg = try_parse(&buf[..len]).map_err(TestCaseError::fail)?;
         let ip = Ipv4Packet::new_checked(&buf[..len]).unwrap();
         prop_assert_eq!(ip.src_addr(), LOCAL_IP);

@@ -10,7 +10,8 @@
 //! - `close`: FIN in every order, half-close, TIME-WAIT, RST on close and abort;
 //! - `reset`: RST and SYN handling (RFC 5961);
 //! - `listener`: backlog and listener close;
-//! - `malformed`: broken input, plus property tests.
+//! - `malformed`: broken input, plus property tests;
+//! - `icmp`: echo, unreachable errors, and ICMP errors about our segments.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
@@ -25,6 +26,7 @@ use super::*;
 mod close;
 mod data;
 mod handshake;
+mod icmp;
 mod listener;
 mod malformed;
 mod reset;

@@ -1,0 +1,257 @@
+//! ICMPv4 as a host speaks it (RFC 792, RFC 1122 §3.2.2): answer echo
+//! requests, report unreachable ports and protocols, and pass errors about our
+//! own TCP segments to the connection they concern (RFC 5927).
+
+use std::collections::VecDeque;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::wire::{
+    Icmpv4DstUnreachable, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr,
+};
+
+use crate::Instant;
+use crate::seq::Seq;
+
+/// Most ICMP messages queued for sending; beyond this they are dropped.
+const MAX_QUEUED: usize = 64;
+/// RFC 1812 §4.3.2.8 / RFC 1122 §3.2.2: ICMP errors are rate-limited. Like Linux's
+/// defaults: a burst of 50, refilled at 1000 per second.
+const ERROR_BURST: u32 = 50;
+const ERROR_REFILL: Duration = Duration::from_millis(1);
+/// RFC 1812 §4.3.2.3: an error quotes as much of the offending datagram as keeps
+/// the whole within 576 bytes.
+const MAX_ERROR_LEN: usize = 576;
+
+/// An ICMP error about a TCP segment we sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TcpIcmpError {
+    /// Our end of the connection (the quoted segment's source).
+    pub local: SocketAddrV4,
+    /// The peer's end (the quoted segment's destination).
+    pub remote: SocketAddrV4,
+    /// The quoted segment's sequence number (RFC 5927 §4.1 checks it).
+    pub seq: Seq,
+    pub kind: IcmpErrorKind,
+}
+
+/// What an ICMP error says about the path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IcmpErrorKind {
+    /// Protocol or port unreachable: a "hard" error (RFC 1122 §4.2.3.9).
+    Refused,
+    /// Network or host unreachable, or prohibited: a "soft" error.
+    Unreachable,
+    /// Fragmentation needed with DF set: the path MTU is this (RFC 1191).
+    FragmentationNeeded(u16),
+}
+
+/// A token bucket for ICMP errors.
+#[derive(Debug)]
+struct RateLimiter {
+    tokens: u32,
+    last: Instant,
+}
+
+impl RateLimiter {
+    fn allow(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last);
+        let refill = (elapsed.as_nanos() / ERROR_REFILL.as_nanos()) as u64;
+        if refill > 0 {
+            self.tokens = (u64::from(self.tokens) + refill).min(u64::from(ERROR_BURST)) as u32;
+            self.last = now;
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
+}
+
+/// What the ICMP layer decided about one inbound datagram.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum IcmpInput {
+    /// Nothing to do (an echo reply, something malformed, an error about nobody).
+    Ignored,
+    /// An echo request was answered.
+    Answered,
+    /// An error about one of our TCP segments.
+    TcpError(TcpIcmpError),
+    /// Malformed or a bad checksum.
+    Malformed,
+}
+
+/// The ICMP layer's state: the messages waiting to go out and the rate limiter.
+#[derive(Debug)]
+pub(crate) struct Icmp {
+    out: VecDeque<(Ipv4Addr, Vec<u8>)>,
+    limiter: RateLimiter,
+    /// Errors not sent because of the rate limit or a full queue.
+    pub(crate) suppressed: u64,
+}
+
+impl Icmp {
+    pub(crate) fn new() -> Icmp {
+        Icmp {
+            out: VecDeque::new(),
+            limiter: RateLimiter {
+                tokens: ERROR_BURST,
+                last: Instant::ZERO,
+            },
+            suppressed: 0,
+        }
+    }
+
+    /// Handles an inbound ICMP message from `src`.
+    pub(crate) fn input(
+        &mut self,
+        src: Ipv4Addr,
+        payload: &[u8],
+        checksums: &ChecksumCapabilities,
+    ) -> IcmpInput {
+        let Ok(packet) = Icmpv4Packet::new_checked(payload) else {
+            return IcmpInput::Malformed;
+        };
+        let Ok(repr) = Icmpv4Repr::parse(&packet, checksums) else {
+            // smoltcp parses only the message types it knows; the rest we ignore.
+            return if checksums.icmpv4.rx() && !packet.verify_checksum() {
+                IcmpInput::Malformed
+            } else {
+                IcmpInput::Ignored
+            };
+        };
+        match repr {
+            Icmpv4Repr::EchoRequest {
+                ident,
+                seq_no,
+                data,
+            } => {
+                // RFC 1122 §3.2.2.6: the reply carries the request's data unchanged.
+                let reply = Icmpv4Repr::EchoReply {
+                    ident,
+                    seq_no,
+                    data,
+                };
+                if self.out.len() >= MAX_QUEUED {
+                    self.suppressed += 1;
+                    return IcmpInput::Ignored;
+                }
+                let mut bytes = vec![0u8; reply.buffer_len()];
+                reply.emit(&mut Icmpv4Packet::new_unchecked(&mut bytes[..]), checksums);
+                self.out.push_back((src, bytes));
+                IcmpInput::Answered
+            }
+            Icmpv4Repr::DstUnreachable {
+                reason,
+                header,
+                data,
+            } if header.next_header == IpProtocol::Tcp && data.len() >= 8 => {
+                let kind = match reason {
+                    Icmpv4DstUnreachable::ProtoUnreachable
+                    | Icmpv4DstUnreachable::PortUnreachable => IcmpErrorKind::Refused,
+                    Icmpv4DstUnreachable::FragRequired => {
+                        // RFC 1191 §4: the next-hop MTU is in the low 16 bits of the
+                        // otherwise unused field.
+                        let raw = packet.into_inner();
+                        let mtu = u16::from_be_bytes([raw[6], raw[7]]);
+                        IcmpErrorKind::FragmentationNeeded(mtu)
+                    }
+                    _ => IcmpErrorKind::Unreachable,
+                };
+                let sport = u16::from_be_bytes([data[0], data[1]]);
+                let dport = u16::from_be_bytes([data[2], data[3]]);
+                let seq = Seq(u32::from_be_bytes([data[4], data[5], data[6], data[7]]));
+                IcmpInput::TcpError(TcpIcmpError {
+                    local: SocketAddrV4::new(header.src_addr, sport),
+                    remote: SocketAddrV4::new(header.dst_addr, dport),
+                    seq,
+                    kind,
+                })
+            }
+            _ => IcmpInput::Ignored,
+        }
+    }
+
+    /// Queues a destination-unreachable error about `datagram` (a whole IPv4
+    /// datagram we received), if the rate limit allows. RFC 1122 §3.2.2: never
+    /// about an ICMP error, a broadcast or multicast, or a non-initial fragment.
+    pub(crate) fn unreachable(
+        &mut self,
+        now: Instant,
+        datagram: &[u8],
+        reason: Icmpv4DstUnreachable,
+        checksums: &ChecksumCapabilities,
+    ) {
+        let Ok(ip) = Ipv4Packet::new_checked(datagram) else {
+            return;
+        };
+        let src = ip.src_addr();
+        if src.is_broadcast()
+            || src.is_multicast()
+            || src.is_unspecified()
+            || ip.dst_addr().is_broadcast()
+            || ip.dst_addr().is_multicast()
+            || ip.frag_offset() != 0
+        {
+            return;
+        }
+        if ip.next_header() == IpProtocol::Icmp {
+            let payload = ip.payload();
+            // Only echo requests (type 8) may provoke an error; never an error.
+            if payload.first() != Some(&8) {
+                return;
+            }
+        }
+        if self.out.len() >= MAX_QUEUED || !self.limiter.allow(now) {
+            self.suppressed += 1;
+            return;
+        }
+        let header_len = usize::from(ip.header_len());
+        let quoted = &datagram[header_len..ip.total_len().min(datagram.len() as u16) as usize];
+        let room = MAX_ERROR_LEN - 20 - 8 - header_len;
+        let quoted = &quoted[..quoted.len().min(room)];
+        let header = Ipv4Repr {
+            src_addr: ip.src_addr(),
+            dst_addr: ip.dst_addr(),
+            next_header: ip.next_header(),
+            payload_len: quoted.len(),
+            hop_limit: ip.hop_limit(),
+        };
+        let repr = Icmpv4Repr::DstUnreachable {
+            reason,
+            header,
+            data: quoted,
+        };
+        let mut bytes = vec![0u8; repr.buffer_len()];
+        repr.emit(&mut Icmpv4Packet::new_unchecked(&mut bytes[..]), checksums);
+        self.out.push_back((src, bytes));
+    }
+
+    /// The next ICMP message to send: destination and message bytes.
+    pub(crate) fn poll(&mut self) -> Option<(Ipv4Addr, Vec<u8>)> {
+        self.out.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limiter_bursts_then_refills() {
+        let mut r = RateLimiter {
+            tokens: ERROR_BURST,
+            last: Instant::ZERO,
+        };
+        let t = Instant::from_millis(5);
+        for _ in 0..ERROR_BURST {
+            assert!(r.allow(t));
+        }
+        assert!(!r.allow(t));
+        assert!(r.allow(t + Duration::from_millis(2)));
+        assert!(r.allow(t + Duration::from_millis(2)));
+        assert!(!r.allow(t + Duration::from_millis(2)));
+    }
+}
