@@ -362,7 +362,11 @@ impl Future for Driver {
         let closed = shared.closed.load(Ordering::Acquire);
         let result = {
             let mut st = shared.lock();
-            if st.driver_waker.as_ref().is_none_or(|w| !w.will_wake(cx.waker())) {
+            if st
+                .driver_waker
+                .as_ref()
+                .is_none_or(|w| !w.will_wake(cx.waker()))
+            {
                 st.driver_waker = Some(cx.waker().clone());
             }
             if closed {

@@ -57,9 +57,8 @@ impl Ring {
         debug_assert!(n <= self.len);
         self.head = (self.head + n) % self.capacity().max(1);
         self.len -= n;
-        if self.len == 0 {
-            self.head = 0;
-        }
+        // The head is never rewound when the ring empties: a receive ring holds
+        // out-of-order bytes past `len`, at places relative to the head.
     }
 }
 
@@ -231,6 +230,19 @@ impl RecvBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recv_buffer_keeps_held_ranges_when_drained() {
+        let mut b = RecvBuffer::new(16);
+        assert_eq!(b.insert(0, b"abcd"), 4);
+        assert_eq!(b.insert(2, b"gh"), 0);
+        let mut out = [0; 4];
+        // Reading every in-order byte must not move the held range.
+        assert_eq!(b.read(&mut out), 4);
+        assert_eq!(b.insert(0, b"ef"), 4);
+        assert_eq!(b.read(&mut out), 4);
+        assert_eq!(&out, b"efgh");
+    }
 
     #[test]
     fn send_buffer_wraps() {

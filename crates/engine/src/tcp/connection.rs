@@ -366,6 +366,7 @@ impl Tcb {
         tcb.state = State::SynReceived;
         tcb.irs = syn.seq;
         tcb.rcv_nxt = syn.seq + 1u32;
+        tcb.rcv_adv = tcb.rcv_nxt;
         tcb.take_syn_options(syn);
         tcb.snd_wnd = u32::from(syn.window);
         tcb.max_snd_wnd = tcb.snd_wnd;
@@ -477,6 +478,9 @@ impl Tcb {
         }
         self.irs = seg.seq;
         self.rcv_nxt = seg.seq + 1u32;
+        // Nothing offered yet: the right edge starts at `rcv_nxt` (a stale
+        // `rcv_adv` would compare across half the sequence space).
+        self.rcv_adv = self.rcv_nxt;
         self.take_syn_options(seg);
         match seg.ack {
             Some(ack) => {

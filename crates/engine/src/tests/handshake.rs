@@ -61,3 +61,29 @@ fn handshake_active() {
     let ev = h.engine.poll_event().unwrap();
     assert!(ev.writable && ev.handle == c);
 }
+
+/// The window in the ACK that completes an active open is the receive buffer,
+/// scaled, whatever half of the sequence space the peer's ISN lies in (the right
+/// edge once started from sequence 0, which compares as "ahead" of an ISN in the
+/// upper half and inflated the first window past the buffer).
+#[test]
+fn handshake_active_window_for_any_peer_isn() {
+    for irs in [7000u32, 0x8000_0000, 0xdc90_0000, u32::MAX] {
+        let mut h = Harness::new();
+        h.engine.connect(h.now, remote()).unwrap();
+        let syn = h.recv_one();
+        let shift = syn.wscale.unwrap();
+        h.send(Seg {
+            dst_port: syn.src_port,
+            seq: irs,
+            ack: Some(syn.seq + 1),
+            ctl: TcpControl::Syn,
+            wscale: Some(3),
+            ..Seg::default()
+        });
+        let ack = h.recv_one();
+        assert_eq!(ack.ack, Some(irs.wrapping_add(1)));
+        let buffer = 64 * 1024;
+        assert_eq!(u32::from(ack.window) << shift, buffer, "peer ISN {irs:#x}");
+    }
+}
