@@ -134,6 +134,9 @@ pub struct Stats {
     pub tx_packets: u64,
     /// Packets dropped because they did not parse (truncated, bad header, fragments).
     pub rx_malformed: u64,
+    /// Datagrams of another IP version (IPv6 is not spoken yet; a TUN carries
+    /// the kernel's router solicitations and the like), dropped.
+    pub rx_not_ipv4: u64,
     /// Packets dropped for a bad IP or TCP checksum.
     pub rx_bad_checksum: u64,
     /// Packets for another address.
@@ -782,6 +785,10 @@ impl Engine {
     /// Handles one inbound IPv4 datagram. Anything malformed is dropped and counted.
     pub fn handle_packet(&mut self, now: Instant, packet: &[u8]) {
         self.stats.rx_packets += 1;
+        if packet.first().is_some_and(|b| b >> 4 != 4) {
+            self.stats.rx_not_ipv4 += 1;
+            return;
+        }
         let Ok(ip) = Ipv4Packet::new_checked(packet) else {
             self.stats.rx_malformed += 1;
             return;
