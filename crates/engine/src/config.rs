@@ -38,6 +38,21 @@ pub struct Config {
     pub ephemeral_ports: (u16, u16),
     /// IP time-to-live of outgoing packets. Default 64.
     pub ttl: u8,
+    /// Offer and accept the timestamps option (RFC 7323 §3, §4, §5): RTT
+    /// measurement and PAWS. Default on, as Linux.
+    pub timestamps: bool,
+    /// Challenge ACKs (RFC 5961 §3, §4, §5) the whole stack sends per second at
+    /// most (RFC 5961 §7); the rest are suppressed and counted in
+    /// [`Stats::challenge_acks_suppressed`](crate::Stats::challenge_acks_suppressed).
+    /// Default 1000, as Linux's `tcp_challenge_ack_limit`.
+    pub challenge_ack_limit: u32,
+    /// How many of the first data segments of a connection are acknowledged at
+    /// once, without delay (Linux's quickack mode at connection start). Default 16.
+    pub initial_quickacks: u32,
+    /// Give up a connection attempt after this long, whatever the SYN retries
+    /// left ([`Error::TimedOut`](crate::Error::TimedOut)). Default none: only
+    /// [`syn_retries`](Config::syn_retries) bound it.
+    pub connect_timeout: Option<std::time::Duration>,
 }
 
 impl Default for Config {
@@ -59,6 +74,10 @@ impl Default for Config {
             max_backlog: 4096,
             ephemeral_ports: (49152, 65535),
             ttl: 64,
+            timestamps: true,
+            challenge_ack_limit: 1000,
+            initial_quickacks: 16,
+            connect_timeout: None,
         }
     }
 }

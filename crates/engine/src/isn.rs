@@ -74,6 +74,18 @@ impl Secret {
         Seq(m.wrapping_add(f))
     }
 
+    /// The per-connection offset of the timestamp clock (RFC 7323 §5.4, §7.1):
+    /// a keyed hash of the 4-tuple, so TSval reveals no uptime and differs per
+    /// connection (as Linux's `tsoffset`).
+    pub(crate) fn ts_offset(&self, local: SocketAddrV4, remote: SocketAddrV4) -> u32 {
+        let tuple = [
+            (u64::from(local.ip().to_bits()) << 32) | u64::from(remote.ip().to_bits()),
+            (u64::from(local.port()) << 16) | u64::from(remote.port()),
+            0x7473, // "ts": a different message from the ISN's.
+        ];
+        siphash24(self.k0, self.k1, &tuple) as u32
+    }
+
     /// A pseudo-random number from the seeded generator (xorshift64*).
     pub(crate) fn next_u64(&mut self) -> u64 {
         let mut x = self.rng;

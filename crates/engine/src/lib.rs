@@ -39,6 +39,7 @@
 #![warn(missing_docs)]
 
 mod config;
+mod conn_opts;
 mod error;
 mod icmp;
 mod isn;
@@ -55,12 +56,13 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use smoltcp::phy::{Checksum, ChecksumCapabilities};
 use smoltcp::wire::{
     Icmpv4DstUnreachable, IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket,
-    TcpRepr, TcpSeqNumber,
+    TcpRepr, TcpSeqNumber, TcpTimestampRepr,
 };
 use synack_wheel::{Key, Wheel};
 use tracing::trace;
 
 pub use config::Config;
+pub use conn_opts::Keepalive;
 pub use error::Error;
 pub use seq::Seq;
 pub use tcp::connection::{State, TcpInfo, Timer};
@@ -161,6 +163,10 @@ pub struct Stats {
     pub icmp_suppressed: u64,
     /// ICMP errors received about our TCP segments.
     pub icmp_errors_received: u64,
+    /// Challenge ACKs (RFC 5961) not sent because of the stack-wide rate limit (§7).
+    pub challenge_acks_suppressed: u64,
+    /// Challenge ACKs (RFC 5961) sent.
+    pub challenge_acks_sent: u64,
 }
 
 enum Socket {
@@ -171,7 +177,7 @@ enum Socket {
 struct Slot {
     generation: u32,
     socket: Option<Socket>,
-    timer_keys: [Option<Key>; 4],
+    timer_keys: [Option<Key>; 5],
     in_tx_queue: bool,
     pending_events: u8,
     in_accept_queue: bool,
@@ -211,6 +217,8 @@ pub struct Engine {
     events: VecDeque<SocketHandle>,
     stats: Stats,
     next_port: u16,
+    /// RFC 5961 §7: the second the challenge-ACK count is for, and the count.
+    challenge_window: (u64, u32),
 }
 
 impl Engine {
@@ -248,6 +256,7 @@ impl Engine {
             events: VecDeque::new(),
             stats: Stats::default(),
             next_port,
+            challenge_window: (0, 0),
         }
     }
 
@@ -275,7 +284,7 @@ impl Engine {
                 self.slots.push(Slot {
                     generation: 0,
                     socket: None,
-                    timer_keys: [None; 4],
+                    timer_keys: [None; 5],
                     in_tx_queue: false,
                     pending_events: 0,
                     in_accept_queue: false,
@@ -447,7 +456,8 @@ impl Engine {
             return Err(Error::AddrInUse);
         }
         let iss = self.secret.isn(now, local, remote);
-        let tcb = Tcb::connect(&self.config, local, remote, iss, self.iface.mtu);
+        let mut tcb = Tcb::connect(&self.config, local, remote, iss, self.iface.mtu);
+        tcb.start(now, &self.config, self.secret.ts_offset(local, remote));
         let h = self.alloc_slot(Socket::Conn(Box::new(tcb)));
         self.conns.insert((local, remote), h);
         self.after(now, h);
@@ -667,6 +677,22 @@ impl Engine {
                 }
             }
         }
+        // RFC 5961 §7: challenge ACKs are rate-limited across the whole stack.
+        if tcb.challenge_pending {
+            tcb.challenge_pending = false;
+            let second = now.as_nanos() / 1_000_000_000;
+            if self.challenge_window.0 != second {
+                self.challenge_window = (second, 0);
+            }
+            if self.challenge_window.1 < self.config.challenge_ack_limit {
+                self.challenge_window.1 += 1;
+                self.stats.challenge_acks_sent += 1;
+                tcb.send_challenge_ack();
+            } else {
+                trace!(parent: tcb.span(), "challenge ACK suppressed");
+                self.stats.challenge_acks_suppressed += 1;
+            }
+        }
         // Readiness.
         if tcb.events != 0 {
             if slot.pending_events == 0 {
@@ -866,6 +892,7 @@ impl Engine {
             mss: repr.max_seg_size,
             window_scale: repr.window_scale,
             payload: repr.payload,
+            timestamp: repr.timestamp.map(|t| (t.tsval, t.tsecr)),
         };
         let local = SocketAddrV4::new(ip_repr.dst_addr, repr.dst_port);
         let remote = SocketAddrV4::new(ip_repr.src_addr, repr.src_port);
@@ -959,6 +986,7 @@ impl Engine {
         listener.syn_queue += 1;
         let iss = self.secret.isn(now, local, remote);
         let mut tcb = Tcb::accept_syn(&self.config, local, remote, iss, self.iface.mtu, seg);
+        tcb.start(now, &self.config, self.secret.ts_offset(local, remote));
         tcb.parent = Some(lh);
         let h = self.alloc_slot(Socket::Conn(Box::new(tcb)));
         self.conns.insert((local, remote), h);
@@ -1011,6 +1039,7 @@ impl Engine {
                 payload_offset: 0,
                 payload_len: 0,
                 psh: false,
+                timestamp: None,
             };
             self.stats.tx_packets += 1;
             return Some(self.emit(r.local, r.remote, &out, None, buf));
@@ -1118,7 +1147,9 @@ impl Engine {
             max_seg_size: out.mss,
             sack_permitted: false,
             sack_ranges: [None; 3],
-            timestamp: None,
+            timestamp: out
+                .timestamp
+                .map(|(tsval, tsecr)| TcpTimestampRepr::new(tsval, tsecr)),
             payload: &[],
         };
         let ip_len = 20;

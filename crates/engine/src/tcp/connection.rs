@@ -15,6 +15,7 @@ use tracing::{debug, trace};
 use super::buffer::{RecvBuffer, SendBuffer};
 use super::congestion::NewReno;
 use super::rtt::RttEstimator;
+use super::timestamps::{self, Timestamps};
 use crate::seq::Seq;
 use crate::{Config, Error, Instant};
 
@@ -70,6 +71,8 @@ pub(crate) struct Segment<'a> {
     pub mss: Option<u16>,
     pub window_scale: Option<u8>,
     pub payload: &'a [u8],
+    /// The timestamps option: (TSval, TSecr) (RFC 7323 §3).
+    pub timestamp: Option<(u32, u32)>,
 }
 
 impl Segment<'_> {
@@ -92,6 +95,8 @@ pub(crate) struct Outbound {
     pub payload_offset: usize,
     pub payload_len: usize,
     pub psh: bool,
+    /// The timestamps option to send: (TSval, TSecr) (RFC 7323 §3).
+    pub timestamp: Option<(u32, u32)>,
 }
 
 /// The timers of one connection; each is one entry in the engine's wheel.
@@ -105,14 +110,17 @@ pub enum Timer {
     DelayedAck = 2,
     /// TIME-WAIT's 2·MSL, or the FIN-WAIT-2 timeout of a released connection.
     Linger = 3,
+    /// Keepalive (RFC 1122 §4.2.3.6) once synchronized; the connect timeout before.
+    Keepalive = 4,
 }
 
 impl Timer {
-    pub(crate) const ALL: [Timer; 4] = [
+    pub(crate) const ALL: [Timer; 5] = [
         Timer::Retransmit,
         Timer::Persist,
         Timer::DelayedAck,
         Timer::Linger,
+        Timer::Keepalive,
     ];
 }
 
@@ -234,12 +242,38 @@ pub(crate) struct Tcb {
     passive: bool,
 
     // Timers the engine keeps in its wheel, and readiness to report.
-    pub(crate) timers: [Option<Instant>; 4],
+    pub(crate) timers: [Option<Instant>; 5],
     pub(crate) timers_dirty: bool,
     pub(crate) events: u8,
     pub(crate) info: TcpInfo,
 
     cfg: TcbConfig,
+
+    /// The timestamps option (RFC 7323).
+    pub(crate) ts: Timestamps,
+    /// The TSecr of the segment being processed, for an RTT sample (RFC 7323 §4).
+    seg_tsecr: Option<u32>,
+    /// A challenge ACK is owed (RFC 5961); the engine applies its rate limit
+    /// (§7) and turns it into an ACK or drops it.
+    pub(crate) challenge_pending: bool,
+    /// Keepalive settings, when on (RFC 1122 §4.2.3.6).
+    pub(crate) keepalive: Option<crate::conn_opts::Keepalive>,
+    /// Keepalive probes sent without an answer.
+    ka_probes: u32,
+    /// When the last segment arrived: keepalive counts idleness from here.
+    last_rcv: Instant,
+    /// SO_LINGER: `Some(0)` makes close an abort.
+    pub(crate) linger: Option<Duration>,
+    /// TCP_USER_TIMEOUT (RFC 5482): longest time data may stay unacknowledged.
+    pub(crate) user_timeout: Option<Duration>,
+    /// Since when sent data has gone unacknowledged without progress.
+    unacked_since: Option<Instant>,
+    /// ACK every data segment at once (TCP_QUICKACK).
+    pub(crate) quickack: bool,
+    /// Data segments still to be acknowledged at once at connection start.
+    quickacks_left: u32,
+    /// When a connection attempt gives up (connect timeout).
+    pub(crate) connect_deadline: Option<Instant>,
 }
 
 /// The parts of [`Config`] a TCB needs, copied in at creation.
@@ -325,7 +359,7 @@ impl Tcb {
             soft_error: None,
             parent: None,
             passive,
-            timers: [None; 4],
+            timers: [None; 5],
             timers_dirty: false,
             events: 0,
             info: TcpInfo::default(),
@@ -336,6 +370,18 @@ impl Tcb {
                 fin_wait2_timeout: cfg.fin_wait2_timeout,
                 delayed_ack: cfg.delayed_ack,
             },
+            ts: Timestamps::new(cfg.timestamps, 0),
+            seg_tsecr: None,
+            challenge_pending: false,
+            keepalive: None,
+            ka_probes: 0,
+            last_rcv: Instant::ZERO,
+            linger: None,
+            user_timeout: None,
+            unacked_since: None,
+            quickack: false,
+            quickacks_left: cfg.initial_quickacks,
+            connect_deadline: None,
         }
     }
 
@@ -375,10 +421,50 @@ impl Tcb {
         tcb
     }
 
+    /// Finishes creating a connection at `now`: the timestamp clock offset
+    /// (RFC 7323 §5.4, from the stack secret) and, for an active open, the
+    /// connect timeout.
+    pub(crate) fn start(&mut self, now: Instant, cfg: &Config, ts_offset: u32) {
+        self.ts.start(now, ts_offset);
+        self.last_rcv = now;
+        if self.state == State::SynSent {
+            self.connect_deadline = cfg.connect_timeout.map(|t| now + t);
+            self.set_timer(Timer::Keepalive, self.connect_deadline);
+        }
+    }
+
+    /// The engine's rate limit let an owed challenge ACK through (RFC 5961 §7).
+    pub(crate) fn send_challenge_ack(&mut self) {
+        self.ack_now = true;
+    }
+
+    /// Sets (or clears) the connect timeout of a connection attempt.
+    pub(crate) fn set_connect_deadline(&mut self, at: Option<Instant>) {
+        self.connect_deadline = at;
+        self.set_timer(Timer::Keepalive, at);
+    }
+
+    /// The retransmission deadline from `now`: the backed-off RTO, cut short by
+    /// the user timeout (as Linux's `tcp_clamp_rto_to_user_timeout`).
+    fn rto_deadline(&self, now: Instant) -> Option<Instant> {
+        let rto = now + self.rtt.backed_off(self.backoff);
+        match (self.user_timeout, self.unacked_since) {
+            (Some(ut), Some(since)) => Some(rto.min((since + ut).max(now))),
+            _ => Some(rto),
+        }
+    }
+
     /// Options of the peer's SYN: MSS (RFC 9293 §3.7.1) and window scale (RFC 7323 §2.2).
     fn take_syn_options(&mut self, syn: &Segment<'_>) {
+        // RFC 7323 §3.2: timestamps only if both SYNs carry the option.
+        self.ts.on_syn(self.last_rcv, syn.timestamp, syn.seq + 1u32);
         let peer_mss = usize::from(syn.mss.unwrap_or(536)).max(64);
         self.snd_mss = peer_mss.min(usize::from(self.rcv_mss));
+        if self.ts.on {
+            // RFC 7323 §3.2 / RFC 9293 §3.7.1: the option's 12 bytes come out of
+            // every segment, so the effective send MSS shrinks by as much.
+            self.snd_mss = self.snd_mss.saturating_sub(timestamps::OPTION_LEN).max(64);
+        }
         self.cc.set_mss(self.snd_mss);
         match syn.window_scale {
             // RFC 7323 §2.3: a shift above 14 is taken as 14 (smoltcp already clamps).
@@ -447,6 +533,14 @@ impl Tcb {
     /// Processes one inbound segment for this connection.
     pub(crate) fn on_segment(&mut self, now: Instant, seg: &Segment<'_>) {
         self.info.segs_in += 1;
+        // Anything from the peer proves it alive (RFC 1122 §4.2.3.6).
+        self.last_rcv = now;
+        self.ka_probes = 0;
+        self.seg_tsecr = if self.ts.on {
+            seg.timestamp.map(|(_, tsecr)| tsecr)
+        } else {
+            None
+        };
         match self.state {
             State::Closed => {}
             State::SynSent => self.on_segment_syn_sent(now, seg),
@@ -520,6 +614,9 @@ impl Tcb {
         if self.fin_queued {
             self.set_state(State::FinWait1);
         }
+        // The connect timeout is over; keepalive takes the timer.
+        self.connect_deadline = None;
+        self.arm_keepalive();
     }
 
     /// The window we may accept data into: at least what we advertised.
@@ -531,6 +628,24 @@ impl Tcb {
 
     /// RFC 9293 §3.10.7.4: the synchronized states and SYN-RECEIVED.
     fn on_segment_synchronized(&mut self, now: Instant, seg: &Segment<'_>) {
+        if self.ts.on && seg.ctl != Ctl::Rst {
+            match seg.timestamp {
+                // RFC 7323 §3.2: once negotiated, a non-RST segment without the
+                // option SHOULD be dropped (never a reason to abort).
+                None => {
+                    trace!(parent: &self.span, "no timestamp: dropped");
+                    return;
+                }
+                // RFC 7323 §5.3 R1: PAWS. An old duplicate is answered with an
+                // ACK and dropped.
+                Some((tsval, _)) if self.ts.paws_rejects(now, tsval) => {
+                    debug!(parent: &self.span, tsval, recent = self.ts.recent, "PAWS: old duplicate dropped");
+                    self.ack_now = true;
+                    return;
+                }
+                Some(_) => {}
+            }
+        }
         let rcv_wnd = self.rcv_wnd();
         let seg_len = seg.len();
         // First: is the sequence number acceptable?
@@ -561,11 +676,17 @@ impl Tcb {
             }
             return;
         }
+        // RFC 7323 §4.3 (2), §5.3 R3: an acceptable segment may update TS.Recent.
+        if self.ts.on
+            && let Some((tsval, _)) = seg.timestamp
+        {
+            self.ts.update_recent(now, seg.seq, tsval);
+        }
 
         // Second: RST (RFC 5961 §3.2: only an exact match resets; else challenge).
         if seg.ctl == Ctl::Rst {
             if seg.seq != self.rcv_nxt {
-                self.ack_now = true;
+                self.challenge_pending = true;
                 return;
             }
             match self.state {
@@ -585,7 +706,7 @@ impl Tcb {
             if self.state == State::SynReceived && seg.seq == self.irs {
                 self.snd_nxt = self.iss;
             } else {
-                self.ack_now = true;
+                self.challenge_pending = true;
             }
             return;
         }
@@ -699,7 +820,7 @@ impl Tcb {
         }
         // RFC 5961 §5.2: an ACK too far in the past gets a challenge ACK.
         if ack.lt(self.snd_una - self.max_snd_wnd.max(1)) {
-            self.ack_now = true;
+            self.challenge_pending = true;
             return false;
         }
         let window = u32::from(seg.window) << self.snd_wscale;
@@ -744,7 +865,18 @@ impl Tcb {
         if self.snd_nxt.lt(ack) {
             self.snd_nxt = ack;
         }
-        if let Some((end, sent)) = self.rtt_timing
+        // RFC 7323 §4: with timestamps, every ACK of new data gives a sample
+        // from its TSecr; a retransmission's echo is its own TSval, so Karn's
+        // ambiguity does not arise (RFC 7323 §4.2).
+        if let Some(r) = self
+            .seg_tsecr
+            .take()
+            .and_then(|tsecr| self.ts.rtt_sample(now, tsecr))
+        {
+            self.rtt.sample(r);
+            self.rtt_timing = None;
+            self.backoff = 0;
+        } else if let Some((end, sent)) = self.rtt_timing
             && ack.ge(end)
         {
             self.rtt.sample(now - sent);
@@ -768,13 +900,12 @@ impl Tcb {
             None => self.cc.on_ack(acked),
         }
         self.dup_acks = 0;
+        // Progress: the user timeout counts again from here.
+        self.unacked_since = (self.snd_una != self.snd_max).then_some(now);
         if self.snd_una == self.snd_max {
             self.set_timer(Timer::Retransmit, None);
         } else {
-            self.set_timer(
-                Timer::Retransmit,
-                Some(now + self.rtt.backed_off(self.backoff)),
-            );
+            self.set_timer(Timer::Retransmit, self.rto_deadline(now));
         }
     }
 
@@ -805,6 +936,11 @@ impl Tcb {
             self.events |= EV_READ;
         }
         if offset > 0 || had_gaps || payload.is_empty() {
+            self.ack_now = true;
+        } else if self.quickack || self.quickacks_left > 0 {
+            // Quick ACK: per socket, or for the first segments of a connection
+            // so the peer's slow start is not held up by delayed ACKs (Linux).
+            self.quickacks_left = self.quickacks_left.saturating_sub(1);
             self.ack_now = true;
         } else {
             self.segs_since_ack += 1;
@@ -849,7 +985,12 @@ impl Tcb {
     }
 
     fn arm_time_wait(&mut self, now: Instant) {
-        for t in [Timer::Retransmit, Timer::Persist, Timer::DelayedAck] {
+        for t in [
+            Timer::Retransmit,
+            Timer::Persist,
+            Timer::DelayedAck,
+            Timer::Keepalive,
+        ] {
             self.set_timer(t, None);
         }
         self.set_timer(Timer::Linger, Some(now + self.cfg.time_wait));
@@ -902,7 +1043,67 @@ impl Tcb {
                 // TIME-WAIT over (RFC 9293 §3.10.8), or an orphan's FIN-WAIT-2 timed out.
                 self.close_now();
             }
+            Timer::Keepalive => self.on_keepalive_timer(now),
         }
+    }
+
+    /// Arms the keepalive timer for the idle time from the last segment received,
+    /// or stops it (RFC 1122 §4.2.3.6).
+    pub(crate) fn arm_keepalive(&mut self) {
+        let at = match self.keepalive {
+            Some(ka) if self.state.is_synchronized() && self.state != State::TimeWait => {
+                Some(self.last_rcv + ka.idle)
+            }
+            _ => None,
+        };
+        if self.state.is_synchronized() {
+            self.set_timer(Timer::Keepalive, at);
+        }
+    }
+
+    /// The keepalive timer fired, or the connect timeout before the handshake.
+    fn on_keepalive_timer(&mut self, now: Instant) {
+        if !self.state.is_synchronized() {
+            if self.connect_deadline.is_some_and(|d| now >= d) {
+                debug!(parent: &self.span, "connect timeout");
+                self.fail(self.soft_error.unwrap_or(Error::TimedOut));
+            }
+            return;
+        }
+        let Some(ka) = self.keepalive else {
+            return;
+        };
+        if !matches!(
+            self.state,
+            State::Established | State::CloseWait | State::FinWait2
+        ) {
+            return;
+        }
+        if self.ka_probes == 0 && now < self.last_rcv + ka.idle {
+            // Something arrived since the timer was armed: idle counts from there.
+            self.set_timer(Timer::Keepalive, Some(self.last_rcv + ka.idle));
+            return;
+        }
+        if self.snd_una != self.snd_max || self.snd_nxt.lt(self.data_end()) {
+            // Data is in flight or queued: the retransmission timer (and the user
+            // timeout) watch the peer; no probe needed (as Linux).
+            self.ka_probes = 0;
+            self.set_timer(Timer::Keepalive, Some(now + ka.idle));
+            return;
+        }
+        if self.ka_probes >= ka.count {
+            // RFC 1122 §4.2.3.6: the peer is gone. Linux resets and reports ETIMEDOUT.
+            debug!(parent: &self.span, probes = self.ka_probes, "keepalive: peer dead");
+            self.abort();
+            self.error = Some(self.soft_error.unwrap_or(Error::TimedOut));
+            return;
+        }
+        // RFC 1122 §4.2.3.6: the probe is SEG.SEQ = SND.NXT-1 with no data, which
+        // the peer must answer with an ACK (its sequence number is old).
+        self.ka_probes += 1;
+        self.probe_pending = true;
+        trace!(parent: &self.span, probe = self.ka_probes, "keepalive probe");
+        self.set_timer(Timer::Keepalive, Some(now + ka.interval));
     }
 
     /// RFC 6298 §5.4–5.7: retransmit the earliest unacknowledged segment, back
@@ -913,6 +1114,16 @@ impl Tcb {
             _ => self.cfg.data_retries,
         };
         if self.snd_una == self.snd_max {
+            return;
+        }
+        // RFC 5482 / RFC 9293 §3.8.3: the user timeout ends the connection when
+        // sent data stayed unacknowledged that long, whatever the retries left.
+        if let (Some(ut), Some(since)) = (self.user_timeout, self.unacked_since)
+            && now - since >= ut
+        {
+            debug!(parent: &self.span, "user timeout");
+            self.info.timeouts += 1;
+            self.fail(self.soft_error.unwrap_or(Error::TimedOut));
             return;
         }
         self.retries += 1;
@@ -932,10 +1143,7 @@ impl Tcb {
         self.rtt_timing = None;
         self.snd_nxt = self.snd_una;
         debug!(parent: &self.span, snd_una = %self.snd_una, backoff = self.backoff, "retransmission timeout");
-        self.set_timer(
-            Timer::Retransmit,
-            Some(now + self.rtt.backed_off(self.backoff)),
-        );
+        self.set_timer(Timer::Retransmit, self.rto_deadline(now));
     }
 
     // ----- Output -----
@@ -993,6 +1201,7 @@ impl Tcb {
                 payload_offset: 0,
                 payload_len: 0,
                 psh: false,
+                timestamp: None,
             });
         }
         let out = match self.state {
@@ -1007,7 +1216,16 @@ impl Tcb {
             State::SynSent | State::SynReceived => self.output_syn(now),
             _ => self.output_data(now),
         };
-        if let Some(out) = &out {
+        let mut out = out;
+        if let Some(out) = &mut out {
+            // RFC 7323 §3.2: once negotiated (or offered, in a SYN), every
+            // non-RST segment carries the option, echoing TS.Recent (§4.3 (3)).
+            if self.ts.on && out.ctl != Ctl::Rst {
+                out.timestamp = Some((self.ts.tsval(now), self.ts.recent));
+            }
+            if let Some(ack) = out.ack {
+                self.ts.last_ack_sent = ack;
+            }
             self.info.segs_out += 1;
             if out.ack.is_some() {
                 // Any segment with an ACK acknowledges everything so far.
@@ -1049,11 +1267,9 @@ impl Tcb {
         if self.retries == 0 && self.rtt_timing.is_none() {
             self.rtt_timing = Some((self.snd_nxt, now));
         }
+        self.unacked_since.get_or_insert(now);
         if !self.timer_armed(Timer::Retransmit) {
-            self.set_timer(
-                Timer::Retransmit,
-                Some(now + self.rtt.backed_off(self.backoff)),
-            );
+            self.set_timer(Timer::Retransmit, self.rto_deadline(now));
         }
         Some(Outbound {
             seq: self.iss,
@@ -1065,6 +1281,7 @@ impl Tcb {
             payload_offset: 0,
             payload_len: 0,
             psh: false,
+            timestamp: None,
         })
     }
 
@@ -1080,6 +1297,7 @@ impl Tcb {
             payload_offset: 0,
             payload_len: 0,
             psh: false,
+            timestamp: None,
         }
     }
 
@@ -1099,6 +1317,7 @@ impl Tcb {
             payload_offset: (seq - self.snd_buf_seq) as usize,
             payload_len: len,
             psh: len > 0 && seq + len == data_end,
+            timestamp: None,
         }
     }
 
@@ -1177,6 +1396,7 @@ impl Tcb {
                 payload_offset: 0,
                 payload_len: 0,
                 psh: false,
+                timestamp: None,
             });
         }
         if self.ack_now {
@@ -1194,6 +1414,7 @@ impl Tcb {
             self.snd_max = end;
         }
         self.info.bytes_sent += len as u64;
+        self.unacked_since.get_or_insert(now);
         if retransmission {
             self.info.bytes_retrans += len.min((self.snd_max - seq) as usize) as u64;
         } else if self.rtt_timing.is_none() {
@@ -1201,10 +1422,7 @@ impl Tcb {
             self.rtt_timing = Some((end, now));
         }
         if !self.timer_armed(Timer::Retransmit) {
-            self.set_timer(
-                Timer::Retransmit,
-                Some(now + self.rtt.backed_off(self.backoff)),
-            );
+            self.set_timer(Timer::Retransmit, self.rto_deadline(now));
         }
         self.set_timer(Timer::Persist, None);
         if fin {
@@ -1335,6 +1553,13 @@ impl Tcb {
     /// makes it an abort (RFC 2525 §2.17); otherwise a graceful close.
     pub(crate) fn release(&mut self, now: Instant) {
         self.released = true;
+        if self.linger == Some(Duration::ZERO) {
+            // SO_LINGER with a zero timeout: close is an abort, RST and gone at
+            // once (RFC 9293 §3.10.5), as on Linux.
+            debug!(parent: &self.span, "zero linger: reset");
+            self.abort();
+            return;
+        }
         if self.state == State::SynSent {
             self.close_now();
             return;
@@ -1366,7 +1591,14 @@ impl Tcb {
         match kind {
             IcmpErrorKind::FragmentationNeeded(mtu) => {
                 // RFC 1191 §3: 68 is the least MTU; RFC 5927 §7: only ever lower it.
-                let mss = usize::from(mtu.max(68)).saturating_sub(40).max(88);
+                let options = if self.ts.on {
+                    timestamps::OPTION_LEN
+                } else {
+                    0
+                };
+                let mss = usize::from(mtu.max(68))
+                    .saturating_sub(40 + options)
+                    .max(88);
                 if mss < self.snd_mss {
                     debug!(parent: &self.span, mtu, mss, "path MTU lowered");
                     self.snd_mss = mss;

@@ -5,3 +5,4 @@ pub(crate) mod congestion;
 pub(crate) mod connection;
 pub(crate) mod listener;
 pub(crate) mod rtt;
+pub(crate) mod timestamps;

@@ -179,7 +179,7 @@ fn time_wait_lasts_two_msl() {
     let mut h = Harness::with_config(Config {
         msl: secs(10),
         recv_buffer: 64 * 1024,
-        ..Config::default()
+        ..base_config()
     });
     let (_l, c, iss, irs) = h.established_passive();
     h.engine.close(h.now, c);

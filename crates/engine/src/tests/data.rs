@@ -300,7 +300,7 @@ fn fin_ahead_of_missing_data_waits_for_the_gap() {
 fn small_buffer() -> Harness {
     Harness::with_config(Config {
         recv_buffer: 4096,
-        ..Config::default()
+        ..base_config()
     })
 }
 

@@ -177,7 +177,7 @@ fn port_unreachable_during_connect_refuses() {
 fn host_unreachable_during_connect_is_soft() {
     let mut h = Harness::with_config(Config {
         syn_retries: 1,
-        ..Config::default()
+        ..base_config()
     });
     let c = h.engine.connect(h.now, remote()).unwrap();
     let syn = transmit_raw(&mut h).remove(0);

@@ -19,6 +19,7 @@ use std::time::Duration;
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
     IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+    TcpTimestampRepr,
 };
 
 use super::*;
@@ -77,6 +78,8 @@ pub(crate) struct Seg {
     /// The PSH flag (only meaningful without SYN/FIN/RST: smoltcp carries it as a control).
     pub psh: bool,
     pub payload: Vec<u8>,
+    /// The timestamps option (TSval, TSecr).
+    pub ts: Option<(u32, u32)>,
 }
 
 impl Default for Seg {
@@ -92,6 +95,7 @@ impl Default for Seg {
             wscale: None,
             psh: false,
             payload: Vec::new(),
+            ts: None,
         }
     }
 }
@@ -127,6 +131,11 @@ impl Seg {
         self.window = window;
         self
     }
+    /// With the timestamps option.
+    pub fn ts(mut self, tsval: u32, tsecr: u32) -> Seg {
+        self.ts = Some((tsval, tsecr));
+        self
+    }
     /// Without the ACK flag.
     pub fn no_ack(mut self) -> Seg {
         self.ack = None;
@@ -147,7 +156,7 @@ impl Harness {
     pub fn new() -> Harness {
         Harness::with_config(Config {
             recv_buffer: 64 * 1024,
-            ..Config::default()
+            ..base_config()
         })
     }
 
@@ -325,6 +334,17 @@ impl Harness {
     }
 }
 
+/// The defaults, less the options that add to every exchange (timestamps,
+/// quick ACKs at connection start), so the basic tests script plain segments.
+/// The tests of those options turn them on.
+pub(crate) fn base_config() -> Config {
+    Config {
+        timestamps: false,
+        initial_quickacks: 0,
+        ..Config::default()
+    }
+}
+
 pub(crate) fn build(seg: &Seg, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
     let repr = TcpRepr {
         src_port: seg.src_port,
@@ -340,7 +360,7 @@ pub(crate) fn build(seg: &Seg, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
         max_seg_size: seg.mss,
         sack_permitted: false,
         sack_ranges: [None; 3],
-        timestamp: None,
+        timestamp: seg.ts.map(|(v, e)| TcpTimestampRepr::new(v, e)),
         payload: &seg.payload,
     };
     let ip = Ipv4Repr {
@@ -399,6 +419,7 @@ pub(crate) fn try_parse(packet: &[u8]) -> Result<Seg, String> {
         wscale: repr.window_scale,
         psh: repr.control == TcpControl::Psh,
         payload: repr.payload.to_vec(),
+        ts: repr.timestamp.map(|t| (t.tsval, t.tsecr)),
     })
 }
 

@@ -33,6 +33,7 @@ fn our_syn(port: u16, iss: u32) -> Seg {
         wscale: Some(1),
         psh: false,
         payload: vec![],
+        ts: None,
     }
 }
 
@@ -76,7 +77,7 @@ fn syn_retries_is_configurable() {
     let mut h = Harness::with_config(Config {
         syn_retries: 2,
         initial_rto: ms(500),
-        ..Config::default()
+        ..base_config()
     });
     let t0 = h.now;
     let c = h.engine.connect(h.now, remote()).unwrap();
@@ -153,7 +154,7 @@ fn rto_is_srtt_plus_four_rttvar_and_doubles_until_data_retries() {
 fn data_retries_is_configurable() {
     let mut h = Harness::with_config(Config {
         data_retries: 2,
-        ..Config::default()
+        ..base_config()
     });
     let (c, iss, irs) = active_with_rtt(&mut h, ms(100));
     let t1 = h.now;
