@@ -32,6 +32,7 @@ mod listener;
 mod malformed;
 mod reset;
 mod retransmit;
+mod timestamps;
 
 pub(crate) const LOCAL_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 pub(crate) const REMOTE_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
