@@ -30,6 +30,7 @@ mod handshake;
 mod icmp;
 mod listener;
 mod malformed;
+mod options;
 mod reset;
 mod retransmit;
 mod timestamps;

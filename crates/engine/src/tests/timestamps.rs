@@ -37,7 +37,9 @@ fn established_ts(h: &mut Harness, peer_ts: u32) -> (SocketHandle, u32, u32) {
         synack,
         Seg {
             mss: Some(1460),
-            ..h.ours(iss, irs + 1).syn().ts(tsval(h, local(), remote()), peer_ts)
+            ..h.ours(iss, irs + 1)
+                .syn()
+                .ts(tsval(h, local(), remote()), peer_ts)
         }
     );
     h.advance(ms(30));
@@ -97,10 +99,7 @@ fn syn_without_timestamps_turns_them_off_for_the_connection() {
     let c = h.engine.accept(l).unwrap();
     assert_eq!(h.engine.tcp_info(c).unwrap().snd_mss, 1460);
     assert_eq!(h.engine.send(h.now, c, b"x"), Ok(1));
-    assert_eq!(
-        h.recv_one(),
-        h.ours(synack.seq + 1, 1001).data(b"x").psh()
-    );
+    assert_eq!(h.recv_one(), h.ours(synack.seq + 1, 1001).data(b"x").psh());
 }
 
 #[test]
