@@ -1141,6 +1141,7 @@ impl Tcb {
         self.recover = None;
         self.dup_acks = 0;
         self.rtt_timing = None;
+        self.ts.on_rto(now);
         self.snd_nxt = self.snd_una;
         debug!(parent: &self.span, snd_una = %self.snd_una, backoff = self.backoff, "retransmission timeout");
         self.set_timer(Timer::Retransmit, self.rto_deadline(now));
@@ -1288,7 +1289,13 @@ impl Tcb {
     fn pure_ack(&mut self) -> Outbound {
         let window = self.advertise_window(false);
         Outbound {
-            seq: self.snd_nxt,
+            // SND.MAX, not SND.NXT: after a timeout SND.NXT falls back to SND.UNA
+            // (go-back-N), below what the peer may already have received, and
+            // an ACK it finds out of window is dropped unprocessed (RFC 9293
+            // §3.10.7.4): two such peers would only trade duplicate ACKs. SND.MAX
+            // is the SND.NXT of an implementation that never moves it back
+            // (Linux's `tcp_acceptable_seq`). Found by the lossy-link test.
+            seq: self.snd_max,
             ack: Some(self.rcv_nxt),
             ctl: Ctl::None,
             window,
@@ -1333,14 +1340,25 @@ impl Tcb {
         );
 
         // A fast retransmission of the first unacknowledged segment, outside the window.
-        if self.rtx_pending && can_send_data {
+        // Only what was sent before: with nothing in flight there is nothing to
+        // retransmit, and new data (or a new FIN) sent here would escape SND.MAX
+        // and the retransmission timer (found by the lossy-link test: a lost
+        // FIN was never sent again).
+        if self.rtx_pending && can_send_data && self.snd_una.lt(self.snd_max) {
             self.rtx_pending = false;
-            let len = ((data_end - self.snd_una).max(0) as usize).min(self.snd_mss);
+            let in_flight = (self.snd_max - self.snd_una) as usize;
+            let len = ((data_end - self.snd_una).max(0) as usize)
+                .min(self.snd_mss)
+                .min(in_flight);
             let fin_sent = self.fin_queued && self.snd_max == data_end + 1u32;
             if len > 0 || fin_sent {
                 let out = self.data_segment(self.snd_una, len);
+                let end = self.snd_una + len + usize::from(out.ctl == Ctl::Fin);
                 if self.snd_nxt == self.snd_una {
-                    self.snd_nxt = self.snd_una + len + usize::from(out.ctl == Ctl::Fin);
+                    self.snd_nxt = end;
+                }
+                if self.snd_max.lt(end) {
+                    self.snd_max = end;
                 }
                 self.info.bytes_sent += len as u64;
                 self.info.bytes_retrans += len as u64;
@@ -1351,7 +1369,16 @@ impl Tcb {
 
         if can_send_data && self.snd_nxt.lt(data_end) {
             // RFC 5681: send within min(cwnd, rwnd).
-            let wnd = (self.snd_wnd as usize).min(self.cc.cwnd);
+            let mut wnd = (self.snd_wnd as usize).min(self.cc.cwnd);
+            if self.snd_nxt == self.snd_una && self.snd_una.lt(self.snd_max) {
+                // After a timeout the first unacknowledged segment goes out even
+                // into a window that looks closed (as Linux's
+                // `tcp_retransmit_skb`): a reordered old ACK may have closed it
+                // after the peer opened it again, and with data in flight the
+                // persist timer is not there to probe (found by the lossy-link test).
+                let head = ((self.snd_max - self.snd_una) as usize).min(self.snd_mss);
+                wnd = wnd.max(head);
+            }
             let wnd_end = self.snd_una + wnd;
             let usable = (wnd_end - self.snd_nxt).max(0) as usize;
             let avail = (data_end - self.snd_nxt) as usize;
@@ -1650,6 +1677,28 @@ impl Tcb {
             bytes_in_flight: self.flight(),
             ..self.info
         }
+    }
+
+    /// The sequence-space variables, for test diagnostics.
+    #[cfg(test)]
+    pub(crate) fn summary(&self) -> String {
+        format!(
+            "{:?} una {} nxt {} max {} data_end {} fin_queued {} rcv_nxt {} rcv_fin {:?} fin_received {} snd_wnd {} timers {:?} flags ack {} rtx {} probe {}",
+            self.state,
+            self.snd_una,
+            self.snd_nxt,
+            self.snd_max,
+            self.data_end(),
+            self.fin_queued,
+            self.rcv_nxt,
+            self.rcv_fin,
+            self.fin_received,
+            self.snd_wnd,
+            self.timers,
+            self.ack_now,
+            self.rtx_pending,
+            self.probe_pending
+        )
     }
 
     /// Whether the engine may free this connection now.

@@ -27,6 +27,9 @@ pub(crate) struct Timestamps {
     recent_age: Instant,
     /// Last.ACK.sent: the ACK field of the last segment sent (RFC 7323 §4.3).
     pub(crate) last_ack_sent: Seq,
+    /// The TSval of the last retransmission timeout: echoes older than this
+    /// give no RTT sample (see [`Timestamps::rtt_sample`]).
+    rtx_floor: Option<u32>,
 }
 
 impl Timestamps {
@@ -37,6 +40,7 @@ impl Timestamps {
             recent: 0,
             recent_age: Instant::ZERO,
             last_ack_sent: Seq(0),
+            rtx_floor: None,
         }
     }
 
@@ -84,10 +88,27 @@ impl Timestamps {
         }
     }
 
+    /// A retransmission timeout at `now` (see [`Timestamps::rtt_sample`]).
+    pub(crate) fn on_rto(&mut self, now: Instant) {
+        self.rtx_floor = Some(self.tsval(now));
+    }
+
     /// RFC 7323 §4.1: an RTT sample from the TSecr of an ACK that acknowledges
     /// new data; none if the echo is zero or from the future (bogus).
+    ///
+    /// The Karn-equivalent rule: an echo of a TSval from before the last
+    /// retransmission timeout gives no sample. Such an echo comes when ACKs were
+    /// lost too: the peer, seeing only old retransmissions, keeps echoing the
+    /// TS.Recent of the last in-order segment (§4.3), and the "sample" would
+    /// span the whole outage and inflate the RTO to its maximum. The backed-off
+    /// RTO stays until a fresh echo gives a valid sample (RFC 6298 §5.7).
     pub(crate) fn rtt_sample(&self, now: Instant, tsecr: u32) -> Option<Duration> {
         if tsecr == 0 {
+            return None;
+        }
+        if let Some(floor) = self.rtx_floor
+            && (tsecr.wrapping_sub(floor) as i32) < 0
+        {
             return None;
         }
         let elapsed = self.tsval(now).wrapping_sub(tsecr) as i32;
@@ -127,6 +148,15 @@ mod tests {
         );
         assert_eq!(ts.rtt_sample(now, 0), None);
         assert_eq!(ts.rtt_sample(now, 1000 + 600), None);
+    }
+
+    #[test]
+    fn echo_from_before_a_timeout_gives_no_sample() {
+        let mut ts = Timestamps::new(true, 0);
+        ts.on_rto(Instant::from_millis(1000));
+        let now = Instant::from_millis(1100);
+        assert_eq!(ts.rtt_sample(now, 900), None);
+        assert_eq!(ts.rtt_sample(now, 1000), Some(Duration::from_millis(100)));
     }
 
     #[test]

@@ -29,6 +29,7 @@ mod data;
 mod handshake;
 mod icmp;
 mod listener;
+mod lossy;
 mod malformed;
 mod options;
 mod reset;
