@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::CongestionAlgorithm;
+
 /// Configuration of an [`Engine`](crate::Engine). Every field has a default
 /// (see [`Config::default`]) close to Linux's.
 #[derive(Debug, Clone)]
@@ -38,6 +40,11 @@ pub struct Config {
     pub ephemeral_ports: (u16, u16),
     /// IP time-to-live of outgoing packets. Default 64.
     pub ttl: u8,
+    /// The congestion control algorithm of new connections (per socket:
+    /// [`Engine::set_congestion`](crate::Engine::set_congestion)). Default CUBIC.
+    pub congestion: CongestionAlgorithm,
+    /// Offer and use selective acknowledgements (RFC 2018, RFC 2883, RFC 6675). Default on.
+    pub sack: bool,
 }
 
 impl Default for Config {
@@ -59,6 +66,8 @@ impl Default for Config {
             max_backlog: 4096,
             ephemeral_ports: (49152, 65535),
             ttl: 64,
+            congestion: CongestionAlgorithm::Cubic,
+            sack: true,
         }
     }
 }

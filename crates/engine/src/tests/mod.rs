@@ -151,6 +151,16 @@ impl Harness {
         })
     }
 
+    /// Like [`new`](Harness::new) with NewReno congestion control, whose
+    /// window arithmetic (RFC 5681, RFC 6582) the older tests spell out.
+    pub fn newreno() -> Harness {
+        Harness::with_config(Config {
+            recv_buffer: 64 * 1024,
+            congestion: CongestionAlgorithm::NewReno,
+            ..Config::default()
+        })
+    }
+
     pub fn with_config(config: Config) -> Harness {
         let iface = Interface::new(LOCAL_IP, 24, 1500);
         Harness {
