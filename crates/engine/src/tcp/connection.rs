@@ -998,6 +998,7 @@ impl Tcb {
             || self.rst_pending.is_some()
             || self.probe_pending
             || self.rtx_pending
+            || self.sack_recovery()
             || match self.state {
                 State::SynSent | State::SynReceived => self.snd_nxt == self.iss,
                 State::Established
@@ -1189,7 +1190,9 @@ impl Tcb {
         self.skip_sacked();
         if can_send_data && !sack_recovery && self.snd_nxt.lt(data_end) {
             // RFC 5681: send within min(cwnd, rwnd).
-            let wnd = (self.snd_wnd as usize).min(self.cwnd());
+            // SACKed bytes have left the network (RFC 6675 §5.1; before
+            // recovery this is limited transmit, RFC 3042).
+            let wnd = (self.snd_wnd as usize).min(self.cwnd() + self.sacked_bytes());
             let wnd_end = self.snd_una + wnd;
             let usable = (wnd_end - self.snd_nxt).max(0) as usize;
             let avail = (data_end - self.snd_nxt) as usize;

@@ -108,7 +108,6 @@ impl Scoreboard {
     }
 
     /// The highest SACKed sequence number (the end of the last block).
-    #[cfg(test)]
     pub(crate) fn highest_sacked(&self) -> Option<Seq> {
         self.blocks.last().map(|b| b.1)
     }
@@ -210,8 +209,7 @@ impl SackReporter {
     /// Out-of-order data [left, right) arrived; it now belongs to the held block
     /// `block`, which goes first in the next ACK (RFC 2018 §4).
     pub(crate) fn on_out_of_order(&mut self, block: (Seq, Seq)) {
-        self.recent
-            .retain(|&(l, r)| !(l.lt(block.1) && block.0.lt(r)) && !(r == block.0 || l == block.1));
+        self.recent.retain(|&(l, r)| r.lt(block.0) || block.1.lt(l));
         self.recent.insert(0, block);
         self.recent.truncate(MAX_BLOCKS);
     }

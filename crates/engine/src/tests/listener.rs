@@ -27,6 +27,7 @@ fn syn_ack_to(port: u16, iss: u32, ack: u32) -> Seg {
         wscale: None,
         psh: false,
         payload: vec![],
+        ..Seg::default()
     }
 }
 

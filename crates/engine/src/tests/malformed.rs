@@ -377,6 +377,7 @@ impl Mutated {
             wscale: self.wscale,
             psh: self.psh,
             payload: self.payload.clone(),
+            ..Seg::default()
         };
         let mut p = build(&seg, REMOTE_IP, LOCAL_IP);
         for &(i, x) in &self.flips {

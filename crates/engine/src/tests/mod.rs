@@ -11,7 +11,10 @@
 //! - `reset`: RST and SYN handling (RFC 5961);
 //! - `listener`: backlog and listener close;
 //! - `malformed`: broken input, plus property tests;
-//! - `icmp`: echo, unreachable errors, and ICMP errors about our segments.
+//! - `icmp`: echo, unreachable errors, and ICMP errors about our segments;
+//! - `sack`: SACK negotiation, the receiver's SACK and D-SACK blocks, and
+//!   SACK-based loss recovery (RFC 2018, RFC 2883, RFC 6675);
+//! - `cc`: congestion control choice, window validation and undo.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
@@ -31,6 +34,7 @@ mod listener;
 mod malformed;
 mod reset;
 mod retransmit;
+mod sack;
 
 pub(crate) const LOCAL_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 pub(crate) const REMOTE_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
@@ -77,6 +81,10 @@ pub(crate) struct Seg {
     /// The PSH flag (only meaningful without SYN/FIN/RST: smoltcp carries it as a control).
     pub psh: bool,
     pub payload: Vec<u8>,
+    /// The SACK-permitted option (RFC 2018 §2).
+    pub sack_permitted: bool,
+    /// SACK blocks, in the order carried.
+    pub sack: Vec<(u32, u32)>,
 }
 
 impl Default for Seg {
@@ -92,6 +100,8 @@ impl Default for Seg {
             wscale: None,
             psh: false,
             payload: Vec::new(),
+            sack_permitted: false,
+            sack: Vec::new(),
         }
     }
 }
@@ -125,6 +135,16 @@ impl Seg {
     /// With this window field.
     pub fn win(mut self, window: u16) -> Seg {
         self.window = window;
+        self
+    }
+    /// With these SACK blocks.
+    pub fn sack(mut self, blocks: &[(u32, u32)]) -> Seg {
+        self.sack = blocks.to_vec();
+        self
+    }
+    /// With the SACK-permitted option.
+    pub fn sack_ok(mut self) -> Seg {
+        self.sack_permitted = true;
         self
     }
     /// Without the ACK flag.
@@ -348,8 +368,8 @@ pub(crate) fn build(seg: &Seg, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
         window_len: seg.window,
         window_scale: seg.wscale,
         max_seg_size: seg.mss,
-        sack_permitted: false,
-        sack_ranges: [None; 3],
+        sack_permitted: seg.sack_permitted,
+        sack_ranges: [0, 1, 2].map(|i| seg.sack.get(i).copied()),
         timestamp: None,
         payload: &seg.payload,
     };
@@ -409,7 +429,22 @@ pub(crate) fn try_parse(packet: &[u8]) -> Result<Seg, String> {
         wscale: repr.window_scale,
         psh: repr.control == TcpControl::Psh,
         payload: repr.payload.to_vec(),
+        sack_permitted: repr.sack_permitted,
+        sack: repr.sack_ranges.iter().flatten().copied().collect(),
     })
+}
+
+/// Segments in brief, for readable assertions: (sequence number less `base`, payload length, FIN).
+pub(crate) fn brief(segs: &[Seg], base: u32) -> Vec<(u32, usize, bool)> {
+    segs.iter()
+        .map(|s| {
+            (
+                s.seq.wrapping_sub(base),
+                s.payload.len(),
+                s.ctl == TcpControl::Fin,
+            )
+        })
+        .collect()
 }
 
 pub(crate) fn parse(packet: &[u8]) -> Seg {

@@ -33,6 +33,9 @@ fn our_syn(port: u16, iss: u32) -> Seg {
         wscale: Some(1),
         psh: false,
         payload: vec![],
+        // RFC 2018 §2: SACK is offered by default.
+        sack_permitted: true,
+        sack: vec![],
     }
 }
 

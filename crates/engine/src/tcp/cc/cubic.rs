@@ -237,7 +237,12 @@ impl CongestionControl for Cubic {
     }
 
     fn on_recovery_end(&mut self, _now: Instant, limit: usize) {
-        self.cwnd = (self.ssthresh.min(limit).max(self.mss)) as f64;
+        // Never above the window in use (after an undo ssthresh may be unset).
+        let cwnd = (self.cwnd as usize)
+            .min(self.ssthresh)
+            .min(limit)
+            .max(self.mss);
+        self.cwnd = cwnd as f64;
     }
 
     fn on_rto(&mut self, _now: Instant, _in_flight: usize) {
@@ -358,7 +363,7 @@ mod tests {
     fn hystart_enters_css_on_rtt_increase_and_leaves_slow_start_after_five_rounds() {
         let mut c = Cubic::new(1000, 10);
         let mut now = Instant::ZERO;
-        let mut round = |c: &mut Cubic, rtt_ms: u64, now: &mut Instant| {
+        let round = |c: &mut Cubic, rtt_ms: u64, now: &mut Instant| {
             *now = *now + Duration::from_millis(rtt_ms);
             for i in 0..10 {
                 c.on_ack(&ack(

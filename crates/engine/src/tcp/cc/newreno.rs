@@ -75,7 +75,8 @@ impl CongestionControl for NewReno {
     }
 
     fn on_recovery_end(&mut self, _now: Instant, limit: usize) {
-        self.cwnd = self.ssthresh.min(limit).max(self.mss);
+        // Never above the window in use (after an undo ssthresh may be unset).
+        self.cwnd = self.cwnd.min(self.ssthresh).min(limit).max(self.mss);
         self.acked_in_ca = 0;
     }
 

@@ -106,6 +106,18 @@ impl Tcb {
         self.cc = cc;
     }
 
+    /// Bytes SACKed below SND.NXT: they have left the network, so they free
+    /// window for what is sent from SND.NXT.
+    pub(super) fn sacked_bytes(&self) -> usize {
+        let below = (self.snd_nxt - self.snd_una).max(0) as usize;
+        below
+            - self
+                .rec
+                .scoreboard
+                .unsacked_bytes(self.snd_una, self.snd_nxt)
+                .min(below)
+    }
+
     /// Whether SACK-based recovery (RFC 6675) decides what to send.
     pub(super) fn sack_recovery(&self) -> bool {
         self.rec.sack_on && self.recover.is_some()
@@ -167,9 +179,17 @@ impl Tcb {
         self.cc.on_spurious();
         self.rec.recovery_cwnd = None;
         self.rec.spurious_undos += 1;
-        if self.rec.ca_state == CaState::Loss {
-            self.rec.ca_state = CaState::Open;
-        }
+        // As Linux's undo: recovery (or loss) is over; what is still missing
+        // is found again by duplicate ACKs, SACKs or the timer.
+        self.recover = None;
+        self.rtx_pending = false;
+        self.dup_acks = 0;
+        self.rec.rescue_rxt = None;
+        self.rec.ca_state = if self.rec.scoreboard.is_empty() {
+            CaState::Open
+        } else {
+            CaState::Disorder
+        };
     }
 
     /// The congestion-control part of a new cumulative ACK (RFC 5681, RFC 6582,
@@ -436,8 +456,14 @@ impl Tcb {
                 return Some(out);
             }
         }
-        // Rule 3: an unSACKed, not yet lost hole above HighRxt.
-        if let Some((s, len)) = self.rec.scoreboard.next_hole(from, top, mss) {
+        // Rule 3: an unSACKed, not yet lost hole above HighRxt, below the
+        // highest SACKed byte (rule 1.b).
+        let sacked_top = self.rec.scoreboard.highest_sacked().unwrap_or(self.snd_una);
+        if let Some((s, len)) = self
+            .rec
+            .scoreboard
+            .next_hole(from, sacked_top.min(top), mss)
+        {
             self.rec.high_rxt = s + len;
             return Some(self.retransmit(now, s, len));
         }
