@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::CongestionAlgorithm;
+
 /// Configuration of an [`Engine`](crate::Engine). Every field has a default
 /// (see [`Config::default`]) close to Linux's.
 #[derive(Debug, Clone)]
@@ -53,6 +55,11 @@ pub struct Config {
     /// left ([`Error::TimedOut`](crate::Error::TimedOut)). Default none: only
     /// [`syn_retries`](Config::syn_retries) bound it.
     pub connect_timeout: Option<std::time::Duration>,
+    /// The congestion control algorithm of new connections (per socket:
+    /// [`Engine::set_congestion`](crate::Engine::set_congestion)). Default CUBIC.
+    pub congestion: CongestionAlgorithm,
+    /// Offer and use selective acknowledgements (RFC 2018, RFC 2883, RFC 6675). Default on.
+    pub sack: bool,
 }
 
 impl Default for Config {
@@ -78,6 +85,8 @@ impl Default for Config {
             challenge_ack_limit: 1000,
             initial_quickacks: 16,
             connect_timeout: None,
+            congestion: CongestionAlgorithm::Cubic,
+            sack: true,
         }
     }
 }

@@ -38,6 +38,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod cc_api;
 mod config;
 mod conn_opts;
 mod error;
@@ -65,7 +66,8 @@ pub use config::Config;
 pub use conn_opts::Keepalive;
 pub use error::Error;
 pub use seq::Seq;
-pub use tcp::connection::{State, TcpInfo, Timer};
+pub use tcp::cc::CongestionAlgorithm;
+pub use tcp::connection::{CaState, State, TcpInfo, Timer};
 pub use time::Instant;
 
 use icmp::{Icmp, IcmpInput};
@@ -893,6 +895,10 @@ impl Engine {
             window_scale: repr.window_scale,
             payload: repr.payload,
             timestamp: repr.timestamp.map(|t| (t.tsval, t.tsecr)),
+            sack_permitted: repr.sack_permitted,
+            sack_blocks: repr
+                .sack_ranges
+                .map(|r| r.map(|(left, right)| (Seq(left), Seq(right)))),
         };
         let local = SocketAddrV4::new(ip_repr.dst_addr, repr.dst_port);
         let remote = SocketAddrV4::new(ip_repr.src_addr, repr.src_port);
@@ -1040,6 +1046,8 @@ impl Engine {
                 payload_len: 0,
                 psh: false,
                 timestamp: None,
+                sack_permitted: false,
+                sack_blocks: [None; tcp::sack::MAX_BLOCKS],
             };
             self.stats.tx_packets += 1;
             return Some(self.emit(r.local, r.remote, &out, None, buf));
@@ -1130,7 +1138,7 @@ impl Engine {
         tcb: Option<&Tcb>,
         buf: &mut [u8],
     ) -> usize {
-        let repr = TcpRepr {
+        let mut repr = TcpRepr {
             src_port: local.port(),
             dst_port: remote.port(),
             control: match out.ctl {
@@ -1145,13 +1153,22 @@ impl Engine {
             window_len: out.window,
             window_scale: out.window_scale,
             max_seg_size: out.mss,
-            sack_permitted: false,
+            sack_permitted: out.sack_permitted,
             sack_ranges: [None; 3],
             timestamp: out
                 .timestamp
                 .map(|(tsval, tsecr)| TcpTimestampRepr::new(tsval, tsecr)),
             payload: &[],
         };
+        // RFC 2018 §3: as many SACK blocks as the option space left allows
+        // (three beside timestamps; smoltcp emits at most three).
+        if out.sack_blocks[0].is_some() && !out.sack_permitted {
+            let used = repr.header_len() - 20;
+            let fit = (40usize.saturating_sub(used).saturating_sub(2) / 8).min(3);
+            for (slot, block) in repr.sack_ranges.iter_mut().zip(out.sack_blocks).take(fit) {
+                *slot = block.map(|(l, r)| (l.0, r.0));
+            }
+        }
         let ip_len = 20;
         let tcp_len = repr.header_len() + out.payload_len;
         let total = ip_len + tcp_len;

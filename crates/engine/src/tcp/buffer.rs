@@ -149,8 +149,8 @@ impl RecvBuffer {
         !self.ranges.is_empty()
     }
 
-    /// The held out-of-order ranges, as offsets past the in-order bytes.
-    #[cfg(test)]
+    /// The held out-of-order ranges, as offsets past the in-order bytes
+    /// (the receiver's SACK blocks, RFC 2018).
     pub(crate) fn ranges(&self) -> &[(usize, usize)] {
         &self.ranges
     }

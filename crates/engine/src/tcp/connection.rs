@@ -13,11 +13,15 @@ use std::time::Duration;
 use tracing::{debug, trace};
 
 use super::buffer::{RecvBuffer, SendBuffer};
-use super::congestion::NewReno;
+use super::cc::{CongestionAlgorithm, CongestionControl, new_controller};
 use super::rtt::RttEstimator;
 use super::timestamps::{self, Timestamps};
 use crate::seq::Seq;
 use crate::{Config, Error, Instant};
+
+mod recovery;
+
+pub use recovery::CaState;
 
 /// The state of a connection (RFC 9293 §3.3.2). `Listen` belongs to listeners.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +77,10 @@ pub(crate) struct Segment<'a> {
     pub payload: &'a [u8],
     /// The timestamps option: (TSval, TSecr) (RFC 7323 §3).
     pub timestamp: Option<(u32, u32)>,
+    /// The SACK-permitted option (RFC 2018 §2), in a SYN.
+    pub sack_permitted: bool,
+    /// SACK blocks (RFC 2018 §3), in the order sent.
+    pub sack_blocks: [Option<(Seq, Seq)>; 3],
 }
 
 impl Segment<'_> {
@@ -97,6 +105,11 @@ pub(crate) struct Outbound {
     pub psh: bool,
     /// The timestamps option to send: (TSval, TSecr) (RFC 7323 §3).
     pub timestamp: Option<(u32, u32)>,
+    /// Offer SACK (RFC 2018 §2), in a SYN or SYN-ACK.
+    pub sack_permitted: bool,
+    /// SACK blocks to report, most important first; as many as fit the
+    /// option space go out (RFC 2018 §3).
+    pub sack_blocks: [Option<(Seq, Seq)>; crate::tcp::sack::MAX_BLOCKS],
 }
 
 /// The timers of one connection; each is one entry in the engine's wheel.
@@ -161,6 +174,30 @@ pub struct TcpInfo {
     pub timeouts: u64,
     /// Fast retransmits.
     pub fast_retransmits: u64,
+    /// The state, as [`Engine::state`](crate::Engine::state) reports it.
+    pub state: Option<State>,
+    /// The loss-recovery state (Linux's `tcpi_ca_state`).
+    pub ca_state: CaState,
+    /// Payload bytes delivered to the peer: cumulatively acknowledged or SACKed.
+    pub delivered: u64,
+    /// Payload bytes marked lost (RFC 6675 `IsLost`, RACK, or a timeout).
+    pub lost: u64,
+    /// Bytes SACKed above SND.UNA now.
+    pub sacked: usize,
+    /// The reordering seen, in segments (Linux's `tcpi_reordering`; 3 until more is seen).
+    pub reordering: u32,
+    /// Retransmitted segments not yet acknowledged (Linux's `tcpi_retrans`).
+    pub retrans: u32,
+    /// The pacing rate, bytes per second (once an RTT is known).
+    pub pacing_rate: Option<u64>,
+    /// The congestion control algorithm.
+    pub congestion: CongestionAlgorithm,
+    /// SACK was negotiated (RFC 2018).
+    pub sack: bool,
+    /// Reductions undone as spurious (D-SACK, RFC 2883 §4).
+    pub spurious_undos: u64,
+    /// Tail loss probes sent (RFC 8985 §7).
+    pub tail_loss_probes: u64,
 }
 
 /// The transmission control block of one connection (RFC 9293 §3.3.1).
@@ -228,7 +265,7 @@ pub(crate) struct Tcb {
     dup_acks: u32,
     /// In fast recovery until SND.UNA passes this (RFC 6582's "recover").
     recover: Option<Seq>,
-    cc: NewReno,
+    cc: Box<dyn CongestionControl>,
 
     // The application's side.
     pub(crate) nodelay: bool,
@@ -274,6 +311,8 @@ pub(crate) struct Tcb {
     quickacks_left: u32,
     /// When a connection attempt gives up (connect timeout).
     pub(crate) connect_deadline: Option<Instant>,
+    // Loss recovery (tcp/connection/recovery.rs, tcp/sack.rs).
+    rec: recovery::Recovery,
 }
 
 /// The parts of [`Config`] a TCB needs, copied in at creation.
@@ -352,7 +391,7 @@ impl Tcb {
             retries: 0,
             dup_acks: 0,
             recover: None,
-            cc: NewReno::new(snd_mss, cfg.initial_window_segments),
+            cc: new_controller(cfg.congestion, snd_mss, cfg.initial_window_segments),
             nodelay: false,
             released: false,
             error: None,
@@ -382,6 +421,7 @@ impl Tcb {
             quickack: false,
             quickacks_left: cfg.initial_quickacks,
             connect_deadline: None,
+            rec: recovery::Recovery::new(cfg, iss),
         }
     }
 
@@ -466,6 +506,8 @@ impl Tcb {
             self.snd_mss = self.snd_mss.saturating_sub(timestamps::OPTION_LEN).max(64);
         }
         self.cc.set_mss(self.snd_mss);
+        // RFC 2018 §2: SACK is used only if both SYNs carried SACK-permitted.
+        self.rec.sack_on = self.rec.sack_ok && syn.sack_permitted;
         match syn.window_scale {
             // RFC 7323 §2.3: a shift above 14 is taken as 14 (smoltcp already clamps).
             Some(shift) if self.wscale_ok => {
@@ -663,6 +705,10 @@ impl Tcb {
         // (RFC 9293 §3.10.7.4: "special allowance ... for valid ACKs").
         let zero_window_probe = !acceptable && rcv_wnd == 0 && seg.seq == self.rcv_nxt;
         if !acceptable && !zero_window_probe {
+            if (seg.seq + seg.payload.len()).le(self.rcv_nxt) {
+                // RFC 2883 §4: a duplicate is reported in a D-SACK block.
+                self.sack_duplicate(seg.seq, seg.payload.len());
+            }
             if self.state == State::SynReceived && seg.ctl == Ctl::Syn && seg.seq == self.irs {
                 // A retransmitted SYN: our SYN-ACK was lost; send it again.
                 self.snd_nxt = self.iss;
@@ -769,6 +815,7 @@ impl Tcb {
         let already = self.rcv_nxt - seq;
         if already > 0 {
             let cut = (already as usize).min(payload.len());
+            self.sack_duplicate(seq, cut);
             payload = &payload[cut..];
             seq = seq + cut;
         }
@@ -825,15 +872,17 @@ impl Tcb {
         }
         let window = u32::from(seg.window) << self.snd_wscale;
         let old_wnd = self.snd_wnd;
+        // SACK blocks first (RFC 6675 §5): they tell what the ACK delivered.
+        let newly_sacked = self.on_sack_blocks(now, ack, &seg.sack_blocks);
         if ack.gt(self.snd_una) {
             self.on_new_ack(now, ack);
         } else if ack == self.snd_una
             && seg.payload.is_empty()
             && seg.ctl == Ctl::None
-            && window == old_wnd
+            && (window == old_wnd || newly_sacked > 0)
             && self.snd_una != self.snd_max
         {
-            self.on_dup_ack();
+            self.on_dup_ack(now);
         }
         // Window update (RFC 9293 §3.10.7.4: only from a newer segment).
         if self.snd_wl1.lt(seg.seq) || (self.snd_wl1 == seg.seq && self.snd_wl2.le(ack)) {
@@ -868,17 +917,20 @@ impl Tcb {
         // RFC 7323 §4: with timestamps, every ACK of new data gives a sample
         // from its TSecr; a retransmission's echo is its own TSval, so Karn's
         // ambiguity does not arise (RFC 7323 §4.2).
+        let mut rtt_sample = None;
         if let Some(r) = self
             .seg_tsecr
             .take()
             .and_then(|tsecr| self.ts.rtt_sample(now, tsecr))
         {
+            rtt_sample = Some(r);
             self.rtt.sample(r);
             self.rtt_timing = None;
             self.backoff = 0;
         } else if let Some((end, sent)) = self.rtt_timing
             && ack.ge(end)
         {
+            rtt_sample = Some(now - sent);
             self.rtt.sample(now - sent);
             self.rtt_timing = None;
             // Karn's algorithm (RFC 6298 §5.5 with §2.3, RFC 9293 §3.8.1): the
@@ -886,19 +938,8 @@ impl Tcb {
             self.backoff = 0;
         }
         self.retries = 0;
-        // Congestion control (RFC 5681, RFC 6582).
-        match self.recover {
-            Some(recover) if ack.lt(recover) => {
-                // Partial ACK: retransmit the next hole at once.
-                self.cc.on_partial_ack(acked);
-                self.rtx_pending = true;
-            }
-            Some(_) => {
-                self.recover = None;
-                self.cc.on_recovery_end(self.flight());
-            }
-            None => self.cc.on_ack(acked),
-        }
+        // Congestion control and loss recovery (RFC 5681, RFC 6582, RFC 6675).
+        self.on_ack_recovery(now, ack, acked, data_acked, rtt_sample);
         self.dup_acks = 0;
         // Progress: the user timeout counts again from here.
         self.unacked_since = (self.snd_una != self.snd_max).then_some(now);
@@ -909,27 +950,14 @@ impl Tcb {
         }
     }
 
-    /// A duplicate ACK (RFC 5681 §3.2): the third starts fast retransmit.
-    fn on_dup_ack(&mut self) {
-        self.dup_acks += 1;
-        if self.recover.is_some() {
-            self.cc.on_dup_ack_in_recovery();
-        } else if self.dup_acks == 3 {
-            debug!(parent: &self.span, snd_una = %self.snd_una, "fast retransmit");
-            self.info.fast_retransmits += 1;
-            self.cc.on_fast_retransmit(self.flight());
-            self.recover = Some(self.snd_max);
-            self.rtx_pending = true;
-            self.rtt_timing = None;
-        }
-    }
-
     /// Stores received data `offset` bytes past RCV.NXT and decides when to ACK
     /// (RFC 1122 §4.2.3.2: at least every second full segment, within the delay;
     /// at once for out-of-order data and for data that fills a gap, RFC 5681 §4.2).
     fn on_data(&mut self, now: Instant, offset: usize, payload: &[u8]) {
         let had_gaps = self.rcv_buf.has_gaps();
+        self.sack_before_insert(offset, payload.len());
         let advanced = self.rcv_buf.insert(offset, payload);
+        self.sack_after_insert(offset, payload.len());
         if advanced > 0 {
             self.rcv_nxt = self.rcv_nxt + advanced;
             self.info.bytes_received += advanced as u64;
@@ -1136,7 +1164,8 @@ impl Tcb {
         self.backoff = (self.backoff + 1).min(16);
         // RFC 5681 §3.1 eq. 4 and Karn's rule (no RTT sample from a retransmission).
         if self.state.is_synchronized() {
-            self.cc.on_rto(self.flight());
+            self.cc.on_rto(now, self.flight());
+            self.on_rto_recovery(now);
         }
         self.recover = None;
         self.dup_acks = 0;
@@ -1178,6 +1207,7 @@ impl Tcb {
             || self.rst_pending.is_some()
             || self.probe_pending
             || self.rtx_pending
+            || self.sack_recovery()
             || match self.state {
                 State::SynSent | State::SynReceived => self.snd_nxt == self.iss,
                 State::Established
@@ -1203,6 +1233,8 @@ impl Tcb {
                 payload_len: 0,
                 psh: false,
                 timestamp: None,
+                sack_permitted: false,
+                sack_blocks: [None; crate::tcp::sack::MAX_BLOCKS],
             });
         }
         let out = match self.state {
@@ -1227,6 +1259,7 @@ impl Tcb {
             if let Some(ack) = out.ack {
                 self.ts.last_ack_sent = ack;
             }
+            self.add_sack_blocks(out);
             self.info.segs_out += 1;
             if out.ack.is_some() {
                 // Any segment with an ACK acknowledges everything so far.
@@ -1256,6 +1289,12 @@ impl Tcb {
         } else {
             self.wscale_ok.then_some(self.rcv_wscale)
         };
+        // RFC 2018 §2: likewise SACK-permitted.
+        let syn_ack_sack = if syn_ack {
+            self.rec.sack_on
+        } else {
+            self.rec.sack_ok
+        };
         if syn_ack {
             debug!(parent: &self.span, iss = %self.iss, ack = %self.rcv_nxt, "SYN-ACK sent");
         } else {
@@ -1283,6 +1322,8 @@ impl Tcb {
             payload_len: 0,
             psh: false,
             timestamp: None,
+            sack_permitted: syn_ack_sack,
+            sack_blocks: [None; crate::tcp::sack::MAX_BLOCKS],
         })
     }
 
@@ -1305,6 +1346,8 @@ impl Tcb {
             payload_len: 0,
             psh: false,
             timestamp: None,
+            sack_permitted: false,
+            sack_blocks: [None; crate::tcp::sack::MAX_BLOCKS],
         }
     }
 
@@ -1325,6 +1368,8 @@ impl Tcb {
             payload_len: len,
             psh: len > 0 && seq + len == data_end,
             timestamp: None,
+            sack_permitted: false,
+            sack_blocks: [None; crate::tcp::sack::MAX_BLOCKS],
         }
     }
 
@@ -1338,6 +1383,15 @@ impl Tcb {
                 | State::Closing
                 | State::LastAck
         );
+
+        // SACK-based loss recovery (RFC 6675 §5) chooses what goes out.
+        let sack_recovery = self.sack_recovery();
+        if sack_recovery && can_send_data {
+            if let Some(out) = self.sack_output(now) {
+                return Some(out);
+            }
+            self.rtx_pending = false;
+        }
 
         // A fast retransmission of the first unacknowledged segment, outside the window.
         // Only what was sent before: with nothing in flight there is nothing to
@@ -1362,14 +1416,19 @@ impl Tcb {
                 }
                 self.info.bytes_sent += len as u64;
                 self.info.bytes_retrans += len as u64;
+                self.on_retransmitted(len);
                 return Some(out);
             }
         }
         self.rtx_pending = false;
 
-        if can_send_data && self.snd_nxt.lt(data_end) {
+        // After a timeout, go-back-N skips what the peer SACKed (RFC 6675 §5.1).
+        self.skip_sacked();
+        if can_send_data && !sack_recovery && self.snd_nxt.lt(data_end) {
             // RFC 5681: send within min(cwnd, rwnd).
-            let mut wnd = (self.snd_wnd as usize).min(self.cc.cwnd);
+            // SACKed bytes have left the network (RFC 6675 §5.1; before
+            // recovery this is limited transmit, RFC 3042).
+            let mut wnd = (self.snd_wnd as usize).min(self.cwnd() + self.sacked_bytes());
             if self.snd_nxt == self.snd_una && self.snd_una.lt(self.snd_max) {
                 // After a timeout the first unacknowledged segment goes out even
                 // into a window that looks closed (as Linux's
@@ -1382,7 +1441,10 @@ impl Tcb {
             let wnd_end = self.snd_una + wnd;
             let usable = (wnd_end - self.snd_nxt).max(0) as usize;
             let avail = (data_end - self.snd_nxt) as usize;
-            let len = avail.min(usable).min(self.snd_mss);
+            let len = avail
+                .min(usable)
+                .min(self.snd_mss)
+                .min(self.unsacked_run(self.snd_nxt));
             // Nagle (RFC 896, RFC 9293 §3.7.4): hold a small segment while data is
             // unacknowledged, unless disabled. Sender SWS avoidance (§3.8.6.2.1):
             // a window-limited runt goes out only if it is half the peer's largest window.
@@ -1424,6 +1486,8 @@ impl Tcb {
                 payload_len: 0,
                 psh: false,
                 timestamp: None,
+                sack_permitted: false,
+                sack_blocks: [None; crate::tcp::sack::MAX_BLOCKS],
             });
         }
         if self.ack_now {
@@ -1442,6 +1506,7 @@ impl Tcb {
         }
         self.info.bytes_sent += len as u64;
         self.unacked_since.get_or_insert(now);
+        self.on_sent_recovery(retransmission, len);
         if retransmission {
             self.info.bytes_retrans += len.min((self.snd_max - seq) as usize) as u64;
         } else if self.rtt_timing.is_none() {
@@ -1671,11 +1736,12 @@ impl Tcb {
             srtt: self.rtt.srtt(),
             rttvar: self.rtt.rttvar(),
             rto: self.rtt.backed_off(self.backoff),
-            cwnd: self.cc.cwnd,
-            ssthresh: self.cc.ssthresh,
+            cwnd: self.cwnd(),
+            ssthresh: self.cc.ssthresh(),
             snd_mss: self.snd_mss,
             bytes_in_flight: self.flight(),
-            ..self.info
+            state: Some(self.state),
+            ..self.recovery_info(self.info)
         }
     }
 

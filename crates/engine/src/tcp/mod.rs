@@ -1,8 +1,10 @@
-//! TCP: connections, listeners, buffers, RTT estimation and congestion control.
+//! TCP: connections, listeners, buffers, RTT estimation, congestion control
+//! and loss recovery.
 
 pub(crate) mod buffer;
-pub(crate) mod congestion;
+pub(crate) mod cc;
 pub(crate) mod connection;
 pub(crate) mod listener;
 pub(crate) mod rtt;
+pub(crate) mod sack;
 pub(crate) mod timestamps;

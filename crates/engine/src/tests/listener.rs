@@ -28,6 +28,7 @@ fn syn_ack_to(port: u16, iss: u32, ack: u32) -> Seg {
         psh: false,
         payload: vec![],
         ts: None,
+        ..Seg::default()
     }
 }
 

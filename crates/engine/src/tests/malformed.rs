@@ -378,6 +378,7 @@ impl Mutated {
             psh: self.psh,
             payload: self.payload.clone(),
             ts: None,
+            ..Seg::default()
         };
         let mut p = build(&seg, REMOTE_IP, LOCAL_IP);
         for &(i, x) in &self.flips {

@@ -11,7 +11,10 @@
 //! - `reset`: RST and SYN handling (RFC 5961);
 //! - `listener`: backlog and listener close;
 //! - `malformed`: broken input, plus property tests;
-//! - `icmp`: echo, unreachable errors, and ICMP errors about our segments.
+//! - `icmp`: echo, unreachable errors, and ICMP errors about our segments;
+//! - `sack`: SACK negotiation, the receiver's SACK and D-SACK blocks, and
+//!   SACK-based loss recovery (RFC 2018, RFC 2883, RFC 6675);
+//! - `cc`: congestion control choice, window validation and undo.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
@@ -34,6 +37,7 @@ mod malformed;
 mod options;
 mod reset;
 mod retransmit;
+mod sack;
 mod timestamps;
 
 pub(crate) const LOCAL_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
@@ -83,6 +87,10 @@ pub(crate) struct Seg {
     pub payload: Vec<u8>,
     /// The timestamps option (TSval, TSecr).
     pub ts: Option<(u32, u32)>,
+    /// The SACK-permitted option (RFC 2018 §2).
+    pub sack_permitted: bool,
+    /// SACK blocks, in the order carried.
+    pub sack: Vec<(u32, u32)>,
 }
 
 impl Default for Seg {
@@ -99,6 +107,8 @@ impl Default for Seg {
             psh: false,
             payload: Vec::new(),
             ts: None,
+            sack_permitted: false,
+            sack: Vec::new(),
         }
     }
 }
@@ -139,6 +149,16 @@ impl Seg {
         self.ts = Some((tsval, tsecr));
         self
     }
+    /// With these SACK blocks.
+    pub fn sack(mut self, blocks: &[(u32, u32)]) -> Seg {
+        self.sack = blocks.to_vec();
+        self
+    }
+    /// With the SACK-permitted option.
+    pub fn sack_ok(mut self) -> Seg {
+        self.sack_permitted = true;
+        self
+    }
     /// Without the ACK flag.
     pub fn no_ack(mut self) -> Seg {
         self.ack = None;
@@ -160,6 +180,16 @@ impl Harness {
         Harness::with_config(Config {
             recv_buffer: 64 * 1024,
             ..base_config()
+        })
+    }
+
+    /// Like [`new`](Harness::new) with NewReno congestion control, whose
+    /// window arithmetic (RFC 5681, RFC 6582) the older tests spell out.
+    pub fn newreno() -> Harness {
+        Harness::with_config(Config {
+            recv_buffer: 64 * 1024,
+            congestion: CongestionAlgorithm::NewReno,
+            ..Config::default()
         })
     }
 
@@ -361,8 +391,8 @@ pub(crate) fn build(seg: &Seg, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
         window_len: seg.window,
         window_scale: seg.wscale,
         max_seg_size: seg.mss,
-        sack_permitted: false,
-        sack_ranges: [None; 3],
+        sack_permitted: seg.sack_permitted,
+        sack_ranges: [0, 1, 2].map(|i| seg.sack.get(i).copied()),
         timestamp: seg.ts.map(|(v, e)| TcpTimestampRepr::new(v, e)),
         payload: &seg.payload,
     };
@@ -423,7 +453,22 @@ pub(crate) fn try_parse(packet: &[u8]) -> Result<Seg, String> {
         psh: repr.control == TcpControl::Psh,
         payload: repr.payload.to_vec(),
         ts: repr.timestamp.map(|t| (t.tsval, t.tsecr)),
+        sack_permitted: repr.sack_permitted,
+        sack: repr.sack_ranges.iter().flatten().copied().collect(),
     })
+}
+
+/// Segments in brief, for readable assertions: (sequence number less `base`, payload length, FIN).
+pub(crate) fn brief(segs: &[Seg], base: u32) -> Vec<(u32, usize, bool)> {
+    segs.iter()
+        .map(|s| {
+            (
+                s.seq.wrapping_sub(base),
+                s.payload.len(),
+                s.ctl == TcpControl::Fin,
+            )
+        })
+        .collect()
 }
 
 pub(crate) fn parse(packet: &[u8]) -> Seg {

@@ -34,6 +34,9 @@ fn our_syn(port: u16, iss: u32) -> Seg {
         psh: false,
         payload: vec![],
         ts: None,
+        // RFC 2018 §2: SACK is offered by default.
+        sack_permitted: true,
+        sack: vec![],
     }
 }
 
@@ -213,7 +216,7 @@ fn karns_rule_no_sample_from_a_retransmission_and_backoff_kept_until_a_valid_one
 
 #[test]
 fn rto_resends_one_segment_then_goes_back_n_as_acks_return() {
-    let mut h = Harness::new();
+    let mut h = Harness::newreno();
     let (c, iss, irs) = active_with_rtt(&mut h, ms(100));
     let data = pattern(0, 4380);
     assert_eq!(h.engine.send(h.now, c, &data), Ok(4380));
@@ -235,7 +238,7 @@ fn rto_resends_one_segment_then_goes_back_n_as_acks_return() {
 
 #[test]
 fn third_duplicate_ack_triggers_fast_retransmit_and_newreno_recovery() {
-    let mut h = Harness::new();
+    let mut h = Harness::newreno();
     let (_l, c, iss, irs) = h.established_passive();
     let data = pattern(0, 12 * 1460);
     let seg = |i: usize| {

@@ -1,0 +1,572 @@
+//! Loss recovery of a connection: NewReno fast recovery without SACK
+//! (RFC 6582), SACK-based recovery (RFC 6675) on the scoreboard of
+//! `tcp/sack.rs`, the receiver's SACK and D-SACK blocks (RFC 2018, RFC 2883),
+//! undoing spurious reductions on D-SACK (RFC 2883 §4), congestion window
+//! validation (RFC 7661) and the round trips HyStart++ counts.
+//!
+//! These are `impl Tcb` methods called from the ACK, data, timeout and output
+//! paths of `connection.rs`; the window arithmetic itself is the
+//! [`CongestionControl`](crate::tcp::cc::CongestionControl)'s.
+
+use tracing::debug;
+
+use super::{Ctl, Outbound, Tcb};
+use crate::seq::Seq;
+use crate::tcp::cc::{AckEvent, CongestionAlgorithm, CongestionControl};
+use crate::tcp::sack::{DUP_THRESH, SackReporter, Scoreboard};
+use crate::{Config, Instant, TcpInfo};
+
+/// The loss-recovery state of a connection, as Linux's `tcpi_ca_state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CaState {
+    /// Nothing amiss.
+    #[default]
+    Open,
+    /// Duplicate ACKs or SACKs seen, not (yet) a loss.
+    Disorder,
+    /// Fast recovery after a detected loss (RFC 6582, RFC 6675).
+    Recovery,
+    /// After a retransmission timeout, until the data outstanding then is acknowledged.
+    Loss,
+}
+
+/// The loss-recovery state of one connection.
+#[derive(Debug)]
+pub(crate) struct Recovery {
+    /// We offer SACK (RFC 2018 §2).
+    pub sack_ok: bool,
+    /// Both sides offered it.
+    pub sack_on: bool,
+    scoreboard: Scoreboard,
+    sack_rx: SackReporter,
+    /// RFC 6675 HighRxt: the end of the highest retransmission.
+    high_rxt: Seq,
+    /// RFC 6675 RescueRxt.
+    rescue_rxt: Option<Seq>,
+    ca_state: CaState,
+    /// In `Loss` until SND.UNA reaches this (SND.MAX at the timeout).
+    loss_end: Seq,
+    /// Without SACK, the window inflated by duplicate ACKs in fast recovery
+    /// (RFC 6582 §3.2 steps 2, 3 and 5); the controller's cwnd otherwise.
+    recovery_cwnd: Option<usize>,
+    /// The end of the current round trip (SND.MAX when it began).
+    round_end: Seq,
+    /// The most bytes in flight in this round trip and the one before (RFC 7661's pipeACK, roughly).
+    flight_hwm: usize,
+    last_round_hwm: usize,
+    /// Retransmitted segments of the last reduction not yet D-SACKed; when
+    /// all are, the reduction was spurious (RFC 2883 §4). `None`: nothing to undo.
+    undo_retrans: Option<u32>,
+    delivered: u64,
+    lost: u64,
+    reordering: u32,
+    spurious_undos: u64,
+    pub(super) tail_loss_probes: u64,
+}
+
+impl Recovery {
+    pub(crate) fn new(cfg: &Config, iss: Seq) -> Recovery {
+        Recovery {
+            sack_ok: cfg.sack,
+            sack_on: false,
+            scoreboard: Scoreboard::default(),
+            sack_rx: SackReporter::default(),
+            high_rxt: iss,
+            rescue_rxt: None,
+            ca_state: CaState::Open,
+            loss_end: iss,
+            recovery_cwnd: None,
+            round_end: iss,
+            flight_hwm: 0,
+            last_round_hwm: 0,
+            undo_retrans: None,
+            delivered: 0,
+            lost: 0,
+            reordering: DUP_THRESH as u32,
+            spurious_undos: 0,
+            tail_loss_probes: 0,
+        }
+    }
+}
+
+impl Tcb {
+    /// The congestion window in use: inflated during NewReno fast recovery.
+    pub(crate) fn cwnd(&self) -> usize {
+        self.rec.recovery_cwnd.unwrap_or_else(|| self.cc.cwnd())
+    }
+
+    /// The congestion control algorithm in use.
+    pub(crate) fn congestion(&self) -> CongestionAlgorithm {
+        self.cc.algorithm()
+    }
+
+    /// Switches to another controller, which takes over the window.
+    pub(crate) fn replace_controller(&mut self, mut cc: Box<dyn CongestionControl>) {
+        cc.take_over(self.cc.cwnd(), self.cc.ssthresh());
+        self.cc = cc;
+    }
+
+    /// Bytes SACKed below SND.NXT: they have left the network, so they free
+    /// window for what is sent from SND.NXT.
+    pub(super) fn sacked_bytes(&self) -> usize {
+        let below = (self.snd_nxt - self.snd_una).max(0) as usize;
+        below
+            - self
+                .rec
+                .scoreboard
+                .unsacked_bytes(self.snd_una, self.snd_nxt)
+                .min(below)
+    }
+
+    /// Whether SACK-based recovery (RFC 6675) decides what to send.
+    pub(super) fn sack_recovery(&self) -> bool {
+        self.rec.sack_on && self.recover.is_some()
+    }
+
+    // ----- The ACK path -----
+
+    /// Takes the SACK blocks of an acceptable ACK for `ack` (RFC 6675 §5,
+    /// RFC 2883 §4). Returns the bytes newly SACKed.
+    pub(super) fn on_sack_blocks(
+        &mut self,
+        now: Instant,
+        ack: Seq,
+        blocks: &[Option<(Seq, Seq)>; 3],
+    ) -> usize {
+        let _ = now;
+        if !self.rec.sack_on {
+            return 0;
+        }
+        let blocks: Vec<(Seq, Seq)> = blocks.iter().flatten().copied().collect();
+        let una = ack.max(self.snd_una);
+        let before = self.rec.scoreboard.sacked_bytes();
+        let update = self.rec.scoreboard.on_ack(una, self.snd_max, &blocks);
+        let after = self.rec.scoreboard.sacked_bytes();
+        // Delivered: newly SACKed, plus newly cumulatively acknowledged bytes
+        // that were not SACKed already.
+        let trimmed = (before + update.newly_sacked).saturating_sub(after);
+        let cum = (una - self.snd_una).max(0) as usize;
+        self.rec.delivered += (update.newly_sacked + cum.saturating_sub(trimmed)) as u64;
+        if let Some((left, right)) = update.dsack {
+            self.on_dsack(left, right);
+        }
+        update.newly_sacked
+    }
+
+    /// A D-SACK for [left, right): if it covers data we retransmitted, one
+    /// retransmission was needless; when all of the last episode's were, the
+    /// reduction is undone (RFC 2883 §4, as Linux's `tcp_try_undo_dsack`).
+    fn on_dsack(&mut self, left: Seq, right: Seq) {
+        debug!(parent: &self.span, %left, %right, "D-SACK");
+        if !left.lt(self.rec.high_rxt.max(self.snd_una)) {
+            return;
+        }
+        // A needless retransmission means the network reordered (or delayed)
+        // the original: count it as reordering seen.
+        self.rec.reordering = self.rec.reordering.max(DUP_THRESH as u32 + 1);
+        if let Some(n) = self.rec.undo_retrans.as_mut() {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.rec.undo_retrans = None;
+                self.undo_reduction();
+            }
+        }
+    }
+
+    /// Undoes the last window reduction as spurious.
+    fn undo_reduction(&mut self) {
+        debug!(parent: &self.span, "spurious retransmission: window reduction undone");
+        self.cc.on_spurious();
+        self.rec.recovery_cwnd = None;
+        self.rec.spurious_undos += 1;
+        // As Linux's undo: recovery (or loss) is over; what is still missing
+        // is found again by duplicate ACKs, SACKs or the timer.
+        self.recover = None;
+        self.rtx_pending = false;
+        self.dup_acks = 0;
+        self.rec.rescue_rxt = None;
+        self.rec.ca_state = if self.rec.scoreboard.is_empty() {
+            CaState::Open
+        } else {
+            CaState::Disorder
+        };
+    }
+
+    /// The congestion-control part of a new cumulative ACK (RFC 5681, RFC 6582,
+    /// RFC 6675), after SND.UNA moved to `ack`.
+    pub(super) fn on_ack_recovery(
+        &mut self,
+        now: Instant,
+        ack: Seq,
+        acked: usize,
+        data_acked: usize,
+        rtt: Option<std::time::Duration>,
+    ) {
+        if !self.rec.sack_on {
+            self.rec.delivered += data_acked as u64;
+        }
+        if self.rec.high_rxt.lt(self.snd_una) {
+            self.rec.high_rxt = self.snd_una;
+        }
+        let round_start = ack.ge(self.rec.round_end);
+        if round_start {
+            self.rec.last_round_hwm = self.rec.flight_hwm;
+            self.rec.flight_hwm = self.flight();
+            self.rec.round_end = self.snd_max;
+        }
+        match self.recover {
+            Some(recover) if ack.lt(recover) => {
+                if !self.rec.sack_on {
+                    // RFC 6582 §3.2 step 5, partial ACK: deflate by the amount
+                    // acknowledged, add back one SMSS if that was at least one
+                    // SMSS, and retransmit the next hole at once.
+                    let mss = self.snd_mss;
+                    if let Some(w) = self.rec.recovery_cwnd.as_mut() {
+                        *w = w.saturating_sub(acked);
+                        if acked >= mss {
+                            *w += mss;
+                        }
+                        *w = (*w).max(mss);
+                    }
+                    self.rtx_pending = true;
+                }
+                // With SACK (RFC 6675 §5) recovery just goes on; `pipe` falls.
+            }
+            Some(_) => {
+                // A full ACK ends recovery: RFC 6582 §3.2 step 4 (option 2,
+                // cwnd = min(ssthresh, FlightSize + SMSS)) without SACK; with
+                // SACK cwnd is ssthresh already (RFC 6675 §5).
+                self.recover = None;
+                let limit = if self.rec.sack_on {
+                    usize::MAX
+                } else {
+                    self.flight().max(self.snd_mss) + self.snd_mss
+                };
+                self.cc.on_recovery_end(now, limit);
+                self.rec.recovery_cwnd = None;
+                self.rec.rescue_rxt = None;
+                self.rec.ca_state = CaState::Open;
+            }
+            None => {
+                match self.rec.ca_state {
+                    CaState::Loss if ack.ge(self.rec.loss_end) => self.rec.ca_state = CaState::Open,
+                    CaState::Disorder if self.rec.scoreboard.is_empty() => {
+                        self.rec.ca_state = CaState::Open;
+                    }
+                    _ => {}
+                }
+                // RFC 7661 §4.3: the window grows only while it is used; a
+                // sender limited by the application or by the peer's window
+                // keeps cwnd at (about) twice what it has in flight.
+                let used = self.rec.flight_hwm.max(self.rec.last_round_hwm);
+                let app_limited = used.saturating_mul(2) < self.cc.cwnd();
+                self.cc.on_ack(&AckEvent {
+                    acked,
+                    rtt,
+                    now,
+                    app_limited,
+                    round_start,
+                });
+            }
+        }
+    }
+
+    /// A duplicate ACK (RFC 5681 §3.2; with SACK, RFC 6675 §5): the third, or
+    /// SACKs that make SND.UNA lost, start fast retransmit.
+    pub(super) fn on_dup_ack(&mut self, now: Instant) {
+        self.dup_acks += 1;
+        if self.recover.is_some() {
+            if !self.rec.sack_on
+                && let Some(w) = self.rec.recovery_cwnd.as_mut()
+            {
+                // RFC 6582 §3.2 step 3: each further duplicate inflates cwnd.
+                *w += self.snd_mss;
+            }
+            return;
+        }
+        if self.rec.ca_state == CaState::Loss {
+            // After a timeout the retransmissions are under way already
+            // (RFC 6582 §3.2 step 1 keeps "recover" at SND.MAX for this).
+            return;
+        }
+        let start = if self.rec.sack_on {
+            self.dup_acks as usize >= DUP_THRESH
+                || self
+                    .rec
+                    .scoreboard
+                    .lost_boundary(self.snd_una, self.snd_mss)
+                    .gt(self.snd_una)
+        } else {
+            self.dup_acks as usize == DUP_THRESH
+        };
+        if start {
+            self.enter_recovery(now);
+        } else {
+            self.rec.ca_state = CaState::Disorder;
+        }
+    }
+
+    /// Fast retransmit and the start of fast recovery (RFC 6582 §3.2 step 2,
+    /// RFC 6675 §5 steps 1–3).
+    fn enter_recovery(&mut self, now: Instant) {
+        debug!(parent: &self.span, snd_una = %self.snd_una, sack = self.rec.sack_on, "fast retransmit");
+        self.info.fast_retransmits += 1;
+        let flight = self.flight();
+        self.cc.on_congestion_event(now, flight);
+        self.recover = Some(self.snd_max);
+        self.rec.ca_state = CaState::Recovery;
+        self.rec.undo_retrans = Some(0);
+        self.rtx_pending = true;
+        self.rtt_timing = None;
+        if self.rec.sack_on {
+            self.rec.high_rxt = self.snd_una;
+            self.rec.rescue_rxt = None;
+            self.snd_nxt = self.snd_max;
+        } else {
+            // RFC 6582 §3.2 step 2: cwnd = ssthresh + 3·SMSS.
+            self.rec.recovery_cwnd = Some(self.cc.cwnd() + DUP_THRESH * self.snd_mss);
+        }
+    }
+
+    /// Loss-recovery bookkeeping of a retransmission timeout (RFC 6298 §5.4,
+    /// RFC 6675 §5.1): the controller has reduced the window already.
+    pub(super) fn on_rto_recovery(&mut self, _now: Instant) {
+        let top = self.snd_max.min(self.data_end());
+        self.rec.lost += self.rec.scoreboard.unsacked_bytes(self.snd_una, top) as u64;
+        if self.rec.ca_state != CaState::Loss {
+            self.rec.undo_retrans = Some(0);
+        }
+        self.rec.ca_state = CaState::Loss;
+        self.rec.loss_end = self.snd_max;
+        self.rec.recovery_cwnd = None;
+        self.rec.high_rxt = self.snd_una;
+        self.rec.rescue_rxt = None;
+    }
+
+    // ----- The output path -----
+
+    /// Counts a retransmission of `len` bytes towards the undo decision.
+    pub(super) fn on_retransmitted(&mut self, len: usize) {
+        if len == 0 {
+            return;
+        }
+        if let Some(n) = self.rec.undo_retrans.as_mut() {
+            *n += 1;
+        }
+        let end = self.snd_una + len;
+        if self.rec.high_rxt.lt(end) && !self.rec.sack_on {
+            self.rec.high_rxt = end;
+        }
+    }
+
+    /// Bookkeeping after a segment of `len` bytes went out through the
+    /// ordinary path (new data, or go-back-N after a timeout).
+    pub(super) fn on_sent_recovery(&mut self, retransmission: bool, len: usize) {
+        self.rec.flight_hwm = self.rec.flight_hwm.max(self.flight());
+        if retransmission && len > 0 {
+            if let Some(n) = self.rec.undo_retrans.as_mut() {
+                *n += 1;
+            }
+            let end = self.snd_nxt;
+            if self.rec.high_rxt.lt(end) {
+                self.rec.high_rxt = end;
+            }
+        }
+    }
+
+    /// After a timeout, SND.NXT steps over data the peer SACKed (RFC 6675 §5.1).
+    pub(super) fn skip_sacked(&mut self) {
+        if !self.rec.sack_on || !self.snd_nxt.lt(self.snd_max) {
+            return;
+        }
+        if let Some(end) = self.rec.scoreboard.sacked_end(self.snd_nxt) {
+            let data_end = self.data_end();
+            self.snd_nxt = end.min(data_end.max(self.snd_nxt));
+        }
+    }
+
+    /// How many bytes from `seq` may go out before reaching a SACKed block.
+    pub(super) fn unsacked_run(&self, seq: Seq) -> usize {
+        if !self.rec.sack_on || !seq.lt(self.snd_max) {
+            return usize::MAX;
+        }
+        match self.rec.scoreboard.next_sacked_after(seq) {
+            Some(l) => (l - seq).max(0) as usize,
+            None => usize::MAX,
+        }
+    }
+
+    /// Retransmits [seq, seq + len).
+    fn retransmit(&mut self, now: Instant, seq: Seq, len: usize) -> Outbound {
+        let out = self.data_segment(seq, len);
+        self.info.bytes_sent += len as u64;
+        self.info.bytes_retrans += len as u64;
+        self.on_retransmitted(len);
+        if !self.timer_armed(super::Timer::Retransmit) {
+            self.set_timer(
+                super::Timer::Retransmit,
+                Some(now + self.rtt.backed_off(self.backoff)),
+            );
+        }
+        out
+    }
+
+    /// The next segment of SACK-based recovery: RFC 6675 §5 step (C) with
+    /// `NextSeg` of §4, or `None` when `pipe` fills the window.
+    pub(super) fn sack_output(&mut self, now: Instant) -> Option<Outbound> {
+        let data_end = self.data_end();
+        let top = self.snd_max.min(data_end);
+        let mss = self.snd_mss;
+        if self.rtx_pending {
+            // §5 step 3: the first segment presumed lost goes out at once.
+            self.rtx_pending = false;
+            if let Some((s, len)) = self.rec.scoreboard.next_hole(self.snd_una, top, mss) {
+                self.rec.high_rxt = self.rec.high_rxt.max(s + len);
+                self.rec.lost += len as u64;
+                return Some(self.retransmit(now, s, len));
+            }
+        }
+        let lost = self.rec.scoreboard.lost_boundary(self.snd_una, mss);
+        let pipe = self
+            .rec
+            .scoreboard
+            .pipe(self.snd_una, top, self.rec.high_rxt, lost);
+        // §5 step (C): send while cwnd − pipe ≥ 1 SMSS.
+        if self.cwnd().saturating_sub(pipe) < mss {
+            return None;
+        }
+        let from = self.rec.high_rxt.max(self.snd_una);
+        // NextSeg rule 1: the first lost hole above HighRxt.
+        if let Some((s, len)) = self.rec.scoreboard.next_hole(from, lost.min(top), mss) {
+            self.rec.high_rxt = s + len;
+            self.rec.lost += len as u64;
+            return Some(self.retransmit(now, s, len));
+        }
+        // Rule 2: new data, if the receiver's window allows.
+        if self.snd_max.lt(data_end) {
+            let wnd_end = self.snd_una + self.snd_wnd as usize;
+            let usable = (wnd_end - self.snd_max).max(0) as usize;
+            let avail = (data_end - self.snd_max) as usize;
+            let len = avail.min(usable).min(mss);
+            if len > 0 && (len == mss || len == avail) {
+                let seq = self.snd_max;
+                self.snd_nxt = seq;
+                let out = self.data_segment(seq, len);
+                self.on_sent(now, seq, len, out.ctl == Ctl::Fin);
+                return Some(out);
+            }
+        }
+        // Rule 3: an unSACKed, not yet lost hole above HighRxt, below the
+        // highest SACKed byte (rule 1.b).
+        let sacked_top = self.rec.scoreboard.highest_sacked().unwrap_or(self.snd_una);
+        if let Some((s, len)) = self
+            .rec
+            .scoreboard
+            .next_hole(from, sacked_top.min(top), mss)
+        {
+            self.rec.high_rxt = s + len;
+            return Some(self.retransmit(now, s, len));
+        }
+        // Rule 4: one rescue retransmission per recovery, of the highest
+        // outstanding unSACKed data; HighRxt stays.
+        if self.rec.rescue_rxt.is_none_or(|r| self.snd_una.gt(r))
+            && let Some(end) = self.rec.scoreboard.highest_unsacked(self.snd_una, top)
+        {
+            self.rec.rescue_rxt = self.recover;
+            let start = Seq(end.0.wrapping_sub(mss as u32)).max(self.snd_una);
+            let len = (end - start) as usize;
+            return Some(self.retransmit(now, start, len));
+        }
+        None
+    }
+
+    /// Adds SACK blocks to an outbound ACK (RFC 2018 §4: in every ACK while
+    /// out-of-order data is held), a D-SACK first (RFC 2883).
+    pub(super) fn add_sack_blocks(&mut self, out: &mut Outbound) {
+        if !self.rec.sack_on
+            || out.ack.is_none()
+            || matches!(out.ctl, Ctl::Syn | Ctl::Rst)
+            || (!self.rcv_buf.has_gaps() && !self.rec.sack_rx.has_dsack())
+        {
+            return;
+        }
+        let rcv_nxt = self.rcv_nxt;
+        let held: Vec<(Seq, Seq)> = self
+            .rcv_buf
+            .ranges()
+            .iter()
+            .map(|&(a, b)| (rcv_nxt + a, rcv_nxt + b))
+            .collect();
+        out.sack_blocks = self.rec.sack_rx.blocks(rcv_nxt, &held);
+    }
+
+    // ----- The receive path -----
+
+    /// Data `offset` bytes past RCV.NXT is about to be stored: if all of it is
+    /// held already, it is a duplicate to report (RFC 2883 §4).
+    pub(super) fn sack_before_insert(&mut self, offset: usize, len: usize) {
+        if !self.rec.sack_on || len == 0 || offset == 0 {
+            return;
+        }
+        if self
+            .rcv_buf
+            .ranges()
+            .iter()
+            .any(|&(a, b)| a <= offset && offset + len <= b)
+        {
+            let left = self.rcv_nxt + offset;
+            self.rec.sack_rx.on_duplicate(left, left + len);
+        }
+    }
+
+    /// Out-of-order data was stored: its block is reported first (RFC 2018 §4).
+    pub(super) fn sack_after_insert(&mut self, offset: usize, len: usize) {
+        if !self.rec.sack_on || len == 0 || offset == 0 {
+            return;
+        }
+        if let Some(&(a, b)) = self
+            .rcv_buf
+            .ranges()
+            .iter()
+            .find(|&&(a, b)| a <= offset && offset < b)
+        {
+            self.rec
+                .sack_rx
+                .on_out_of_order((self.rcv_nxt + a, self.rcv_nxt + b));
+        }
+    }
+
+    /// `len` bytes from `seq` arrived that were all received before.
+    pub(super) fn sack_duplicate(&mut self, seq: Seq, len: usize) {
+        if self.rec.sack_on && len > 0 {
+            self.rec.sack_rx.on_duplicate(seq, seq + len);
+            self.ack_now = true;
+        }
+    }
+
+    // ----- Statistics -----
+
+    /// `info` with the loss-recovery fields filled in.
+    pub(super) fn recovery_info(&self, info: TcpInfo) -> TcpInfo {
+        let rtx_end = self.rec.high_rxt.max(self.snd_una).min(self.snd_max);
+        let retrans = self
+            .rec
+            .scoreboard
+            .unsacked_bytes(self.snd_una, rtx_end)
+            .div_ceil(self.snd_mss.max(1));
+        TcpInfo {
+            ca_state: self.rec.ca_state,
+            delivered: self.rec.delivered,
+            lost: self.rec.lost,
+            sacked: self.rec.scoreboard.sacked_bytes(),
+            reordering: self.rec.reordering,
+            retrans: retrans as u32,
+            pacing_rate: self.cc.pacing_rate(self.rtt.srtt()),
+            congestion: self.cc.algorithm(),
+            sack: self.rec.sack_on,
+            spurious_undos: self.rec.spurious_undos,
+            tail_loss_probes: self.rec.tail_loss_probes,
+            ..info
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! SACK: negotiation (RFC 2018 §2), the receiver's blocks (RFC 2018 §4) and
+//! D-SACK (RFC 2883), and the sender's SACK-based loss recovery (RFC 6675).
+
+use super::*;
+
+/// A passive open from a peer that offers SACK: (connection, ISS, IRS).
+pub(crate) fn sack_passive(h: &mut Harness) -> (SocketHandle, u32, u32) {
+    let l = h.engine.listen(local(), 8).unwrap();
+    h.port = LOCAL_PORT;
+    let irs = 1000;
+    h.send(
+        Seg {
+            seq: irs,
+            mss: Some(1460),
+            ..Seg::default()
+        }
+        .syn()
+        .sack_ok(),
+    );
+    let synack = h.recv_one();
+    assert!(synack.sack_permitted, "SYN-ACK offers SACK back");
+    let iss = synack.seq;
+    h.send(h.peer(irs + 1, iss + 1));
+    h.recv_none();
+    let c = h.engine.accept(l).unwrap();
+    assert!(h.engine.tcp_info(c).unwrap().sack);
+    while h.engine.poll_event().is_some() {}
+    (c, iss, irs)
+}
+
+/// Segment `i` (1460 bytes each) of `data`, as we send it.
+fn seg(h: &Harness, iss: u32, irs: u32, data: &[u8], i: usize) -> Seg {
+    let end = ((i + 1) * 1460).min(data.len());
+    let s = h
+        .ours(iss + 1 + (i * 1460) as u32, irs + 1)
+        .data(&data[i * 1460..end]);
+    if end == data.len() { s.psh() } else { s }
+}
+
+#[test]
+fn sack_permitted_is_offered_and_echoed_only_when_offered() {
+    let mut h = Harness::new();
+    h.engine.connect(h.now, remote()).unwrap();
+    assert!(h.recv_one().sack_permitted);
+    // The harness's passive open: the peer does not offer SACK, nor do we.
+    let mut h = Harness::new();
+    let (_l, c, _, _) = h.established_passive();
+    assert!(!h.engine.tcp_info(c).unwrap().sack);
+    // Switched off in the configuration: not offered, not used.
+    let mut h = Harness::with_config(Config {
+        sack: false,
+        ..Config::default()
+    });
+    h.engine.connect(h.now, remote()).unwrap();
+    assert!(!h.recv_one().sack_permitted);
+    let mut h = Harness::with_config(Config {
+        sack: false,
+        ..Config::default()
+    });
+    h.engine.listen(local(), 8).unwrap();
+    h.send(
+        Seg {
+            seq: 7,
+            mss: Some(1460),
+            ..Seg::default()
+        }
+        .syn()
+        .sack_ok(),
+    );
+    assert!(!h.recv_one().sack_permitted);
+}
+
+#[test]
+fn receiver_reports_the_newest_block_first_and_at_most_three() {
+    let mut h = Harness::new();
+    let (c, iss, irs) = sack_passive(&mut h);
+    let base = irs + 1;
+    // Segments of 100 bytes at 1000, 3000, 2000 and 4000 past RCV.NXT: each
+    // out-of-order arrival is acknowledged at once, its block first.
+    let mut expect: Vec<(u32, u32)> = Vec::new();
+    for off in [1000u32, 3000, 2000, 4000] {
+        h.send(h.peer(base + off, iss + 1).data(&pattern(0, 100)));
+        let ack = h.recv_one();
+        assert_eq!(ack.ack, Some(base));
+        expect.insert(0, (base + off, base + off + 100));
+        // Without timestamps four blocks would fit; smoltcp carries three.
+        let want: Vec<_> = expect.iter().copied().take(3).collect();
+        assert_eq!(ack.sack, want, "after the segment at +{off}");
+    }
+    // A segment extending the block at +2000: that block moves to the front,
+    // grown.
+    h.send(h.peer(base + 2100, iss + 1).data(&pattern(0, 100)));
+    let ack = h.recv_one();
+    assert_eq!(
+        ack.sack,
+        vec![
+            (base + 2000, base + 2200),
+            (base + 4000, base + 4100),
+            (base + 3000, base + 3100)
+        ]
+    );
+    // Filling the hole before +1000 delivers that block: it is no longer reported.
+    h.send(h.peer(base, iss + 1).data(&pattern(0, 1000)));
+    let ack = h.recv_one();
+    assert_eq!(ack.ack, Some(base + 1100));
+    assert_eq!(
+        ack.sack,
+        vec![
+            (base + 2000, base + 2200),
+            (base + 4000, base + 4100),
+            (base + 3000, base + 3100)
+        ]
+    );
+    assert_eq!(h.read(c).unwrap().len(), 1100);
+}
+
+#[test]
+fn duplicates_are_reported_in_a_dsack_block_once() {
+    let mut h = Harness::new();
+    let (_c, iss, irs) = sack_passive(&mut h);
+    let base = irs + 1;
+    h.send(h.peer(base, iss + 1).data(&pattern(0, 100)));
+    h.send(h.peer(base + 100, iss + 1).data(&pattern(100, 100)));
+    let ack = h.recv_one();
+    assert_eq!((ack.ack, ack.sack.clone()), (Some(base + 200), vec![]));
+    // RFC 2883 §4.1.1: the whole segment again: a D-SACK for it, alone.
+    h.send(h.peer(base, iss + 1).data(&pattern(0, 100)));
+    let ack = h.recv_one();
+    assert_eq!(ack.ack, Some(base + 200));
+    assert_eq!(ack.sack, vec![(base, base + 100)]);
+    // Partly old data: the old part is the D-SACK.
+    h.send(h.peer(base + 150, iss + 1).data(&pattern(150, 100)));
+    let ack = h.recv_one();
+    assert_eq!(ack.ack, Some(base + 250));
+    assert_eq!(ack.sack, vec![(base + 150, base + 200)]);
+    // RFC 2883 §4.1.2: a duplicate of held out-of-order data: the D-SACK,
+    // then the block that holds it.
+    h.send(h.peer(base + 1000, iss + 1).data(&pattern(0, 300)));
+    let ack = h.recv_one();
+    assert_eq!(ack.sack, vec![(base + 1000, base + 1300)]);
+    h.send(h.peer(base + 1100, iss + 1).data(&pattern(0, 100)));
+    let ack = h.recv_one();
+    assert_eq!(
+        ack.sack,
+        vec![(base + 1100, base + 1200), (base + 1000, base + 1300)]
+    );
+    // The D-SACK went out once: the next ACK has only the held block.
+    h.send(h.peer(base + 2000, iss + 1).data(&pattern(0, 100)));
+    let ack = h.recv_one();
+    assert_eq!(
+        ack.sack,
+        vec![(base + 2000, base + 2100), (base + 1000, base + 1300)]
+    );
+}
+
+/// Segment `i` in brief (see [`brief`]).
+fn b(i: usize) -> (u32, usize, bool) {
+    ((i * 1460) as u32, 1460, false)
+}
+
+/// Acknowledges whatever goes out until nothing does: (segments, ACKs) of the
+/// clean-up.
+fn drain(h: &mut Harness, irs: u32) {
+    for _ in 0..100 {
+        let out = h.recv_all();
+        let Some(end) = out
+            .iter()
+            .map(|s| s.seq.wrapping_add(s.payload.len() as u32))
+            .max_by(|a, b| (a.wrapping_sub(*b) as i32).cmp(&0))
+        else {
+            return;
+        };
+        h.advance(ms(10));
+        h.send(h.peer(irs + 1, end));
+    }
+    panic!("transfer did not finish");
+}
+
+#[test]
+fn sack_recovery_repairs_two_holes_in_one_round_without_a_timeout() {
+    let mut h = Harness::new();
+    let (c, iss, irs) = sack_passive(&mut h);
+    let data = pattern(0, 20 * 1460);
+    let base = iss + 1;
+    let s = |i: usize| base + (i * 1460) as u32;
+    assert_eq!(h.engine.send(h.now, c, &data), Ok(data.len()));
+    let first = h.recv_all();
+    assert_eq!(brief(&first, base), (0..10).map(b).collect::<Vec<_>>());
+    assert_eq!(first[3], seg(&h, iss, irs, &data, 3));
+    h.advance(ms(50));
+    let port = h.port;
+    let ack = |blocks: &[(u32, u32)]| {
+        Seg {
+            dst_port: port,
+            seq: irs + 1,
+            ack: Some(s(0)),
+            ..Seg::default()
+        }
+        .sack(blocks)
+    };
+    // Segments 0 and 5 are lost. The first two SACKs (for 1, then 1–2) each
+    // let one new segment out: SACKed data has left the network (limited
+    // transmit, RFC 3042).
+    h.send(ack(&[(s(1), s(2))]));
+    assert_eq!(brief(&h.recv_all(), base), vec![b(10)]);
+    assert_eq!(h.engine.tcp_info(c).unwrap().ca_state, CaState::Disorder);
+    h.send(ack(&[(s(1), s(3))]));
+    assert_eq!(brief(&h.recv_all(), base), vec![b(11)]);
+    // The third duplicate starts recovery (RFC 6675 §5): segment 0 again, at once.
+    h.send(ack(&[(s(1), s(4))]));
+    assert_eq!(brief(&h.recv_all(), base), vec![b(0)]);
+    let info = h.engine.tcp_info(c).unwrap();
+    assert_eq!(info.ca_state, CaState::Recovery);
+    assert_eq!(info.fast_retransmits, 1);
+    // CUBIC: cwnd = ssthresh = 0.7 · 10 segments (RFC 9438 §4.6).
+    assert_eq!((info.cwnd, info.ssthresh), (10_220, 10_220));
+    assert_eq!(info.sacked, 3 * 1460);
+    // pipe = 8 segments not lost (4–11) + 1 retransmitted = 9 > 7: nothing
+    // until SACKs bring it under 7 segments.
+    h.send(ack(&[(s(1), s(5))]));
+    h.send(ack(&[(s(6), s(7)), (s(1), s(5))]));
+    h.recv_none();
+    // SACKs for 6–7: pipe = 5 not lost + 1 = 6 segments: one new segment.
+    h.send(ack(&[(s(6), s(8)), (s(1), s(5))]));
+    assert_eq!(brief(&h.recv_all(), base), vec![b(12)]);
+    // Three segments SACKed above segment 5: it is lost (IsLost), pipe falls
+    // to 5, and it goes out (NextSeg rule 1) without waiting for a partial
+    // ACK; then one more new segment.
+    h.send(ack(&[(s(6), s(9)), (s(1), s(5))]));
+    assert_eq!(brief(&h.recv_all(), base), vec![b(5), b(13)]);
+    let info = h.engine.tcp_info(c).unwrap();
+    assert_eq!((info.bytes_retrans, info.retrans), (2 * 1460, 2));
+    // The retransmission of 0 arrives (a partial ACK, recovery goes on),
+    // then that of 5: everything up to the recovery point (SND.MAX at its
+    // start, 12 segments) is acknowledged and recovery ends, cwnd = ssthresh.
+    h.advance(ms(50));
+    h.send(h.peer(irs + 1, s(5)).sack(&[(s(6), s(9))]));
+    assert_eq!(h.engine.tcp_info(c).unwrap().ca_state, CaState::Recovery);
+    h.recv_all();
+    h.send(h.peer(irs + 1, s(12)));
+    let info = h.engine.tcp_info(c).unwrap();
+    assert_eq!((info.ca_state, info.cwnd), (CaState::Open, 10_220));
+    drain(&mut h, irs);
+    let info = h.engine.tcp_info(c).unwrap();
+    assert_eq!((info.bytes_in_flight, info.timeouts), (0, 0));
+    assert_eq!(info.bytes_acked, data.len() as u64);
+}
+
+#[test]
+fn rescue_retransmission_repairs_a_lost_tail() {
+    let mut h = Harness::new();
+    let (c, iss, irs) = sack_passive(&mut h);
+    let data = pattern(0, 6 * 1460);
+    let base = iss + 1;
+    let s = |i: usize| base + (i * 1460) as u32;
+    assert_eq!(h.engine.send(h.now, c, &data), Ok(data.len()));
+    assert_eq!(
+        brief(&h.recv_all(), base),
+        (0..6).map(b).collect::<Vec<_>>()
+    );
+    h.advance(ms(50));
+    // Segments 0 and 5 (the last) are lost; 1–4 arrive.
+    for k in 2..=3 {
+        h.send(h.peer(irs + 1, s(0)).sack(&[(s(1), s(k))]));
+        h.recv_none();
+    }
+    // The third duplicate: recovery, segment 0 again. Nothing SACKed lies
+    // above segment 5, so it is neither lost (IsLost) nor a rule 3 hole; the
+    // rescue retransmission (NextSeg rule 4, RFC 6675 §4) sends it, once, so
+    // the tail is repaired without a timeout.
+    h.send(h.peer(irs + 1, s(0)).sack(&[(s(1), s(4))]));
+    assert_eq!(brief(&h.recv_all(), base), vec![b(0), b(5)]);
+    h.send(h.peer(irs + 1, s(0)).sack(&[(s(1), s(5))]));
+    h.recv_none();
+    h.send(h.peer(irs + 1, s(6)));
+    let info = h.engine.tcp_info(c).unwrap();
+    assert_eq!(
+        (
+            info.ca_state,
+            info.timeouts,
+            info.bytes_in_flight,
+            info.bytes_retrans
+        ),
+        (CaState::Open, 0, 0, 2 * 1460)
+    );
+}
+
+#[test]
+fn go_back_n_after_a_timeout_skips_sacked_data() {
+    let mut h = Harness::new();
+    let (c, iss, irs) = sack_passive(&mut h);
+    let data = pattern(0, 4 * 1460);
+    let base = iss + 1;
+    let s = |i: usize| base + (i * 1460) as u32;
+    assert_eq!(h.engine.send(h.now, c, &data), Ok(data.len()));
+    assert_eq!(
+        brief(&h.recv_all(), base),
+        (0..4).map(b).collect::<Vec<_>>()
+    );
+    // Only segment 2 arrives: one SACK, no recovery.
+    h.send(h.peer(irs + 1, s(0)).sack(&[(s(2), s(3))]));
+    h.recv_none();
+    // The RTO (1 s: no RTT sample yet) resends segment 0; its ACK lets
+    // segment 1 and then 3 follow, never the SACKed segment 2.
+    let t = h.engine.poll_timeout().unwrap();
+    assert_eq!(brief(&h.fire_at(t), base), vec![b(0)]);
+    assert_eq!(h.engine.tcp_info(c).unwrap().ca_state, CaState::Loss);
+    h.send(h.peer(irs + 1, s(1)).sack(&[(s(2), s(3))]));
+    assert_eq!(brief(&h.recv_all(), base), vec![b(1), b(3)]);
+    h.send(h.peer(irs + 1, s(4)));
+    let info = h.engine.tcp_info(c).unwrap();
+    assert_eq!(
+        (info.ca_state, info.bytes_retrans),
+        (CaState::Open, 3 * 1460)
+    );
+}
