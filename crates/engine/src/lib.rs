@@ -43,6 +43,7 @@ mod error;
 mod icmp;
 mod isn;
 mod seq;
+mod socket_api;
 mod tcp;
 mod time;
 
@@ -63,6 +64,7 @@ use tracing::trace;
 pub use config::Config;
 pub use error::Error;
 pub use seq::Seq;
+pub use socket_api::{Readiness, SocketOptions};
 pub use tcp::connection::{State, TcpInfo, Timer};
 pub use time::Instant;
 
@@ -958,7 +960,9 @@ impl Engine {
         }
         listener.syn_queue += 1;
         let iss = self.secret.isn(now, local, remote);
-        let mut tcb = Tcb::accept_syn(&self.config, local, remote, iss, self.iface.mtu, seg);
+        let (cfg, nodelay) = self.accept_config(lh);
+        let mut tcb = Tcb::accept_syn(&cfg, local, remote, iss, self.iface.mtu, seg);
+        tcb.nodelay = nodelay;
         tcb.parent = Some(lh);
         let h = self.alloc_slot(Socket::Conn(Box::new(tcb)));
         self.conns.insert((local, remote), h);
@@ -1057,7 +1061,7 @@ impl Engine {
             trace!(parent: tcb.span(), seq = %out.seq, ack = ?out.ack, ctl = ?out.ctl, len = out.payload_len, "segment out");
             let len = Self::emit_with(
                 &self.checksums,
-                self.config.ttl,
+                tcb.ttl,
                 local,
                 remote,
                 &out,
