@@ -210,7 +210,13 @@ impl TcpStream {
                 }
                 None => Poll::Ready(Err(io::ErrorKind::WouldBlock.into())),
             },
-            Err(e) => Poll::Ready(Err(to_io(e))),
+            Err(e) => {
+                // An error that ended the connection is reported once, as the
+                // kernel's `sock_error` does: later reads see end-of-stream and
+                // writes `BrokenPipe`.
+                let _ = st.engine.take_error(self.socket);
+                Poll::Ready(Err(to_io(e)))
+            }
         }
     }
 
