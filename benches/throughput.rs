@@ -252,7 +252,7 @@ async fn synack_flow(mtu: usize, opts: &Options) -> io::Result<Sample> {
     let (a, b) = MemoryLink::pair(MemoryLinkConfig::default().with_mtu(mtu));
     let server = Stack::new(a, SERVER, 24);
     let client = Stack::new(b, CLIENT, 24);
-    let listener = synack::net::TcpListener::bind(&server, (SERVER, 5001)).await?;
+    let listener = synack::net::TcpListener::bind_on(&server, (SERVER, 5001)).await?;
     let receiver = tokio::spawn({
         let verify = opts.verify;
         async move {
@@ -266,7 +266,7 @@ async fn synack_flow(mtu: usize, opts: &Options) -> io::Result<Sample> {
     let sender = tokio::spawn({
         let client = client.clone();
         async move {
-            let mut s = synack::net::TcpStream::connect(&client, (SERVER, 5001)).await?;
+            let mut s = synack::net::TcpStream::connect_on(&client, (SERVER, 5001)).await?;
             let start = send(&mut s, size).await?;
             Ok((start, Some(settle(&s).await?)))
         }

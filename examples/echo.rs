@@ -21,7 +21,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let client = Stack::new(b, Ipv4Addr::new(192, 0, 2, 2), 24);
 
     // The server: for each connection, write back whatever is read.
-    let listener = TcpListener::bind(&server, "192.0.2.1:7").await?;
+    let listener = TcpListener::bind_on(&server, "192.0.2.1:7").await?;
     println!("echo server listening on {}", listener.local_addr()?);
     tokio::spawn(async move {
         loop {
@@ -44,7 +44,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     });
 
     // The client: send a few lines, print what comes back.
-    let stream = TcpStream::connect(&client, "192.0.2.1:7").await?;
+    let stream = TcpStream::connect_on(&client, "192.0.2.1:7").await?;
     println!("client: connected from {}", stream.local_addr()?);
     let (reader, mut writer) = tokio::io::split(stream);
     let mut lines = BufReader::new(reader).lines();

@@ -142,14 +142,14 @@ async fn run(opts: Options) -> io::Result<Vec<String>> {
     );
 
     // 1. Handshake.
-    let listener = TcpListener::bind(&server, (SERVER, PORT)).await?;
+    let listener = TcpListener::bind_on(&server, (SERVER, PORT)).await?;
     let (pattern2, size) = (pattern.clone(), opts.size);
     let server_task = tokio::spawn(async move {
         let (stream, _peer) = listener.accept().await?;
         serve(stream, &pattern2, size).await
     });
     let t_connect = Instant::now();
-    let mut conn = timeout("connect", TcpStream::connect(&client, (SERVER, PORT))).await??;
+    let mut conn = timeout("connect", TcpStream::connect_on(&client, (SERVER, PORT))).await??;
     let connect_time = t_connect.elapsed();
     let (client_iss, client_irs) = conn.initial_sequence_numbers()?;
     let local = match conn.local_addr()? {

@@ -24,10 +24,16 @@ pub(crate) fn to_io(e: Error) -> io::Error {
     io::Error::new(kind, e)
 }
 
-/// The error for an IPv6 address given to this IPv4-only stack.
+/// The error for an IPv6 address given to this IPv4-only stack: what the kernel
+/// gives for an IPv6 address on an IPv4 socket, or for an IPv6 socket on a
+/// kernel without IPv6 (`EAFNOSUPPORT`, "address family not supported").
 pub(crate) fn ipv6_unsupported() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::AddrNotAvailable,
-        "synack speaks IPv4 only so far",
-    )
+    #[cfg(unix)]
+    {
+        io::Error::from_raw_os_error(libc::EAFNOSUPPORT)
+    }
+    #[cfg(not(unix))]
+    {
+        io::Error::new(io::ErrorKind::Unsupported, "synack speaks IPv4 only so far")
+    }
 }

@@ -17,6 +17,6 @@ mod error;
 pub mod net;
 mod stack;
 
-pub use stack::{Stack, StackBuilder};
+pub use stack::{EnterGuard, Scoped, Stack, StackBuilder};
 pub use synack_device::{self as device, Device};
 pub use synack_engine::{self as engine, Config, State, Stats, TcpInfo};

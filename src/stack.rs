@@ -6,8 +6,11 @@
 //! driver). The driver handles inbound batches, timers and a device that
 //! pushed back, and wakes exactly the tasks that engine events name.
 
-use std::collections::VecDeque;
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::io;
+use std::marker::PhantomData;
 use std::net::Ipv4Addr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,11 +28,20 @@ const TX_QUEUE: usize = 64;
 /// Rounds of the driver loop before it yields to other tasks.
 const DRIVER_ROUNDS: usize = 32;
 
-/// The wakers of one socket.
+/// The tasks waiting on one socket, by direction. Several tasks may wait on
+/// one direction (a `readable()` in one task, a read in another); each is woken
+/// once by the next event and registers again if it still waits.
 #[derive(Default)]
 pub(crate) struct SocketWakers {
-    pub(crate) read: Option<Waker>,
-    pub(crate) write: Option<Waker>,
+    pub(crate) read: Vec<Waker>,
+    pub(crate) write: Vec<Waker>,
+}
+
+/// Adds `waker` to `list` unless a waker for the same task is there already.
+pub(crate) fn register(list: &mut Vec<Waker>, waker: &Waker) {
+    if !list.iter().any(|w| w.will_wake(waker)) {
+        list.push(waker.clone());
+    }
 }
 
 /// Everything behind the stack's lock.
@@ -111,15 +123,11 @@ impl State {
     fn collect_events(&mut self, wake: &mut Wake) {
         while let Some(ev) = self.engine.poll_event() {
             let w = self.wakers(ev.handle);
-            if ev.readable
-                && let Some(r) = w.read.take()
-            {
-                wake.0.push(r);
+            if ev.readable {
+                wake.0.append(&mut w.read);
             }
-            if ev.writable
-                && let Some(wr) = w.write.take()
-            {
-                wake.0.push(wr);
+            if ev.writable {
+                wake.0.append(&mut w.write);
             }
         }
     }
@@ -171,6 +179,8 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     epoch: tokio::time::Instant,
     closed: AtomicBool,
+    /// Names [`ToSocketAddrs`](crate::net::ToSocketAddrs) resolves, lower-case.
+    hosts: Mutex<HashMap<String, Ipv4Addr>>,
 }
 
 impl Shared {
@@ -234,6 +244,7 @@ pub struct StackBuilder {
     prefix_len: u8,
     config: Config,
     secret: Option<[u64; 2]>,
+    hosts: HashMap<String, Ipv4Addr>,
 }
 
 impl StackBuilder {
@@ -247,6 +258,14 @@ impl StackBuilder {
     /// reproducible runs. By default it is random per stack (RFC 6528).
     pub fn secret(mut self, secret: [u64; 2]) -> Self {
         self.secret = Some(secret);
+        self
+    }
+
+    /// Adds `name` → `addr` to the stack's host table, which resolves names
+    /// given to [`net`](crate::net) functions (there is no DNS client).
+    /// `"localhost"` always resolves to the stack's own address.
+    pub fn host(mut self, name: &str, addr: Ipv4Addr) -> Self {
+        self.hosts.insert(name.to_ascii_lowercase(), addr);
         self
     }
 
@@ -281,6 +300,7 @@ impl StackBuilder {
             }),
             epoch: tokio::time::Instant::now(),
             closed: AtomicBool::new(false),
+            hosts: Mutex::new(self.hosts),
         });
         tokio::spawn(Driver {
             shared: shared.clone(),
@@ -322,6 +342,7 @@ impl Stack {
             prefix_len,
             config: Config::default(),
             secret: None,
+            hosts: HashMap::new(),
         }
     }
 
@@ -330,9 +351,125 @@ impl Stack {
         self.shared().lock().engine.interface().addr
     }
 
+    /// The engine configuration the stack was built with.
+    pub fn config(&self) -> Config {
+        self.shared().lock().engine.config().clone()
+    }
+
     /// Counters of the whole stack: packets in and out, drops by reason.
     pub fn stats(&self) -> Stats {
         self.shared().lock().engine.stats()
+    }
+
+    /// Adds `name` → `addr` to the host table (see [`StackBuilder::host`]),
+    /// replacing an earlier entry for the name.
+    pub fn add_host(&self, name: &str, addr: Ipv4Addr) {
+        let mut hosts = self
+            .shared()
+            .hosts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        hosts.insert(name.to_ascii_lowercase(), addr);
+    }
+
+    /// Looks `name` up: `"localhost"` is the stack's own address, anything else
+    /// comes from the host table.
+    pub(crate) fn resolve_host(&self, name: &str) -> Option<Ipv4Addr> {
+        let name = name.to_ascii_lowercase();
+        let name = name.strip_suffix('.').unwrap_or(&name);
+        if name == "localhost" {
+            return Some(self.addr());
+        }
+        let hosts = self
+            .shared()
+            .hosts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        hosts.get(name).copied()
+    }
+
+    /// Makes this the current stack of the thread until the guard drops, as
+    /// tokio's `Runtime::enter` does for the runtime: `synack::net` calls
+    /// without a stack argument ([`TcpStream::connect`](crate::net::TcpStream::connect),
+    /// [`TcpListener::bind`](crate::net::TcpListener::bind),
+    /// [`TcpSocket::new_v4`](crate::net::TcpSocket::new_v4),
+    /// [`lookup_host`](crate::net::lookup_host)) use it. Guards nest: the
+    /// innermost wins, and dropping it brings back the one before.
+    ///
+    /// The guard is for one thread (it is not `Send`). A task spawned with
+    /// `tokio::spawn` runs on whatever thread polls it, where another stack or
+    /// none may be current: give it its stack with [`scope`](Stack::scope),
+    /// which enters the stack around every poll.
+    ///
+    /// Without a current stack those calls fail with an `io::Error` of kind
+    /// `NotFound` saying so, rather than panicking as tokio does without a runtime.
+    ///
+    /// ```
+    /// use std::net::Ipv4Addr;
+    /// use synack::{Stack, net::TcpListener};
+    /// use synack_device::{MemoryLink, MemoryLinkConfig};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let (a, _b) = MemoryLink::pair(MemoryLinkConfig::default());
+    /// let stack = Stack::new(a, Ipv4Addr::new(192, 0, 2, 1), 24);
+    /// let _guard = stack.enter();
+    /// let listener = TcpListener::bind("0.0.0.0:8080").await?;
+    /// assert_eq!(listener.local_addr()?, "192.0.2.1:8080".parse().unwrap());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn enter(&self) -> EnterGuard<'_> {
+        let depth = CURRENT.with(|c| {
+            let mut c = c.borrow_mut();
+            c.push(self.clone());
+            c.len() - 1
+        });
+        EnterGuard {
+            depth,
+            _stack: PhantomData,
+        }
+    }
+
+    /// The stack entered on this thread (see [`enter`](Stack::enter)), if any.
+    pub fn try_current() -> Option<Stack> {
+        CURRENT.with(|c| c.borrow().last().cloned())
+    }
+
+    /// The current stack, or the error `synack::net` calls give without one.
+    pub(crate) fn current() -> io::Result<Stack> {
+        Stack::try_current().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                "no synack Stack is current on this thread: call `stack.enter()` \
+                 (or run the task in `stack.scope(...)`), or use the `_on(&stack, ..)` forms",
+            )
+        })
+    }
+
+    /// Wraps `fut` so that this stack is current whenever it is polled, on
+    /// whichever thread: for tasks handed to `tokio::spawn`.
+    ///
+    /// ```
+    /// use std::net::Ipv4Addr;
+    /// use synack::{Stack, net::TcpListener};
+    /// use synack_device::{MemoryLink, MemoryLinkConfig};
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() {
+    /// let (a, _b) = MemoryLink::pair(MemoryLinkConfig::default());
+    /// let stack = Stack::new(a, Ipv4Addr::new(192, 0, 2, 1), 24);
+    /// let task = tokio::spawn(stack.scope(async {
+    ///     TcpListener::bind("0.0.0.0:9").await.map(|l| l.local_addr().unwrap())
+    /// }));
+    /// assert_eq!(task.await.unwrap().unwrap().port(), 9);
+    /// # }
+    /// ```
+    pub fn scope<F: Future>(&self, fut: F) -> Scoped<F> {
+        Scoped {
+            stack: self.clone(),
+            fut,
+        }
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
@@ -405,5 +542,52 @@ impl Future for Driver {
         };
         wake.run();
         result
+    }
+}
+
+thread_local! {
+    /// The stacks entered on this thread, innermost last.
+    static CURRENT: RefCell<Vec<Stack>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Keeps a stack current on this thread; see [`Stack::enter`].
+#[must_use = "the stack is current only while the guard lives"]
+pub struct EnterGuard<'a> {
+    depth: usize,
+    /// Borrows the stack, and is neither `Send` nor `Sync`: it belongs to its thread.
+    _stack: PhantomData<(&'a Stack, *const ())>,
+}
+
+impl Drop for EnterGuard<'_> {
+    fn drop(&mut self) {
+        // Guards dropped out of order also end the ones entered after them.
+        CURRENT.with(|c| c.borrow_mut().truncate(self.depth));
+    }
+}
+
+impl std::fmt::Debug for EnterGuard<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnterGuard")
+            .field("depth", &self.depth)
+            .finish()
+    }
+}
+
+/// A future with a stack current around each poll; see [`Stack::scope`].
+#[pin_project::pin_project]
+#[derive(Debug)]
+pub struct Scoped<F> {
+    stack: Stack,
+    #[pin]
+    fut: F,
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let _guard = this.stack.enter();
+        this.fut.poll(cx)
     }
 }

@@ -974,7 +974,7 @@ async fn kernel_connects_body(ns: &NetNs) {
     } = setup(ns, 'a', "kernel_connects_to_synack");
 
     // (i) 8 MiB echo: kernel client, synack server.
-    let listener = TcpListener::bind(&stack, (SYNACK, ECHO_PORT))
+    let listener = TcpListener::bind_on(&stack, (SYNACK, ECHO_PORT))
         .await
         .expect("binding synack's echo listener");
     let server = tokio::spawn(synack_echo_server(listener));
@@ -1061,7 +1061,7 @@ async fn kernel_connects_body(ns: &NetNs) {
             println!("SKIPPED (curl part only): {reason}");
         }
         Some(_) => {
-            let listener = TcpListener::bind(&stack, (SYNACK, HTTP_PORT))
+            let listener = TcpListener::bind_on(&stack, (SYNACK, HTTP_PORT))
                 .await
                 .expect("binding synack's HTTP listener");
             let body = Arc::new(random_bytes(HTTP_BODY_LEN, 2));
@@ -1223,7 +1223,7 @@ async fn synack_echo_client(stack: &Stack, data: &[u8]) -> SynackClientReport {
     let s = within(
         IO_TIMEOUT,
         "synack connect",
-        TcpStream::connect(stack, (KERNEL, KERNEL_PORT)),
+        TcpStream::connect_on(stack, (KERNEL, KERNEL_PORT)),
     )
     .await
     .expect("synack connecting to the kernel");

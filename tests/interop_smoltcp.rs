@@ -713,7 +713,7 @@ impl Transfer {
         let synack = {
             let stack = setup.stack.clone();
             tokio::spawn(async move {
-                let s = TcpStream::connect(&stack, SocketAddrV4::new(SMOL, port)).await?;
+                let s = TcpStream::connect_on(&stack, SocketAddrV4::new(SMOL, port)).await?;
                 assert_eq!(s.state()?, State::Established);
                 assert_eq!(s.peer_addr()?, SocketAddrV4::new(SMOL, port).into());
                 synack_side(s, up, closer.synack_first()).await
@@ -758,7 +758,7 @@ impl Transfer {
         let down = Arc::new(pattern(self.len, 0x22)); // synack -> smoltcp
         let expect_at_synack = Expected::new(&up);
         let expect_at_smol = Expected::new(&down);
-        let listener = TcpListener::bind(&setup.stack, (SYNACK, port))
+        let listener = TcpListener::bind_on(&setup.stack, (SYNACK, port))
             .await
             .expect("synack bind");
         let closer = self.closer;
@@ -988,12 +988,12 @@ async fn synack_window_fits_buffer_for_any_peer_isn() {
                 let (mut a, b) = if synack_connects {
                     let mut l = setup.smol.listen(port).unwrap();
                     let (a, b) = tokio::join!(
-                        TcpStream::connect(&setup.stack, SocketAddrV4::new(SMOL, port)),
+                        TcpStream::connect_on(&setup.stack, SocketAddrV4::new(SMOL, port)),
                         l.accept()
                     );
                     (a.unwrap(), b.unwrap())
                 } else {
-                    let l = TcpListener::bind(&setup.stack, (SYNACK, port))
+                    let l = TcpListener::bind_on(&setup.stack, (SYNACK, port))
                         .await
                         .unwrap();
                     let (a, b) = tokio::join!(
@@ -1038,7 +1038,7 @@ async fn refused_both_ways() {
     let setup = Setup::new("refused_both_ways", LinkOpts::default());
     tokio::time::timeout(Duration::from_secs(10), async {
         // synack -> smoltcp, no listener.
-        let err = TcpStream::connect(&setup.stack, SocketAddrV4::new(SMOL, 9))
+        let err = TcpStream::connect_on(&setup.stack, SocketAddrV4::new(SMOL, 9))
             .await
             .expect_err("connect to a port without listener succeeded");
         assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
@@ -1052,7 +1052,9 @@ async fn refused_both_ways() {
         assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
 
         // smoltcp -> synack, a listener that is gone.
-        let listener = TcpListener::bind(&setup.stack, (SYNACK, 10)).await.unwrap();
+        let listener = TcpListener::bind_on(&setup.stack, (SYNACK, 10))
+            .await
+            .unwrap();
         drop(listener);
         let err = setup
             .smol
@@ -1064,7 +1066,7 @@ async fn refused_both_ways() {
         // And the link still works afterwards, both ways.
         let mut l = setup.smol.listen(11).unwrap();
         let (a, b) = tokio::join!(
-            TcpStream::connect(&setup.stack, SocketAddrV4::new(SMOL, 11)),
+            TcpStream::connect_on(&setup.stack, SocketAddrV4::new(SMOL, 11)),
             l.accept()
         );
         let (mut a, b) = (a.unwrap(), b.unwrap());

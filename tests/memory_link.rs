@@ -25,7 +25,7 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 #[tokio::test]
 async fn echo_and_close() {
     let (sa, sb) = pair(1500);
-    let listener = TcpListener::bind(&sa, (A, 7)).await.unwrap();
+    let listener = TcpListener::bind_on(&sa, (A, 7)).await.unwrap();
     let server = tokio::spawn(async move {
         let (mut s, peer) = listener.accept().await.unwrap();
         assert_eq!(peer.ip(), B);
@@ -35,7 +35,7 @@ async fn echo_and_close() {
         s.shutdown().await.unwrap();
         buf.len()
     });
-    let mut c = TcpStream::connect(&sb, (A, 7)).await.unwrap();
+    let mut c = TcpStream::connect_on(&sb, (A, 7)).await.unwrap();
     c.write_all(b"hello, synack").await.unwrap();
     c.shutdown().await.unwrap();
     let mut back = Vec::new();
@@ -56,7 +56,7 @@ async fn bulk_both_ways_jumbo() {
 
 async fn bulk(mtu: usize, len: usize) {
     let (sa, sb) = pair(mtu);
-    let listener = TcpListener::bind(&sa, (A, 9000)).await.unwrap();
+    let listener = TcpListener::bind_on(&sa, (A, 9000)).await.unwrap();
     let up = pattern(len, 1);
     let down = pattern(len, 2);
     let (up2, down2) = (up.clone(), down.clone());
@@ -73,7 +73,7 @@ async fn bulk(mtu: usize, len: usize) {
         assert!(got == up2, "server received corrupted stream");
         let _w = writer.await.unwrap();
     });
-    let c = TcpStream::connect(&sb, (A, 9000)).await.unwrap();
+    let c = TcpStream::connect_on(&sb, (A, 9000)).await.unwrap();
     let (mut r, mut w) = tokio::io::split(c);
     let writer = tokio::spawn(async move {
         w.write_all(&up).await.unwrap();
@@ -93,12 +93,12 @@ async fn bulk(mtu: usize, len: usize) {
 #[tokio::test]
 async fn refused_and_addr_in_use() {
     let (sa, sb) = pair(1500);
-    let err = TcpStream::connect(&sb, (A, 1)).await.unwrap_err();
+    let err = TcpStream::connect_on(&sb, (A, 1)).await.unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
-    let _l = TcpListener::bind(&sa, (A, 80)).await.unwrap();
-    let err = TcpListener::bind(&sa, (A, 80)).await.unwrap_err();
+    let _l = TcpListener::bind_on(&sa, (A, 80)).await.unwrap();
+    let err = TcpListener::bind_on(&sa, (A, 80)).await.unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
-    let err = TcpListener::bind(&sa, (B, 80)).await.unwrap_err();
+    let err = TcpListener::bind_on(&sa, (B, 80)).await.unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::AddrNotAvailable);
 }
 
@@ -109,7 +109,7 @@ async fn connect_to_silent_host_times_out() {
     let (a, _silent) = MemoryLink::pair(MemoryLinkConfig::default());
     let stack = Stack::new(a, B, 24);
     let start = tokio::time::Instant::now();
-    let err = TcpStream::connect(&stack, (A, 80)).await.unwrap_err();
+    let err = TcpStream::connect_on(&stack, (A, 80)).await.unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
     let waited = start.elapsed();
     assert!(
@@ -125,7 +125,7 @@ async fn connect_to_silent_host_times_out() {
 async fn stack_stops_when_last_handle_drops() {
     let (a, b) = MemoryLink::pair(MemoryLinkConfig::default());
     let stack = Stack::new(a, A, 24);
-    let listener = TcpListener::bind(&stack, (A, 80)).await.unwrap();
+    let listener = TcpListener::bind_on(&stack, (A, 80)).await.unwrap();
     drop(stack);
     for _ in 0..10 {
         tokio::task::yield_now().await;
@@ -146,12 +146,12 @@ async fn stack_stops_when_last_handle_drops() {
 #[tokio::test(start_paused = true)]
 async fn slow_reader_zero_window_then_resume() {
     let (sa, sb) = pair(1500);
-    let listener = TcpListener::bind(&sa, (A, 5000)).await.unwrap();
+    let listener = TcpListener::bind_on(&sa, (A, 5000)).await.unwrap();
     let len = 2 << 20; // far more than the 256 KiB buffers hold
     let data = pattern(len, 9);
     let expected = data.clone();
     let writer = tokio::spawn(async move {
-        let mut c = TcpStream::connect(&sb, (A, 5000)).await.unwrap();
+        let mut c = TcpStream::connect_on(&sb, (A, 5000)).await.unwrap();
         c.write_all(&data).await.unwrap();
         c.shutdown().await.unwrap();
         let mut rest = Vec::new();

@@ -2,15 +2,16 @@
 
 use std::future::poll_fn;
 use std::io;
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use synack_engine::{Error, SocketHandle};
+use synack_engine::{Error, SocketHandle, SocketOptions};
 
 use crate::error::{ipv6_unsupported, to_io};
 use crate::net::TcpStream;
-use crate::stack::{HandleRef, Stack};
+use crate::net::addr::{ToSocketAddrs, no_addresses, resolve};
+use crate::stack::{HandleRef, Stack, register};
 
 /// The backlog a listener gets from [`TcpListener::bind`], as tokio's does.
 const DEFAULT_BACKLOG: usize = 1024;
@@ -26,7 +27,7 @@ const DEFAULT_BACKLOG: usize = 1024;
 /// # async fn main() -> std::io::Result<()> {
 /// let (a, _b) = MemoryLink::pair(MemoryLinkConfig::default());
 /// let stack = Stack::new(a, Ipv4Addr::new(192, 0, 2, 1), 24);
-/// let listener = TcpListener::bind(&stack, "192.0.2.1:8080").await?;
+/// let listener = TcpListener::bind_on(&stack, "192.0.2.1:8080").await?;
 /// assert_eq!(listener.local_addr()?.port(), 8080);
 /// # Ok(())
 /// # }
@@ -37,25 +38,62 @@ pub struct TcpListener {
 }
 
 impl TcpListener {
-    /// Listens on `addr` (the stack's address or `0.0.0.0`; port 0 picks a free
-    /// port) with a backlog of 1024.
+    /// Listens on `addr` on the current stack (see [`Stack::enter`]), like
+    /// `tokio::net::TcpListener::bind`: the stack's address or `0.0.0.0`, port
+    /// 0 for a free port, a backlog of 1024, and `SO_REUSEADDR` (as tokio sets
+    /// it), so a port that only old connections (TIME-WAIT) still use can be
+    /// taken again. Each resolved address is tried in turn.
     ///
     /// Errors: `AddrInUse` if the port has a listener; `AddrNotAvailable` if the
-    /// address is not the stack's, or is IPv6.
-    pub async fn bind(stack: &Stack, addr: impl Into<SocketAddrLike>) -> io::Result<TcpListener> {
+    /// address is not the stack's; `EAFNOSUPPORT` for IPv6; `NotFound` without
+    /// a current stack.
+    pub async fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<TcpListener> {
+        let stack = Stack::current()?;
+        TcpListener::bind_on(&stack, addr).await
+    }
+
+    /// [`bind`](TcpListener::bind) on a given stack.
+    pub async fn bind_on<A: ToSocketAddrs>(stack: &Stack, addr: A) -> io::Result<TcpListener> {
         TcpListener::bind_with_backlog(stack, addr, DEFAULT_BACKLOG)
     }
 
-    /// Like [`bind`](TcpListener::bind) with a given backlog: the most connections
-    /// waiting in each of the SYN and accept queues. Beyond it, SYNs are dropped.
-    pub fn bind_with_backlog(
+    /// Like [`bind_on`](TcpListener::bind_on) with a given backlog: the most
+    /// connections waiting in each of the SYN and accept queues. Beyond it,
+    /// SYNs are dropped.
+    pub fn bind_with_backlog<A: ToSocketAddrs>(
         stack: &Stack,
-        addr: impl Into<SocketAddrLike>,
+        addr: A,
         backlog: usize,
     ) -> io::Result<TcpListener> {
-        let addr = addr.into().resolve()?;
+        let opts = SocketOptions {
+            reuseaddr: true,
+            ..SocketOptions::default()
+        };
+        let mut last = None;
+        for addr in resolve(stack, &addr)? {
+            match TcpListener::listen(stack, addr, backlog, opts) {
+                Ok(l) => return Ok(l),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(no_addresses))
+    }
+
+    pub(crate) fn listen(
+        stack: &Stack,
+        addr: SocketAddr,
+        backlog: usize,
+        opts: SocketOptions,
+    ) -> io::Result<TcpListener> {
+        let SocketAddr::V4(addr) = addr else {
+            return Err(ipv6_unsupported());
+        };
         let shared = stack.shared();
-        let socket = shared.lock().engine.listen(addr, backlog).map_err(to_io)?;
+        let socket = shared
+            .lock()
+            .engine
+            .listen_with(addr, backlog, opts)
+            .map_err(to_io)?;
         Ok(TcpListener {
             handle: stack.handle.clone(),
             socket,
@@ -84,11 +122,26 @@ impl TcpListener {
                 Poll::Ready(Ok((stream, SocketAddr::V4(peer))))
             }
             Err(Error::WouldBlock) => {
-                st.wakers(self.socket).read = Some(cx.waker().clone());
+                register(&mut st.wakers(self.socket).read, cx.waker());
                 Poll::Pending
             }
             Err(e) => Poll::Ready(Err(to_io(e))),
         }
+    }
+
+    /// The IP time-to-live of the listener's packets (`IP_TTL`); accepted
+    /// connections inherit it.
+    pub fn ttl(&self) -> io::Result<u32> {
+        let st = self.handle.shared.lock();
+        st.engine.ttl(self.socket).map(u32::from).map_err(to_io)
+    }
+
+    /// Sets the IP time-to-live for connections accepted from now on: 1 to
+    /// 255, else `InvalidInput`, as on Linux.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        let ttl = u8::try_from(ttl).map_err(|_| to_io(Error::InvalidInput))?;
+        let mut st = self.handle.shared.lock();
+        st.engine.set_ttl(self.socket, ttl).map_err(to_io)
     }
 
     /// The local address the listener is bound to.
@@ -120,53 +173,5 @@ impl std::fmt::Debug for TcpListener {
         f.debug_struct("TcpListener")
             .field("local", &self.local_addr().ok())
             .finish()
-    }
-}
-
-/// An address given to `bind` or `connect`: a `SocketAddr`, a `SocketAddrV4`,
-/// an `(Ipv4Addr, u16)` pair, or a string such as `"192.0.2.1:80"`.
-#[derive(Debug, Clone)]
-pub struct SocketAddrLike(Result<SocketAddr, String>);
-
-impl SocketAddrLike {
-    pub(crate) fn resolve(self) -> io::Result<SocketAddrV4> {
-        match self.0 {
-            Ok(SocketAddr::V4(a)) => Ok(a),
-            Ok(SocketAddr::V6(_)) => Err(ipv6_unsupported()),
-            Err(s) => Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("invalid socket address: {s:?}"),
-            )),
-        }
-    }
-}
-
-impl From<SocketAddr> for SocketAddrLike {
-    fn from(a: SocketAddr) -> Self {
-        SocketAddrLike(Ok(a))
-    }
-}
-
-impl From<SocketAddrV4> for SocketAddrLike {
-    fn from(a: SocketAddrV4) -> Self {
-        SocketAddrLike(Ok(SocketAddr::V4(a)))
-    }
-}
-
-impl From<(std::net::Ipv4Addr, u16)> for SocketAddrLike {
-    fn from((ip, port): (std::net::Ipv4Addr, u16)) -> Self {
-        SocketAddrLike(Ok(SocketAddr::V4(SocketAddrV4::new(ip, port))))
-    }
-}
-
-impl From<&str> for SocketAddrLike {
-    fn from(s: &str) -> Self {
-        SocketAddrLike(s.parse().map_err(|_| s.to_string()))
-    }
-}
-
-impl From<String> for SocketAddrLike {
-    fn from(s: String) -> Self {
-        SocketAddrLike::from(s.as_str())
     }
 }

@@ -1,18 +1,28 @@
-//! `TcpStream`: a connection on a [`Stack`], with tokio's `AsyncRead` and `AsyncWrite`.
+//! `TcpStream`: a connection on a [`Stack`], with tokio's and futures'
+//! `AsyncRead` and `AsyncWrite`.
 
 use std::future::poll_fn;
-use std::io;
-use std::net::SocketAddr;
+use std::io::{self, IoSlice, IoSliceMut};
+use std::net::{SocketAddr, SocketAddrV4};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use synack_engine::{Error, SocketHandle, TcpInfo};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use synack_engine::{Engine, Error, Instant, Readiness, SocketHandle, SocketOptions, TcpInfo};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf, Ready};
 
-use crate::error::to_io;
-use crate::net::SocketAddrLike;
-use crate::stack::{HandleRef, Stack};
+use crate::error::{ipv6_unsupported, to_io};
+use crate::net::addr::{ToSocketAddrs, no_addresses, resolve};
+use crate::net::split::{ReadHalf, WriteHalf, split};
+use crate::net::split_owned::{OwnedReadHalf, OwnedWriteHalf, split_owned};
+use crate::stack::{HandleRef, Stack, register};
+
+/// Which tasks a call that would block waits with.
+#[derive(Clone, Copy)]
+enum Dir {
+    Read,
+    Write,
+}
 
 /// A TCP connection, like `tokio::net::TcpStream`.
 ///
@@ -21,6 +31,11 @@ use crate::stack::{HandleRef, Stack};
 /// `poll_shutdown` queues a FIN without waiting for it to be acknowledged.
 /// Dropping the stream closes it gracefully (or with a RST if received data
 /// was left unread).
+///
+/// Readiness ([`ready`](TcpStream::ready), [`readable`](TcpStream::readable),
+/// ...) is level-triggered: it reflects the connection's state at the moment
+/// of the call, so a `try_read` after `readable()` only fails with
+/// `WouldBlock` if another task took the data first.
 ///
 /// ```
 /// use std::net::Ipv4Addr;
@@ -33,14 +48,15 @@ use crate::stack::{HandleRef, Stack};
 /// let (a, b) = MemoryLink::pair(MemoryLinkConfig::default());
 /// let server = Stack::new(a, Ipv4Addr::new(192, 0, 2, 1), 24);
 /// let client = Stack::new(b, Ipv4Addr::new(192, 0, 2, 2), 24);
-/// let listener = TcpListener::bind(&server, "192.0.2.1:7").await?;
+/// let listener = TcpListener::bind_on(&server, "192.0.2.1:7").await?;
 /// tokio::spawn(async move {
 ///     let (mut s, _) = listener.accept().await.unwrap();
 ///     let mut buf = [0u8; 5];
 ///     s.read_exact(&mut buf).await.unwrap();
 ///     s.write_all(&buf).await.unwrap();
 /// });
-/// let mut c = TcpStream::connect(&client, "192.0.2.1:7").await?;
+/// let _g = client.enter();
+/// let mut c = TcpStream::connect("192.0.2.1:7").await?;
 /// c.write_all(b"hello").await?;
 /// let mut buf = [0u8; 5];
 /// c.read_exact(&mut buf).await?;
@@ -53,27 +69,81 @@ pub struct TcpStream {
     socket: SocketHandle,
 }
 
+/// Maps a tokio interest and a socket's readiness to tokio's `Ready`.
+fn to_ready(r: Readiness, interest: Interest) -> Ready {
+    let mut ready = Ready::EMPTY;
+    if interest.is_readable() {
+        if r.readable {
+            ready |= Ready::READABLE;
+        }
+        if r.read_closed {
+            ready |= Ready::READ_CLOSED;
+        }
+    }
+    if interest.is_writable() {
+        if r.writable {
+            ready |= Ready::WRITABLE;
+        }
+        if r.write_closed {
+            ready |= Ready::WRITE_CLOSED;
+        }
+    }
+    ready
+}
+
 impl TcpStream {
     pub(crate) fn from_parts(handle: Arc<HandleRef>, socket: SocketHandle) -> TcpStream {
         TcpStream { handle, socket }
     }
 
-    /// Opens a connection to `addr` (an IPv4 address with a port): the three-way
-    /// handshake from an ephemeral port.
+    /// Opens a connection to `addr` on the current stack (see
+    /// [`Stack::enter`]), like `tokio::net::TcpStream::connect`: each resolved
+    /// address is tried in turn, and the last error is returned if none answers.
     ///
     /// Errors: `ConnectionRefused` if the peer answers with a RST, `TimedOut`
-    /// after the SYN retries, `InvalidInput` for port 0 or an unspecified address.
+    /// after the SYN retries, `NotFound` without a current stack or for a name
+    /// not in the host table, `EAFNOSUPPORT` for an IPv6 address.
     ///
     /// # Cancel safety
     ///
     /// Dropping the future aborts the connection attempt.
-    pub async fn connect(stack: &Stack, addr: impl Into<SocketAddrLike>) -> io::Result<TcpStream> {
-        let remote = addr.into().resolve()?;
+    pub async fn connect<A: ToSocketAddrs>(addr: A) -> io::Result<TcpStream> {
+        let stack = Stack::current()?;
+        TcpStream::connect_on(&stack, addr).await
+    }
+
+    /// [`connect`](TcpStream::connect) on a given stack.
+    pub async fn connect_on<A: ToSocketAddrs>(stack: &Stack, addr: A) -> io::Result<TcpStream> {
+        let addrs = resolve(stack, &addr)?;
+        let mut last = None;
+        for remote in addrs {
+            let any = SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
+            match TcpStream::connect_from(stack, any, remote, SocketOptions::default()).await {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(no_addresses))
+    }
+
+    /// The three-way handshake from `local` (port 0: ephemeral) to `remote`.
+    pub(crate) async fn connect_from(
+        stack: &Stack,
+        local: SocketAddrV4,
+        remote: SocketAddr,
+        opts: SocketOptions,
+    ) -> io::Result<TcpStream> {
+        let SocketAddr::V4(remote) = remote else {
+            return Err(ipv6_unsupported());
+        };
         let shared = stack.shared();
         let (socket, wake) = {
             let mut st = shared.lock();
             let now = shared.now();
-            let socket = st.engine.connect(now, remote).map_err(to_io)?;
+            let socket = st
+                .engine
+                .connect_with(now, local, remote, opts)
+                .map_err(to_io)?;
             (socket, st.after_call(now))
         };
         wake.run();
@@ -85,14 +155,80 @@ impl TcpStream {
             match st.engine.connect_result(socket) {
                 Ok(true) => Poll::Ready(Ok(())),
                 Ok(false) => {
-                    st.wakers(socket).write = Some(cx.waker().clone());
+                    register(&mut st.wakers(socket).write, cx.waker());
                     Poll::Pending
                 }
-                Err(e) => Poll::Ready(Err(to_io(e))),
+                Err(e) => {
+                    // Reported here; SO_ERROR no longer holds it.
+                    let _ = st.engine.take_error(socket);
+                    Poll::Ready(Err(to_io(e)))
+                }
             }
         })
         .await?;
         Ok(stream)
+    }
+
+    /// The stack this stream lives on.
+    pub fn stack(&self) -> Stack {
+        Stack {
+            handle: self.handle.clone(),
+        }
+    }
+
+    /// Runs `f` on the engine under the stack's lock. On success the packets it
+    /// produced are sent and waiting tasks woken; on `WouldBlock` the task of
+    /// `cx` (if any) is registered for `dir` under the same lock, so no event
+    /// can slip in between.
+    fn io<R>(
+        &self,
+        cx: Option<&mut Context<'_>>,
+        dir: Dir,
+        f: impl FnOnce(&mut Engine, Instant, SocketHandle) -> Result<R, Error>,
+    ) -> Poll<io::Result<R>> {
+        let shared = &self.handle.shared;
+        let mut st = shared.lock();
+        let now = shared.now();
+        match f(&mut st.engine, now, self.socket) {
+            Ok(r) => {
+                let wake = st.after_call(now);
+                drop(st);
+                wake.run();
+                Poll::Ready(Ok(r))
+            }
+            Err(Error::WouldBlock) => match cx {
+                Some(cx) => {
+                    let w = st.wakers(self.socket);
+                    register(
+                        match dir {
+                            Dir::Read => &mut w.read,
+                            Dir::Write => &mut w.write,
+                        },
+                        cx.waker(),
+                    );
+                    Poll::Pending
+                }
+                None => Poll::Ready(Err(io::ErrorKind::WouldBlock.into())),
+            },
+            Err(e) => {
+                // An error that ended the connection is reported once, as the
+                // kernel's `sock_error` does: later reads see end-of-stream and
+                // writes `BrokenPipe`.
+                let _ = st.engine.take_error(self.socket);
+                Poll::Ready(Err(to_io(e)))
+            }
+        }
+    }
+
+    /// [`io`](TcpStream::io) without a task: `WouldBlock` is returned.
+    fn try_now<R>(
+        &self,
+        f: impl FnOnce(&mut Engine, Instant, SocketHandle) -> Result<R, Error>,
+    ) -> io::Result<R> {
+        match self.io(None, Dir::Read, f) {
+            Poll::Ready(r) => r,
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
     }
 
     /// The local address of the connection.
@@ -113,6 +249,169 @@ impl TcpStream {
             .map_err(to_io)
     }
 
+    /// `SO_ERROR`: the error that ended the connection (a reset, a timeout),
+    /// reported once. After it, reads give end-of-stream and writes `BrokenPipe`.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        let mut st = self.handle.shared.lock();
+        let e = st.engine.take_error(self.socket).map_err(to_io)?;
+        Ok(e.map(to_io))
+    }
+
+    /// The readiness for `interest` now, or registers the task and waits.
+    pub(crate) fn poll_ready(&self, cx: &mut Context<'_>, interest: Interest) -> Poll<Ready> {
+        let mut st = self.handle.shared.lock();
+        let ready = to_ready(st.engine.readiness(self.socket), interest);
+        if !ready.is_empty() {
+            return Poll::Ready(ready);
+        }
+        let w = st.wakers(self.socket);
+        if interest.is_readable() {
+            register(&mut w.read, cx.waker());
+        }
+        if interest.is_writable() {
+            register(&mut w.write, cx.waker());
+        }
+        Poll::Pending
+    }
+
+    /// Waits for any of the readiness in `interest`, like tokio's: readable,
+    /// read-closed (the peer's FIN or an error), writable, write-closed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn ready(&self, interest: Interest) -> io::Result<Ready> {
+        Ok(poll_fn(|cx| self.poll_ready(cx, interest)).await)
+    }
+
+    /// Waits until a read would not block (data, end of stream, or an error).
+    pub async fn readable(&self) -> io::Result<()> {
+        self.ready(Interest::READABLE).await.map(|_| ())
+    }
+
+    /// Waits until a write would not block (room in the send buffer, or an error).
+    pub async fn writable(&self) -> io::Result<()> {
+        self.ready(Interest::WRITABLE).await.map(|_| ())
+    }
+
+    /// Polls for read readiness; registers the task's waker when not ready.
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_ready(cx, Interest::READABLE).map(|_| Ok(()))
+    }
+
+    /// Polls for write readiness; registers the task's waker when not ready.
+    pub fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_ready(cx, Interest::WRITABLE).map(|_| Ok(()))
+    }
+
+    /// Reads what is there without waiting: `Ok(0)` at end of stream,
+    /// `WouldBlock` when nothing is there yet.
+    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.try_now(|e, now, h| e.recv(now, h, buf))
+    }
+
+    /// [`try_read`](TcpStream::try_read) into several buffers in turn.
+    pub fn try_read_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        self.try_now(|e, now, h| read_vectored(e, now, h, bufs))
+    }
+
+    /// [`try_read`](TcpStream::try_read) into a `BufMut`, advancing it by the
+    /// bytes read.
+    pub fn try_read_buf<B: bytes::BufMut>(&self, buf: &mut B) -> io::Result<usize> {
+        self.try_now(|e, now, h| {
+            let want = buf.remaining_mut().min(e.recv_queue(h)?.max(1));
+            let mut tmp = vec![0u8; want];
+            let n = e.recv(now, h, &mut tmp)?;
+            buf.put_slice(&tmp[..n]);
+            Ok(n)
+        })
+    }
+
+    /// Writes what fits in the send buffer without waiting; `WouldBlock` when it is full.
+    pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        self.try_now(|e, now, h| e.send(now, h, buf))
+    }
+
+    /// [`try_write`](TcpStream::try_write) from several buffers in turn.
+    pub fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.try_now(|e, now, h| write_vectored(e, now, h, bufs))
+    }
+
+    /// Runs `f` if the stream is ready for `interest`, else `WouldBlock`
+    /// without calling it, like tokio's `try_io`. `f` would typically call
+    /// `try_read`/`try_write`.
+    pub fn try_io<R>(
+        &self,
+        interest: Interest,
+        f: impl FnOnce() -> io::Result<R>,
+    ) -> io::Result<R> {
+        let ready = {
+            let st = self.handle.shared.lock();
+            to_ready(st.engine.readiness(self.socket), interest)
+        };
+        if ready.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        f()
+    }
+
+    /// Waits for `interest` and runs `f`, again after each readiness event
+    /// while it returns `WouldBlock`, like tokio's `async_io`.
+    pub async fn async_io<R>(
+        &self,
+        interest: Interest,
+        mut f: impl FnMut() -> io::Result<R>,
+    ) -> io::Result<R> {
+        loop {
+            self.ready(interest).await?;
+            match f() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Ready, yet `f` could not proceed: wait for the next event.
+                    let mut registered = false;
+                    poll_fn(|cx| {
+                        if registered {
+                            return Poll::Ready(());
+                        }
+                        registered = true;
+                        let mut st = self.handle.shared.lock();
+                        let w = st.wakers(self.socket);
+                        if interest.is_readable() {
+                            register(&mut w.read, cx.waker());
+                        }
+                        if interest.is_writable() {
+                            register(&mut w.write, cx.waker());
+                        }
+                        Poll::Pending
+                    })
+                    .await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// Polls for received bytes without taking them from the connection.
+    pub fn poll_peek(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<usize>> {
+        self.io(Some(cx), Dir::Read, |e, _now, h| {
+            let ready = e.recv_queue(h)?;
+            let dst = buf.initialize_unfilled_to(buf.remaining().min(ready.max(1)));
+            let n = e.peek(h, dst)?;
+            buf.advance(n);
+            Ok(n)
+        })
+    }
+
+    /// Receives bytes without taking them: the next read returns them again.
+    /// `Ok(0)` at end of stream.
+    pub async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut buf = ReadBuf::new(buf);
+        poll_fn(|cx| self.poll_peek(cx, &mut buf)).await
+    }
+
     /// Turns Nagle's algorithm off (`true`) or back on. It is on by default, as
     /// on a kernel socket.
     pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
@@ -124,6 +423,34 @@ impl TcpStream {
     pub fn nodelay(&self) -> io::Result<bool> {
         let st = self.handle.shared.lock();
         st.engine.nodelay(self.socket).map_err(to_io)
+    }
+
+    /// The IP time-to-live of the connection's packets (`IP_TTL`).
+    pub fn ttl(&self) -> io::Result<u32> {
+        let st = self.handle.shared.lock();
+        st.engine.ttl(self.socket).map(u32::from).map_err(to_io)
+    }
+
+    /// Sets the IP time-to-live of the connection's packets: 1 to 255, else
+    /// `InvalidInput`, as on Linux.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        let ttl = u8::try_from(ttl).map_err(|_| to_io(Error::InvalidInput))?;
+        let mut st = self.handle.shared.lock();
+        st.engine.set_ttl(self.socket, ttl).map_err(to_io)
+    }
+
+    /// Splits the stream into a read half and a write half borrowing it, which
+    /// can be used at the same time (in one task, or with scoped tasks).
+    pub fn split(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>) {
+        split(self)
+    }
+
+    /// Splits the stream into owned halves that can move to different tasks.
+    /// Dropping the write half sends a FIN (unless it is
+    /// [`forget`](OwnedWriteHalf::forget)-ed); [`reunite`](OwnedReadHalf::reunite)
+    /// puts the stream back together.
+    pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
+        split_owned(self)
     }
 
     /// Statistics of the connection, like Linux's `TCP_INFO`.
@@ -145,60 +472,108 @@ impl TcpStream {
         Ok((iss.0, irs.0))
     }
 
-    fn poll_read_priv(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let shared = &self.handle.shared;
-        let mut st = shared.lock();
-        // Initialise only as much of the caller's buffer as there is data for.
-        let ready = st.engine.recv_queue(self.socket).unwrap_or(0);
-        let want = buf.remaining().min(ready.max(1));
-        let now = shared.now();
-        let dst = buf.initialize_unfilled_to(want);
-        match st.engine.recv(now, self.socket, dst) {
-            Ok(n) => {
-                buf.advance(n);
-                let wake = st.after_call(now);
-                drop(st);
-                wake.run();
-                Poll::Ready(Ok(()))
-            }
-            Err(Error::WouldBlock) => {
-                st.wakers(self.socket).read = Some(cx.waker().clone());
-                Poll::Pending
-            }
-            Err(e) => Poll::Ready(Err(to_io(e))),
-        }
+    pub(crate) fn poll_read_priv(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.io(Some(cx), Dir::Read, |e, now, h| {
+            // Initialise only as much of the caller's buffer as there is data for.
+            let ready = e.recv_queue(h).unwrap_or(0);
+            let want = buf.remaining().min(ready.max(1));
+            let n = e.recv(now, h, buf.initialize_unfilled_to(want))?;
+            buf.advance(n);
+            Ok(())
+        })
     }
 
-    fn poll_write_priv(&self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        let shared = &self.handle.shared;
-        let mut st = shared.lock();
-        let now = shared.now();
-        match st.engine.send(now, self.socket, data) {
-            Ok(n) => {
-                let wake = st.after_call(now);
-                drop(st);
-                wake.run();
-                Poll::Ready(Ok(n))
-            }
-            Err(Error::WouldBlock) => {
-                st.wakers(self.socket).write = Some(cx.waker().clone());
-                Poll::Pending
-            }
-            Err(e) => Poll::Ready(Err(to_io(e))),
-        }
+    pub(crate) fn poll_read_slice(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.io(Some(cx), Dir::Read, |e, now, h| e.recv(now, h, buf))
     }
 
-    fn shutdown_priv(&self) -> io::Result<()> {
-        let shared = &self.handle.shared;
-        let wake = {
-            let mut st = shared.lock();
-            let now = shared.now();
-            st.engine.shutdown(now, self.socket).map_err(to_io)?;
-            st.after_call(now)
-        };
-        wake.run();
-        Ok(())
+    pub(crate) fn poll_read_vectored_priv(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.io(Some(cx), Dir::Read, |e, now, h| {
+            read_vectored(e, now, h, bufs)
+        })
     }
+
+    pub(crate) fn poll_write_priv(
+        &self,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.io(Some(cx), Dir::Write, |e, now, h| e.send(now, h, data))
+    }
+
+    pub(crate) fn poll_write_vectored_priv(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.io(Some(cx), Dir::Write, |e, now, h| {
+            write_vectored(e, now, h, bufs)
+        })
+    }
+
+    pub(crate) fn shutdown_priv(&self) -> io::Result<()> {
+        self.try_now(|e, now, h| e.shutdown(now, h))
+    }
+}
+
+/// Receives into `bufs` in turn until one is not filled. `WouldBlock` only if
+/// nothing was read.
+fn read_vectored(
+    e: &mut Engine,
+    now: Instant,
+    h: SocketHandle,
+    bufs: &mut [IoSliceMut<'_>],
+) -> Result<usize, Error> {
+    let mut total = 0;
+    for b in bufs.iter_mut().filter(|b| !b.is_empty()) {
+        match e.recv(now, h, b) {
+            Ok(n) => {
+                total += n;
+                if n < b.len() {
+                    break;
+                }
+            }
+            Err(err) if total == 0 => return Err(err),
+            Err(_) => break,
+        }
+    }
+    Ok(total)
+}
+
+/// Sends `bufs` in turn until one does not fit. `WouldBlock` only if nothing
+/// was taken.
+fn write_vectored(
+    e: &mut Engine,
+    now: Instant,
+    h: SocketHandle,
+    bufs: &[IoSlice<'_>],
+) -> Result<usize, Error> {
+    let mut total = 0;
+    for b in bufs.iter().filter(|b| !b.is_empty()) {
+        match e.send(now, h, b) {
+            Ok(n) => {
+                total += n;
+                if n < b.len() {
+                    break;
+                }
+            }
+            Err(err) if total == 0 => return Err(err),
+            Err(_) => break,
+        }
+    }
+    Ok(total)
 }
 
 impl AsyncRead for TcpStream {
@@ -220,6 +595,18 @@ impl AsyncWrite for TcpStream {
         self.poll_write_priv(cx, buf)
     }
 
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored_priv(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
     /// Returns at once: bytes written are already in the connection's send
     /// buffer, as with a kernel socket.
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -229,6 +616,51 @@ impl AsyncWrite for TcpStream {
     /// Closes the sending direction: a FIN follows the data written so far.
     /// Returns without waiting for the peer.
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.shutdown_priv())
+    }
+}
+
+impl futures::io::AsyncRead for TcpStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_read_slice(cx, buf)
+    }
+
+    fn poll_read_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_read_vectored_priv(cx, bufs)
+    }
+}
+
+impl futures::io::AsyncWrite for TcpStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_priv(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored_priv(cx, bufs)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Closes the sending direction, as tokio's `poll_shutdown`.
+    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(self.shutdown_priv())
     }
 }

@@ -45,6 +45,7 @@ mod error;
 mod icmp;
 mod isn;
 mod seq;
+mod socket_api;
 mod tcp;
 mod time;
 
@@ -66,6 +67,7 @@ pub use config::Config;
 pub use conn_opts::Keepalive;
 pub use error::Error;
 pub use seq::Seq;
+pub use socket_api::{Readiness, SocketOptions};
 pub use tcp::cc::CongestionAlgorithm;
 pub use tcp::connection::{CaState, State, TcpInfo, Timer};
 pub use time::Instant;
@@ -991,8 +993,10 @@ impl Engine {
         }
         listener.syn_queue += 1;
         let iss = self.secret.isn(now, local, remote);
-        let mut tcb = Tcb::accept_syn(&self.config, local, remote, iss, self.iface.mtu, seg);
-        tcb.start(now, &self.config, self.secret.ts_offset(local, remote));
+        let (cfg, nodelay) = self.accept_config(lh);
+        let mut tcb = Tcb::accept_syn(&cfg, local, remote, iss, self.iface.mtu, seg);
+        tcb.nodelay = nodelay;
+        tcb.start(now, &cfg, self.secret.ts_offset(local, remote));
         tcb.parent = Some(lh);
         let h = self.alloc_slot(Socket::Conn(Box::new(tcb)));
         self.conns.insert((local, remote), h);
@@ -1094,7 +1098,7 @@ impl Engine {
             trace!(parent: tcb.span(), seq = %out.seq, ack = ?out.ack, ctl = ?out.ctl, len = out.payload_len, "segment out");
             let len = Self::emit_with(
                 &self.checksums,
-                self.config.ttl,
+                tcb.ttl,
                 local,
                 remote,
                 &out,

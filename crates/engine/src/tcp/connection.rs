@@ -269,6 +269,8 @@ pub(crate) struct Tcb {
 
     // The application's side.
     pub(crate) nodelay: bool,
+    /// IP time-to-live of this connection's packets (`IP_TTL`).
+    pub(crate) ttl: u8,
     /// The handle was given up: nobody will read; close on its own.
     pub(crate) released: bool,
     pub(crate) error: Option<Error>,
@@ -393,6 +395,7 @@ impl Tcb {
             recover: None,
             cc: new_controller(cfg.congestion, snd_mss, cfg.initial_window_segments),
             nodelay: false,
+            ttl: cfg.ttl,
             released: false,
             error: None,
             soft_error: None,

@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddrV4;
 
-use crate::SocketHandle;
+use crate::{SocketHandle, SocketOptions};
 
 #[derive(Debug)]
 pub(crate) struct Listener {
@@ -18,6 +18,8 @@ pub(crate) struct Listener {
     pub(crate) syn_queue: usize,
     /// Established connections waiting for `accept`.
     pub(crate) accept_queue: VecDeque<SocketHandle>,
+    /// Options the accepted connections inherit.
+    pub(crate) options: SocketOptions,
 }
 
 impl Listener {
@@ -27,6 +29,7 @@ impl Listener {
             backlog: backlog.max(1),
             syn_queue: 0,
             accept_queue: VecDeque::new(),
+            options: SocketOptions::default(),
         }
     }
 

@@ -1,0 +1,390 @@
+//! Socket options of the BSD socket API that the front end's `TcpSocket`,
+//! `TcpListener` and `TcpStream` expose: per-socket buffer sizes chosen before
+//! `connect`/`listen`, the IP time-to-live, `SO_REUSEADDR` semantics for
+//! binding, `SO_ERROR`, and readiness split into its directions.
+//!
+//! Kept apart from the protocol code: these calls only read or set fields of a
+//! listener or a TCB, and choose the [`Config`] a new connection starts from.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use crate::tcp::connection::Tcb;
+use crate::{Config, Engine, Error, Socket, SocketHandle, State};
+
+/// Options a socket carries from creation into `connect` or `listen`. A
+/// listener hands them to every connection it accepts, as a kernel does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SocketOptions {
+    /// Send buffer, bytes (`SO_SNDBUF`). `None`: [`Config::send_buffer`].
+    pub send_buffer: Option<usize>,
+    /// Receive buffer, bytes (`SO_RCVBUF`); also sets the window scale offered
+    /// in the SYN (RFC 7323 §2.3). `None`: [`Config::recv_buffer`].
+    pub recv_buffer: Option<usize>,
+    /// IP time-to-live of the socket's packets (`IP_TTL`). `None`: [`Config::ttl`].
+    pub ttl: Option<u8>,
+    /// Nagle's algorithm off (`TCP_NODELAY`).
+    pub nodelay: bool,
+    /// `SO_REUSEADDR`: a listener may take a port that connections (for
+    /// instance one in TIME-WAIT) still use; only another listener conflicts.
+    pub reuseaddr: bool,
+}
+
+/// Readiness of a socket by direction, as `epoll` reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Readiness {
+    /// A read (or an accept) would not block.
+    pub readable: bool,
+    /// The peer closed its direction (its FIN arrived) or the connection failed.
+    pub read_closed: bool,
+    /// A write would not block.
+    pub writable: bool,
+    /// Nothing more can be sent: the connection failed or is closed both ways.
+    pub write_closed: bool,
+}
+
+impl Engine {
+    /// The configuration a new connection with `opts` starts from.
+    fn config_with(&self, opts: &SocketOptions) -> Config {
+        let mut cfg = self.config.clone();
+        if let Some(n) = opts.send_buffer {
+            cfg.send_buffer = n.max(1);
+        }
+        if let Some(n) = opts.recv_buffer {
+            cfg.recv_buffer = n.max(1);
+        }
+        if let Some(ttl) = opts.ttl {
+            cfg.ttl = ttl;
+        }
+        cfg
+    }
+
+    /// Whether `port` may be bound by a new socket: never if a listener has it;
+    /// without `reuseaddr`, not while any connection uses it either (TIME-WAIT
+    /// included), as Linux's `bind(2)` without `SO_REUSEADDR`.
+    pub fn port_free(&self, port: u16, reuseaddr: bool) -> bool {
+        if self.listeners.contains_key(&port) {
+            return false;
+        }
+        reuseaddr || !self.conns.keys().any(|(local, _)| local.port() == port)
+    }
+
+    /// `bind(2)`: checks that `local` may be bound with `reuseaddr` and returns
+    /// the address the socket will use, choosing an ephemeral port for port 0.
+    /// Nothing is reserved: [`listen_with`](Engine::listen_with) and
+    /// [`connect_with`](Engine::connect_with) check again.
+    ///
+    /// Errors: [`Error::AddrNotAvailable`] if the address is not the stack's (or
+    /// no port is free), [`Error::AddrInUse`] if the port is taken.
+    pub fn bind_check(
+        &mut self,
+        local: SocketAddrV4,
+        reuseaddr: bool,
+    ) -> Result<SocketAddrV4, Error> {
+        self.check_local(local)?;
+        let port = match local.port() {
+            0 => self.ephemeral_port(None)?,
+            p if !self.port_free(p, reuseaddr) => return Err(Error::AddrInUse),
+            p => p,
+        };
+        Ok(SocketAddrV4::new(*local.ip(), port))
+    }
+
+    /// [`listen`](Engine::listen) with socket options, which the connections it
+    /// accepts inherit. Without `opts.reuseaddr` a port still used by a
+    /// connection gives [`Error::AddrInUse`].
+    pub fn listen_with(
+        &mut self,
+        local: SocketAddrV4,
+        backlog: usize,
+        opts: SocketOptions,
+    ) -> Result<SocketHandle, Error> {
+        if local.port() != 0 && !self.port_free(local.port(), opts.reuseaddr) {
+            self.check_local(local)?;
+            return Err(Error::AddrInUse);
+        }
+        let h = self.listen(local, backlog)?;
+        self.listener_mut(h)?.options = opts;
+        Ok(h)
+    }
+
+    /// [`connect_from`](Engine::connect_from) with socket options.
+    pub fn connect_with(
+        &mut self,
+        now: crate::Instant,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        opts: SocketOptions,
+    ) -> Result<SocketHandle, Error> {
+        // The TCB takes its buffers from the configuration when it is made.
+        let cfg = self.config_with(&opts);
+        let saved = std::mem::replace(&mut self.config, cfg);
+        let result = self.connect_from(now, local, remote);
+        self.config = saved;
+        let h = result?;
+        let tcb = self.tcb_mut(h)?;
+        tcb.nodelay = opts.nodelay;
+        Ok(h)
+    }
+
+    /// The configuration for a connection accepted by listener `lh`, and its
+    /// `TCP_NODELAY`.
+    pub(crate) fn accept_config(&self, lh: SocketHandle) -> (Config, bool) {
+        match self.slot(lh).and_then(|s| s.socket.as_ref()) {
+            Some(Socket::Listener(l)) => (self.config_with(&l.options), l.options.nodelay),
+            _ => (self.config.clone(), false),
+        }
+    }
+
+    /// The IP time-to-live of a socket's packets (`IP_TTL`).
+    pub fn ttl(&self, h: SocketHandle) -> Result<u8, Error> {
+        match self.slot(h).and_then(|s| s.socket.as_ref()) {
+            Some(Socket::Conn(tcb)) => Ok(tcb.ttl),
+            Some(Socket::Listener(l)) => Ok(l.options.ttl.unwrap_or(self.config.ttl)),
+            None => Err(Error::InvalidHandle),
+        }
+    }
+
+    /// Sets the IP time-to-live of a socket's packets; a listener's connections
+    /// accepted afterwards inherit it. 0 is [`Error::InvalidInput`], as on Linux.
+    pub fn set_ttl(&mut self, h: SocketHandle, ttl: u8) -> Result<(), Error> {
+        if ttl == 0 {
+            return Err(Error::InvalidInput);
+        }
+        match self.slot_mut(h).and_then(|s| s.socket.as_mut()) {
+            Some(Socket::Conn(tcb)) => tcb.ttl = ttl,
+            Some(Socket::Listener(l)) => l.options.ttl = Some(ttl),
+            None => return Err(Error::InvalidHandle),
+        }
+        Ok(())
+    }
+
+    /// `SO_ERROR`: takes the error that ended the connection, if any, so it is
+    /// reported once. Afterwards reads give end-of-stream and writes
+    /// [`Error::BrokenPipe`], as on Linux.
+    pub fn take_error(&mut self, h: SocketHandle) -> Result<Option<Error>, Error> {
+        match self.slot_mut(h).and_then(|s| s.socket.as_mut()) {
+            Some(Socket::Conn(tcb)) => Ok(tcb.error.take()),
+            Some(Socket::Listener(_)) => Ok(None),
+            None => Err(Error::InvalidHandle),
+        }
+    }
+
+    /// Readiness of a socket by direction. A stale handle is ready and closed
+    /// both ways, so a caller finds out by trying.
+    pub fn readiness(&self, h: SocketHandle) -> Readiness {
+        match self.slot(h).and_then(|s| s.socket.as_ref()) {
+            Some(Socket::Conn(tcb)) => tcb_readiness(tcb),
+            Some(Socket::Listener(l)) => Readiness {
+                readable: !l.accept_queue.is_empty(),
+                ..Readiness::default()
+            },
+            None => Readiness {
+                readable: true,
+                read_closed: true,
+                writable: true,
+                write_closed: true,
+            },
+        }
+    }
+
+    /// The unspecified address with the stack's address filled in: what a
+    /// socket bound to `0.0.0.0` reports once it is connected or listening.
+    pub fn bound_addr(&self, local: SocketAddrV4) -> SocketAddrV4 {
+        if local.ip().is_unspecified() {
+            SocketAddrV4::new(self.iface.addr, local.port())
+        } else {
+            local
+        }
+    }
+
+    /// The stack's address, for resolving "localhost" to it.
+    pub fn addr(&self) -> Ipv4Addr {
+        self.iface.addr
+    }
+}
+
+fn tcb_readiness(tcb: &Tcb) -> Readiness {
+    let failed = tcb.error.is_some();
+    // RFC 9293 §3.3.2: the states after the peer's FIN.
+    let peer_fin = matches!(
+        tcb.state,
+        State::CloseWait | State::LastAck | State::Closing | State::TimeWait | State::Closed
+    );
+    let both_closed = matches!(
+        tcb.state,
+        State::LastAck | State::Closing | State::TimeWait | State::Closed
+    );
+    Readiness {
+        readable: tcb.readable(),
+        read_closed: failed || peer_fin,
+        writable: tcb.writable(),
+        write_closed: failed || both_closed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, SocketAddrV4};
+
+    use smoltcp::wire::{Ipv4Packet, TcpControl};
+
+    use crate::tests::*;
+    use crate::{Error, SocketOptions, State};
+
+    fn opts() -> SocketOptions {
+        SocketOptions::default()
+    }
+
+    /// The TTL field of every datagram the engine wants to send now.
+    fn ttls(h: &mut Harness) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 1500];
+        while let Some(n) = h.engine.poll_transmit(h.now, &mut buf) {
+            out.push(Ipv4Packet::new_checked(&buf[..n]).unwrap().hop_limit());
+        }
+        out
+    }
+
+    #[test]
+    fn recv_buffer_chooses_window_and_scale_of_the_syn() {
+        let mut h = Harness::new();
+        let o = SocketOptions {
+            recv_buffer: Some(8 * 1024),
+            ..opts()
+        };
+        h.engine
+            .connect_with(
+                h.now,
+                SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+                remote(),
+                o,
+            )
+            .unwrap();
+        let syn = h.recv_one();
+        assert_eq!(syn.ctl, TcpControl::Syn);
+        assert_eq!(syn.window, 8 * 1024);
+        assert_eq!(syn.wscale, Some(0));
+    }
+
+    #[test]
+    fn send_buffer_bounds_what_send_takes() {
+        let mut h = Harness::new();
+        let l = h
+            .engine
+            .listen_with(
+                local(),
+                8,
+                SocketOptions {
+                    send_buffer: Some(1000),
+                    ..opts()
+                },
+            )
+            .unwrap();
+        h.send(Seg {
+            seq: 1000,
+            ctl: TcpControl::Syn,
+            mss: Some(1460),
+            ..Seg::default()
+        });
+        let iss = h.recv_one().seq;
+        h.send(h.peer(1001, iss + 1));
+        let c = h.engine.accept(l).unwrap();
+        assert_eq!(h.engine.send(h.now, c, &[7u8; 5000]), Ok(1000));
+        assert_eq!(h.engine.send(h.now, c, &[7u8; 10]), Err(Error::WouldBlock));
+    }
+
+    #[test]
+    fn ttl_per_socket_and_inherited_from_the_listener() {
+        let mut h = Harness::new();
+        let l = h.engine.listen(local(), 8).unwrap();
+        assert_eq!(h.engine.ttl(l), Ok(64));
+        h.engine.set_ttl(l, 9).unwrap();
+        assert_eq!(h.engine.set_ttl(l, 0), Err(Error::InvalidInput));
+        h.send(Seg {
+            seq: 1000,
+            ctl: TcpControl::Syn,
+            mss: Some(1460),
+            ..Seg::default()
+        });
+        assert_eq!(ttls(&mut h), vec![9]);
+        let c = h.engine.connect(h.now, remote()).unwrap();
+        assert_eq!(ttls(&mut h), vec![64]);
+        h.engine.set_ttl(c, 3).unwrap();
+        assert_eq!(h.engine.ttl(c), Ok(3));
+    }
+
+    #[test]
+    fn reuseaddr_lets_a_listener_take_a_port_in_time_wait() {
+        let mut h = Harness::new();
+        let (l, c, iss, irs) = h.established_passive();
+        // We close first: FIN, the peer ACKs and sends its FIN: TIME-WAIT.
+        h.engine.close(h.now, c);
+        let fin = h.recv_one();
+        assert_eq!(fin.ctl, TcpControl::Fin);
+        h.send(h.peer(irs + 1, iss + 2).fin());
+        h.recv_one();
+        h.engine.close(h.now, l);
+        let tw = h.engine.conns.get(&(local(), remote())).copied().unwrap();
+        assert_eq!(h.engine.state(tw), Ok(State::TimeWait));
+
+        assert!(!h.engine.port_free(LOCAL_PORT, false));
+        assert_eq!(h.engine.bind_check(local(), false), Err(Error::AddrInUse));
+        assert_eq!(
+            h.engine.listen_with(local(), 8, opts()),
+            Err(Error::AddrInUse)
+        );
+        let o = SocketOptions {
+            reuseaddr: true,
+            ..opts()
+        };
+        assert_eq!(h.engine.bind_check(local(), true), Ok(local()));
+        let l2 = h.engine.listen_with(local(), 8, o).unwrap();
+        // A listener always conflicts, with or without the option.
+        assert_eq!(h.engine.listen_with(local(), 8, o), Err(Error::AddrInUse));
+        assert_eq!(h.engine.bind_check(local(), true), Err(Error::AddrInUse));
+        h.engine.close(h.now, l2);
+    }
+
+    #[test]
+    fn bind_check_picks_an_ephemeral_port_and_checks_the_address() {
+        let mut h = Harness::new();
+        let any = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
+        let got = h.engine.bind_check(any, false).unwrap();
+        let (lo, hi) = h.engine.config().ephemeral_ports;
+        assert!((lo..=hi).contains(&got.port()));
+        let other = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 77), 80);
+        assert_eq!(
+            h.engine.bind_check(other, false),
+            Err(Error::AddrNotAvailable)
+        );
+        assert_eq!(h.engine.bound_addr(any), SocketAddrV4::new(LOCAL_IP, 0));
+    }
+
+    #[test]
+    fn take_error_reports_a_reset_once_then_eof_and_broken_pipe() {
+        let mut h = Harness::new();
+        let (_l, c, iss, irs) = h.established_passive();
+        assert_eq!(h.engine.take_error(c), Ok(None));
+        h.send(h.peer(irs + 1, iss + 1).rst());
+        let r = h.engine.readiness(c);
+        assert!(r.readable && r.read_closed && r.writable && r.write_closed);
+        assert_eq!(h.engine.take_error(c), Ok(Some(Error::ConnectionReset)));
+        assert_eq!(h.engine.take_error(c), Ok(None));
+        assert_eq!(h.read(c), Ok(vec![]));
+        assert_eq!(h.engine.send(h.now, c, b"x"), Err(Error::BrokenPipe));
+    }
+
+    #[test]
+    fn readiness_by_direction() {
+        let mut h = Harness::new();
+        let (l, c, iss, irs) = h.established_passive();
+        assert!(!h.engine.readiness(l).readable);
+        let r = h.engine.readiness(c);
+        assert!(!r.readable && !r.read_closed && r.writable && !r.write_closed);
+        h.send(h.peer(irs + 1, iss + 1).data(b"hi"));
+        assert!(h.engine.readiness(c).readable);
+        h.send(h.peer(irs + 3, iss + 1).fin());
+        let r = h.engine.readiness(c);
+        assert!(r.readable && r.read_closed && r.writable && !r.write_closed);
+    }
+}
