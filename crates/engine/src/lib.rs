@@ -940,7 +940,12 @@ impl Engine {
                 && seg.ack.is_none()
                 && seg.seq.gt(tcb.rcv_nxt)
                 && has_listener;
-            if !reuse {
+            // A connection that ended (reset, timed out) while the application
+            // still holds its handle is no connection to the peer: its segments
+            // go to the listener or get a RST (RFC 9293 §3.10.7.1), so a peer
+            // that restarted can connect again (§3.5.1, Figure 10).
+            let dead = tcb.state == State::Closed;
+            if !reuse && !dead {
                 let span = tcb.span().clone();
                 let _enter = span.enter();
                 trace!(seq = %seg.seq, ack = ?seg.ack, ctl = ?seg.ctl, len = seg.payload.len(), "segment in");
@@ -948,7 +953,9 @@ impl Engine {
                 self.after(now, h);
                 return;
             }
-            self.free_slot(h);
+            if reuse {
+                self.free_slot(h);
+            }
         }
         if let Some(&lh) = self.listeners.get(&local.port()) {
             self.listen_segment(now, lh, local, remote, seg);

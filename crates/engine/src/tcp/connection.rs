@@ -663,6 +663,27 @@ impl Tcb {
         // (RFC 9293 §3.10.7.4: "special allowance ... for valid ACKs").
         let zero_window_probe = !acceptable && rcv_wnd == 0 && seg.seq == self.rcv_nxt;
         if !acceptable && !zero_window_probe {
+            if self.state == State::SynReceived
+                && seg.ctl == Ctl::Syn
+                && seg.seq == self.irs
+                && !self.passive
+                && seg.ack == Some(self.iss + 1u32)
+            {
+                // Simultaneous open (RFC 9293 §3.5, Figure 8 line 5): the peer's
+                // SYN-ACK crossed ours. Its SYN is old but its ACK completes the
+                // handshake; as Linux does, take it and acknowledge.
+                self.snd_wnd = u32::from(seg.window); // RFC 7323 §2.2: a SYN's window is not scaled.
+                self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+                self.snd_wl1 = seg.seq;
+                self.snd_wl2 = self.iss + 1u32;
+                self.on_new_ack(now, self.iss + 1u32);
+                debug!(parent: &self.span, "SYN-ACK of a simultaneous open received");
+                self.set_state(State::Established);
+                self.events |= EV_WRITE;
+                self.after_establish();
+                self.ack_now = true;
+                return;
+            }
             if self.state == State::SynReceived && seg.ctl == Ctl::Syn && seg.seq == self.irs {
                 // A retransmitted SYN: our SYN-ACK was lost; send it again.
                 self.snd_nxt = self.iss;

@@ -34,6 +34,7 @@ mod malformed;
 mod options;
 mod reset;
 mod retransmit;
+mod states;
 mod timestamps;
 
 pub(crate) const LOCAL_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
