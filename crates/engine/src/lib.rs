@@ -444,7 +444,20 @@ impl Engine {
         remote: SocketAddrV4,
     ) -> Result<SocketHandle, Error> {
         self.check_local(local)?;
-        if remote.port() == 0 || remote.ip().is_unspecified() || remote.ip().is_broadcast() {
+        // RFC 1122 §4.2.3.10 / RFC 9293 §3.9.1.1: no OPEN to a broadcast or
+        // multicast address (the limited broadcast, our subnet's, or class D).
+        let mask = u32::MAX
+            .checked_shl(32 - u32::from(self.iface.prefix_len.min(32)))
+            .unwrap_or(0);
+        let subnet_broadcast = self.iface.prefix_len < 31
+            && remote.ip().to_bits() & mask == self.iface.addr.to_bits() & mask
+            && remote.ip().to_bits() | mask == u32::MAX;
+        if remote.port() == 0
+            || remote.ip().is_unspecified()
+            || remote.ip().is_broadcast()
+            || remote.ip().is_multicast()
+            || subnet_broadcast
+        {
             return Err(Error::InvalidInput);
         }
         let port = match local.port() {

@@ -199,3 +199,27 @@ fn timeout_retransmits_the_first_segment_into_a_closed_window() {
     h.send(h.peer(irs + 1, iss + 4));
     assert_eq!(h.engine.tcp_info(c).unwrap().bytes_in_flight, 0);
 }
+
+#[test]
+fn open_to_a_broadcast_or_multicast_address_is_refused() {
+    // RFC 1122 §4.2.3.10: an OPEN to a broadcast or multicast address MUST be rejected.
+    let mut h = Harness::new();
+    for ip in [
+        Ipv4Addr::BROADCAST,
+        Ipv4Addr::new(192, 0, 2, 255),
+        Ipv4Addr::new(224, 0, 0, 1),
+        Ipv4Addr::UNSPECIFIED,
+    ] {
+        assert_eq!(
+            h.engine.connect(h.now, SocketAddrV4::new(ip, 80)),
+            Err(Error::InvalidInput),
+            "{ip}"
+        );
+    }
+    assert!(
+        h.engine
+            .connect(h.now, SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 254), 80))
+            .is_ok()
+    );
+    h.recv_one();
+}
