@@ -1,0 +1,234 @@
+//! Smaller rules of RFC 9293 §3.10 and RFC 1122 §4.2 that `docs/conformance.md`
+//! maps here: RST in the closing states, a bad ACK in SYN-RECEIVED, what SYN-SENT
+//! and LISTEN drop, data after a FIN, the default send MSS, ICMP messages that
+//! must not abort, the TTL, datagrams to a broadcast address, and IP options.
+
+use smoltcp::wire::Icmpv4Packet;
+
+use super::*;
+
+#[test]
+fn rst_in_last_ack_closes() {
+    let mut h = Harness::new();
+    let (_l, c, iss, irs) = h.established_passive();
+    h.send(h.peer(irs + 1, iss + 1).fin());
+    h.recv_one();
+    h.engine.close(h.now, c);
+    assert_eq!(h.recv_one(), h.ours(iss + 1, irs + 2).fin());
+    assert_eq!(h.engine.state(c), Ok(State::LastAck));
+    // RFC 9293 §3.10.7.4 "second": CLOSING, LAST-ACK, TIME-WAIT: RST → CLOSED.
+    h.send(h.peer(irs + 2, iss + 1).rst());
+    h.recv_none();
+    assert_eq!(h.engine.state(c), Err(Error::InvalidHandle));
+    assert_eq!(h.engine.poll_timeout(), None);
+}
+
+#[test]
+fn rst_in_closing_closes() {
+    let mut h = Harness::new();
+    let (_l, c, iss, irs) = h.established_passive();
+    h.engine.shutdown(h.now, c).unwrap();
+    assert_eq!(h.recv_one(), h.ours(iss + 1, irs + 1).fin());
+    // Their FIN crosses ours: CLOSING.
+    h.send(h.peer(irs + 1, iss + 1).fin());
+    assert_eq!(h.recv_one(), h.ours(iss + 2, irs + 2));
+    assert_eq!(h.engine.state(c), Ok(State::Closing));
+    h.send(h.peer(irs + 2, iss + 1).rst());
+    h.recv_none();
+    assert_eq!(h.engine.state(c), Ok(State::Closed));
+    assert_eq!(h.engine.poll_timeout(), None);
+}
+
+#[test]
+fn rst_in_time_wait_closes() {
+    let mut h = Harness::new();
+    let (_l, c, iss, irs) = h.established_passive();
+    h.engine.close(h.now, c);
+    h.recv_one();
+    h.send(h.peer(irs + 1, iss + 2).fin());
+    h.recv_one();
+    assert_eq!(h.engine.state(c), Ok(State::TimeWait));
+    h.send(h.peer(irs + 2, iss + 2).rst());
+    h.recv_none();
+    assert_eq!(h.engine.state(c), Err(Error::InvalidHandle));
+    assert_eq!(h.engine.socket_count(), 1);
+}
+
+#[test]
+fn bad_ack_in_syn_received_gets_a_reset() {
+    let mut h = Harness::new();
+    let l = h.engine.listen(local(), 8).unwrap();
+    h.send(Seg {
+        seq: 1000,
+        mss: Some(1460),
+        ..Seg::default().syn()
+    });
+    let iss = h.recv_one().seq;
+    // §3.10.7.4 "fifth", SYN-RECEIVED: an ACK outside SND.UNA < SEG.ACK =< SND.NXT
+    // gets <SEQ=SEG.ACK><CTL=RST>.
+    h.send(h.peer(1001, iss + 9));
+    assert_eq!(h.recv_one(), h.ours(iss + 9, 0).rst().no_ack().win(0));
+    assert_eq!(h.engine.accept(l), Err(Error::WouldBlock));
+    // The right ACK still completes it.
+    h.send(h.peer(1001, iss + 1));
+    assert!(h.engine.accept(l).is_ok());
+}
+
+#[test]
+fn data_after_the_peers_fin_is_ignored() {
+    let mut h = Harness::new();
+    let (_l, c, iss, irs) = h.established_passive();
+    h.send(h.peer(irs + 1, iss + 1).data(b"end").fin());
+    h.recv_one();
+    assert_eq!(h.read(c), Ok(b"end".to_vec()));
+    // §3.10.7.4 "seventh": in CLOSE-WAIT the text is ignored.
+    h.send(h.peer(irs + 5, iss + 1).data(b"late"));
+    assert_eq!(h.engine.recv_queue(c), Ok(0));
+    assert_eq!(h.read(c), Ok(vec![]));
+    assert_eq!(h.engine.state(c), Ok(State::CloseWait));
+}
+
+#[test]
+fn syn_sent_drops_segments_without_syn_or_rst() {
+    let mut h = Harness::new();
+    let c = h.engine.connect(h.now, remote()).unwrap();
+    let syn = h.recv_one();
+    h.port = syn.src_port;
+    // §3.10.7.3 "fifth": neither SYN nor RST: drop. An acceptable ACK alone...
+    h.send(h.peer(5000, syn.seq + 1));
+    // ... and data without ACK.
+    h.send(h.peer(5000, 0).no_ack().data(b"x"));
+    h.recv_none();
+    assert_eq!(h.engine.state(c), Ok(State::SynSent));
+}
+
+#[test]
+fn listener_drops_what_is_neither_syn_ack_nor_rst() {
+    let mut h = Harness::new();
+    let l = h.engine.listen(local(), 8).unwrap();
+    // §3.10.7.2 "fourth": "Any other control or text-bearing segment ... drop it".
+    h.send(Seg::default().no_ack().data(b"hello"));
+    h.send(Seg::default().no_ack().fin());
+    h.recv_none();
+    assert_eq!(h.engine.accept(l), Err(Error::WouldBlock));
+    assert_eq!(h.engine.socket_count(), 1);
+}
+
+#[test]
+fn send_mss_defaults_to_536_without_the_option() {
+    let mut h = Harness::new();
+    let l = h.engine.listen(local(), 8).unwrap();
+    // RFC 1122 §4.2.2.6 / RFC 9293 §3.7.1: no MSS option means 536.
+    h.send(Seg {
+        seq: 1000,
+        ..Seg::default().syn()
+    });
+    let iss = h.recv_one().seq;
+    h.send(h.peer(1001, iss + 1));
+    let c = h.engine.accept(l).unwrap();
+    assert_eq!(h.engine.tcp_info(c).unwrap().snd_mss, 536);
+    h.engine.send(h.now, c, &pattern(0, 1000)).unwrap();
+    let out = h.recv_all();
+    assert_eq!(out[0].payload.len(), 536);
+}
+
+/// An ICMP error of `icmp_type`/`code` quoting `datagram` (ours).
+fn icmp_error_about(datagram: &[u8], icmp_type: u8, code: u8) -> Vec<u8> {
+    let mut icmp = vec![icmp_type, code, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&datagram[..28]);
+    Icmpv4Packet::new_unchecked(&mut icmp[..]).fill_checksum();
+    let ip = Ipv4Repr {
+        src_addr: REMOTE_IP,
+        dst_addr: LOCAL_IP,
+        next_header: IpProtocol::Icmp,
+        payload_len: icmp.len(),
+        hop_limit: 64,
+    };
+    let mut buf = vec![0u8; 20 + icmp.len()];
+    ip.emit(
+        &mut Ipv4Packet::new_unchecked(&mut buf[..]),
+        &ChecksumCapabilities::default(),
+    );
+    buf[20..].copy_from_slice(&icmp);
+    buf
+}
+
+#[test]
+fn source_quench_time_exceeded_and_parameter_problem_never_abort() {
+    let mut h = Harness::new();
+    let (_l, c, iss, irs) = h.established_passive();
+    h.engine.send(h.now, c, b"data").unwrap();
+    let mut buf = vec![0u8; 1500];
+    let n = h.engine.poll_transmit(h.now, &mut buf).unwrap();
+    let ours = buf[..n].to_vec();
+    // RFC 1122 §4.2.3.9: Source Quench is ignored (RFC 6633); Time Exceeded and
+    // Parameter Problem MUST NOT abort the connection.
+    for (t, code) in [(4, 0), (11, 0), (12, 0)] {
+        h.engine
+            .handle_packet(h.now, &icmp_error_about(&ours, t, code));
+        h.recv_none();
+    }
+    assert_eq!(h.engine.state(c), Ok(State::Established));
+    h.send(h.peer(irs + 1, iss + 5));
+    assert_eq!(h.engine.tcp_info(c).unwrap().bytes_acked, 4);
+    // And no soft error surfaces later.
+    assert_eq!(h.engine.send(h.now, c, b"more"), Ok(4));
+}
+
+#[test]
+fn ttl_is_configurable() {
+    let mut h = Harness::with_config(Config {
+        ttl: 9,
+        ..base_config()
+    });
+    h.engine.connect(h.now, remote()).unwrap();
+    let mut buf = vec![0u8; 1500];
+    let n = h.engine.poll_transmit(h.now, &mut buf).unwrap();
+    // RFC 1122 §4.2.2.19: the TTL is the configured one.
+    assert_eq!(Ipv4Packet::new_checked(&buf[..n]).unwrap().hop_limit(), 9);
+}
+
+#[test]
+fn syn_to_a_broadcast_address_is_discarded_silently() {
+    let mut h = Harness::new();
+    h.engine.listen(local(), 8).unwrap();
+    // RFC 1122 §4.2.3.10: a SYN to a broadcast or multicast address is dropped.
+    for dst in [
+        Ipv4Addr::new(192, 0, 2, 255),
+        Ipv4Addr::BROADCAST,
+        Ipv4Addr::new(224, 0, 0, 1),
+    ] {
+        let p = build(&Seg::default().syn(), REMOTE_IP, dst);
+        h.engine.handle_packet(h.now, &p);
+    }
+    h.recv_none();
+    assert_eq!(h.engine.stats().rx_not_for_us, 3);
+    assert_eq!(h.engine.socket_count(), 1);
+}
+
+#[test]
+fn ip_options_are_ignored() {
+    let mut h = Harness::new();
+    h.engine.listen(local(), 8).unwrap();
+    // RFC 1122 §4.2.3.8: IP options TCP does not understand are ignored: a SYN
+    // with a header of 24 bytes (four NOP options) is answered normally.
+    let plain = build(
+        &Seg {
+            seq: 1000,
+            mss: Some(1460),
+            ..Seg::default().syn()
+        },
+        REMOTE_IP,
+        LOCAL_IP,
+    );
+    let mut p = plain[..20].to_vec();
+    p.extend_from_slice(&[1, 1, 1, 1]);
+    p.extend_from_slice(&plain[20..]);
+    p[0] = 0x46;
+    let total = (p.len() as u16).to_be_bytes();
+    p[2..4].copy_from_slice(&total);
+    Ipv4Packet::new_unchecked(&mut p[..]).fill_checksum();
+    h.engine.handle_packet(h.now, &p);
+    let synack = h.recv_one();
+    assert_eq!((synack.ctl, synack.ack), (TcpControl::Syn, Some(1001)));
+}
