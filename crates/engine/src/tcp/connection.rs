@@ -274,6 +274,8 @@ pub(crate) struct Tcb {
     quickacks_left: u32,
     /// When a connection attempt gives up (connect timeout).
     pub(crate) connect_deadline: Option<Instant>,
+    /// Since when the peer's zero window has held our data back (for the user timeout).
+    persist_since: Option<Instant>,
 }
 
 /// The parts of [`Config`] a TCB needs, copied in at creation.
@@ -382,6 +384,7 @@ impl Tcb {
             quickack: false,
             quickacks_left: cfg.initial_quickacks,
             connect_deadline: None,
+            persist_since: None,
         }
     }
 
@@ -1033,9 +1036,11 @@ impl Tcb {
                 self.backoff = 0;
             }
             self.set_timer(Timer::Persist, None);
+            self.persist_since = None;
         } else if !self.timer_armed(Timer::Persist) {
             let at = now + self.rtt.backed_off(self.backoff);
             self.set_timer(Timer::Persist, Some(at));
+            self.persist_since.get_or_insert(now);
         }
     }
 
@@ -1051,6 +1056,17 @@ impl Tcb {
         match timer {
             Timer::Retransmit => self.on_retransmit_timeout(now),
             Timer::Persist => {
+                // The user timeout also bounds a zero window that keeps our data
+                // back, even if the peer answers every probe (as Linux since
+                // 5.11); without it the window may stay closed for ever (RFC 1122
+                // §4.2.2.17).
+                if let (Some(ut), Some(since)) = (self.user_timeout, self.persist_since)
+                    && now - since >= ut
+                {
+                    debug!(parent: &self.span, "user timeout in zero-window probing");
+                    self.fail(Error::TimedOut);
+                    return;
+                }
                 self.probe_pending = true;
                 self.backoff = (self.backoff + 1).min(16);
                 self.update_persist(now);
@@ -1112,7 +1128,13 @@ impl Tcb {
             self.set_timer(Timer::Keepalive, Some(now + ka.idle));
             return;
         }
-        if self.ka_probes >= ka.count {
+        // With a user timeout, it replaces the probe count: the peer is given up
+        // once it has been silent that long and a probe went unanswered (Linux).
+        let gone = match self.user_timeout {
+            Some(ut) => self.ka_probes > 0 && now - self.last_rcv >= ut,
+            None => self.ka_probes >= ka.count,
+        };
+        if gone {
             // RFC 1122 §4.2.3.6: the peer is gone. Linux resets and reports ETIMEDOUT.
             debug!(parent: &self.span, probes = self.ka_probes, "keepalive: peer dead");
             self.abort();
