@@ -947,11 +947,11 @@ impl Engine {
                 .tcb_mut(h)
                 .expect("connection table names a live connection");
             // RFC 9293 §3.10.7.4 / RFC 6191: a new SYN may reuse a TIME-WAIT pair when
-            // its sequence number is beyond the old connection's.
+            // its timestamp (or else its sequence number) is beyond the old connection's.
             let reuse = tcb.state == State::TimeWait
                 && seg.ctl == Ctl::Syn
                 && seg.ack.is_none()
-                && seg.seq.gt(tcb.rcv_nxt)
+                && tcb.syn_may_reuse(seg)
                 && has_listener;
             // A connection that ended (reset, timed out) while the application
             // still holds its handle is no connection to the peer: its segments

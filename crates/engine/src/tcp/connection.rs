@@ -436,6 +436,17 @@ impl Tcb {
         }
     }
 
+    /// Whether a SYN may open a new connection on this TIME-WAIT pair (RFC 6191
+    /// §2): with timestamps on both, when its TSval is newer than TS.Recent
+    /// (whatever its sequence number); otherwise when its sequence number is
+    /// beyond RCV.NXT (RFC 9293 §3.10.7.4).
+    pub(crate) fn syn_may_reuse(&self, syn: &Segment<'_>) -> bool {
+        match syn.timestamp {
+            Some((tsval, _)) if self.ts.on => (tsval.wrapping_sub(self.ts.recent) as i32) > 0,
+            _ => syn.seq.gt(self.rcv_nxt),
+        }
+    }
+
     /// The engine's rate limit let an owed challenge ACK through (RFC 5961 §7).
     pub(crate) fn send_challenge_ack(&mut self) {
         self.ack_now = true;
