@@ -232,3 +232,50 @@ fn ip_options_are_ignored() {
     let synack = h.recv_one();
     assert_eq!((synack.ctl, synack.ack), (TcpControl::Syn, Some(1001)));
 }
+
+#[test]
+fn segment_straddling_rcv_nxt_delivers_only_the_new_part() {
+    let mut h = Harness::new();
+    let (_l, c, iss, irs) = h.established_passive();
+    h.send(h.peer(irs + 1, iss + 1).data(b"hello"));
+    // §3.10.7.4 "seventh"/"first": the overlap is trimmed, the rest taken.
+    h.send(h.peer(irs + 3, iss + 1).data(b"lloworld"));
+    assert_eq!(h.recv_one(), h.ours(iss + 1, irs + 11).win(free(10)));
+    assert_eq!(h.read(c), Ok(b"helloworld".to_vec()));
+}
+
+#[test]
+fn close_in_syn_received_sends_the_fin_once_established() {
+    let mut h = Harness::new();
+    let c = h.engine.connect(h.now, remote()).unwrap();
+    let syn = h.recv_one();
+    h.port = syn.src_port;
+    let iss = syn.seq;
+    // Simultaneous open: SYN-RECEIVED.
+    h.send(h.peer(5000, 0).syn().no_ack());
+    assert_eq!(h.recv_one().ctl, TcpControl::Syn);
+    assert_eq!(h.engine.state(c), Ok(State::SynReceived));
+    // §3.10.4 CLOSE in SYN-RECEIVED: the FIN is queued until ESTABLISHED ...
+    h.engine.shutdown(h.now, c).unwrap();
+    h.recv_none();
+    // ... and goes out with the handshake's end: FIN-WAIT-1.
+    h.send(h.peer(5001, iss + 1));
+    assert_eq!(h.recv_one(), h.ours(iss + 1, 5001).fin());
+    assert_eq!(h.engine.state(c), Ok(State::FinWait1));
+}
+
+#[test]
+fn send_in_closing_states_is_refused() {
+    let mut h = Harness::new();
+    let (_l, c, iss, irs) = h.established_passive();
+    h.engine.shutdown(h.now, c).unwrap();
+    h.recv_one();
+    h.send(h.peer(irs + 1, iss + 1).fin());
+    h.recv_one();
+    assert_eq!(h.engine.state(c), Ok(State::Closing));
+    // §3.10.2 SEND in CLOSING, LAST-ACK, TIME-WAIT: "connection closing".
+    assert_eq!(h.engine.send(h.now, c, b"x"), Err(Error::BrokenPipe));
+    h.send(h.peer(irs + 2, iss + 2));
+    assert_eq!(h.engine.state(c), Ok(State::TimeWait));
+    assert_eq!(h.engine.send(h.now, c, b"x"), Err(Error::BrokenPipe));
+}
