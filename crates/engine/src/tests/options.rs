@@ -366,3 +366,17 @@ fn keepalive_with_user_timeout_gives_up_after_silence_not_count() {
     );
     assert_eq!(h.read(c), Err(Error::TimedOut));
 }
+
+#[test]
+fn user_timeout_also_bounds_the_handshake() {
+    let mut h = Harness::new();
+    let t0 = h.now;
+    let c = h.engine.connect(h.now, remote()).unwrap();
+    h.engine.set_user_timeout(c, Some(ms(2500))).unwrap();
+    let syn = h.recv_one();
+    assert_eq!(h.fire_one_at(t0 + secs(1)), syn);
+    // The retransmission due at 3 s is cut short at 2.5 s (as Linux applies
+    // TCP_USER_TIMEOUT to SYN retransmissions).
+    assert_eq!(h.fire_at(t0 + ms(2500)), vec![]);
+    assert_eq!(h.engine.connect_result(c), Err(Error::TimedOut));
+}
