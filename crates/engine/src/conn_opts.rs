@@ -1,6 +1,6 @@
 //! Per-connection options for the front end: keepalive (RFC 1122 §4.2.3.6),
-//! linger, the user timeout (RFC 9293 §3.8.3, RFC 5482), quick ACKs and the
-//! connect timeout. Each mirrors the Linux socket option of the same name.
+//! linger, the user timeout (RFC 9293 §3.8.3, RFC 5482), quick ACKs, the
+//! connect timeout and the IP type of service (RFC 1122 §4.2.4.2). Each mirrors the Linux socket option of the same name.
 
 use std::time::Duration;
 
@@ -95,6 +95,19 @@ impl Engine {
     /// Whether quick ACKs are on.
     pub fn quickack(&self, h: SocketHandle) -> Result<bool, Error> {
         Ok(self.tcb(h)?.quickack)
+    }
+
+    /// `IP_TOS`: the type-of-service byte of the connection's datagrams (RFC 1122
+    /// §4.2.4.2: passed to IP unchanged; may change during the connection). As
+    /// on Linux, the two ECN bits are not the application's and are cleared.
+    pub fn set_tos(&mut self, h: SocketHandle, tos: u8) -> Result<(), Error> {
+        self.tcb_mut(h)?.tos = tos & !0x03;
+        Ok(())
+    }
+
+    /// The type-of-service byte of the connection's datagrams.
+    pub fn tos(&self, h: SocketHandle) -> Result<u8, Error> {
+        Ok(self.tcb(h)?.tos)
     }
 
     /// Gives a connection attempt at most `timeout` from now before it fails with

@@ -1189,6 +1189,17 @@ impl Engine {
             hop_limit: ttl,
         };
         ip_repr.emit(&mut Ipv4Packet::new_unchecked(&mut buf[..]), checksums);
+        // RFC 1122 §4.2.4.2: the connection's TOS goes to IP unchanged.
+        if let Some(tcb) = tcb
+            && tcb.tos != 0
+        {
+            let mut ip = Ipv4Packet::new_unchecked(&mut buf[..]);
+            ip.set_dscp(tcb.tos >> 2);
+            ip.set_ecn(tcb.tos & 0x03);
+            if checksums.ipv4.tx() {
+                ip.fill_checksum();
+            }
+        }
         repr.emit(
             &mut TcpPacket::new_unchecked(&mut buf[ip_len..]),
             &IpAddress::Ipv4(*local.ip()),

@@ -276,6 +276,8 @@ pub(crate) struct Tcb {
     pub(crate) connect_deadline: Option<Instant>,
     /// Since when the peer's zero window has held our data back (for the user timeout).
     persist_since: Option<Instant>,
+    /// The IP type-of-service byte of our datagrams (RFC 1122 §4.2.4.2).
+    pub(crate) tos: u8,
 }
 
 /// The parts of [`Config`] a TCB needs, copied in at creation.
@@ -385,6 +387,7 @@ impl Tcb {
             quickacks_left: cfg.initial_quickacks,
             connect_deadline: None,
             persist_since: None,
+            tos: 0,
         }
     }
 

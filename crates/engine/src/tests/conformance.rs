@@ -279,3 +279,37 @@ fn send_in_closing_states_is_refused() {
     assert_eq!(h.engine.state(c), Ok(State::TimeWait));
     assert_eq!(h.engine.send(h.now, c, b"x"), Err(Error::BrokenPipe));
 }
+
+#[test]
+fn tos_is_set_per_connection_and_passed_to_ip() {
+    let mut h = Harness::new();
+    let (_l, c, _iss, _irs) = h.established_passive();
+    let tos_of = |h: &mut Harness| {
+        let mut buf = vec![0u8; 1500];
+        let n = h.engine.poll_transmit(h.now, &mut buf).unwrap();
+        // try_parse verifies the IP checksum over the changed header.
+        try_parse(&buf[..n]).unwrap();
+        buf[1]
+    };
+    assert_eq!(h.engine.tos(c), Ok(0));
+    // RFC 1122 §4.2.4.2: the application sets it (ECN bits are the stack's) ...
+    h.engine.set_tos(c, 0xb9).unwrap();
+    assert_eq!(h.engine.tos(c), Ok(0xb8));
+    h.engine.send(h.now, c, b"x").unwrap();
+    assert_eq!(tos_of(&mut h), 0xb8);
+    // ... and may change it during the connection.
+    h.engine.set_tos(c, 0x20).unwrap();
+    h.engine.abort(h.now, c);
+    assert_eq!(tos_of(&mut h), 0x20);
+}
+
+#[test]
+fn rst_carrying_data_is_accepted() {
+    let mut h = Harness::new();
+    let (_l, c, iss, irs) = h.established_passive();
+    // RFC 1122 §4.2.2.12: a RST may carry data (a diagnostic); it resets as usual.
+    h.send(h.peer(irs + 1, iss + 1).rst().data(b"gone away"));
+    h.recv_none();
+    assert_eq!(h.engine.state(c), Ok(State::Closed));
+    assert_eq!(h.read(c), Err(Error::ConnectionReset));
+}
