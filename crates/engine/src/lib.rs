@@ -906,6 +906,7 @@ impl Engine {
             window_scale: repr.window_scale,
             payload: repr.payload,
             timestamp: repr.timestamp.map(|t| (t.tsval, t.tsecr)),
+            urgent: tcp.urg().then(|| tcp.urgent_at()),
         };
         let local = SocketAddrV4::new(ip_repr.dst_addr, repr.dst_port);
         let remote = SocketAddrV4::new(ip_repr.src_addr, repr.src_port);
@@ -1060,6 +1061,7 @@ impl Engine {
                 payload_len: 0,
                 psh: false,
                 timestamp: None,
+                urgent: None,
             };
             self.stats.tx_packets += 1;
             return Some(self.emit(r.local, r.remote, &out, None, buf));
@@ -1206,6 +1208,18 @@ impl Engine {
             &IpAddress::Ipv4(*remote.ip()),
             checksums,
         );
+        if let Some(pointer) = out.urgent {
+            // smoltcp's representation has no urgent pointer: set it on the packet.
+            let mut tcp = TcpPacket::new_unchecked(&mut buf[ip_len..]);
+            tcp.set_urg(true);
+            tcp.set_urgent_at(pointer);
+            if checksums.tcp.tx() {
+                tcp.fill_checksum(
+                    &IpAddress::Ipv4(*local.ip()),
+                    &IpAddress::Ipv4(*remote.ip()),
+                );
+            }
+        }
         total
     }
 }

@@ -73,6 +73,8 @@ pub(crate) struct Segment<'a> {
     pub payload: &'a [u8],
     /// The timestamps option: (TSval, TSecr) (RFC 7323 §3).
     pub timestamp: Option<(u32, u32)>,
+    /// The urgent pointer, when the URG bit is set (RFC 9293 §3.8.5).
+    pub urgent: Option<u16>,
 }
 
 impl Segment<'_> {
@@ -97,6 +99,8 @@ pub(crate) struct Outbound {
     pub psh: bool,
     /// The timestamps option to send: (TSval, TSecr) (RFC 7323 §3).
     pub timestamp: Option<(u32, u32)>,
+    /// URG with this urgent pointer (RFC 9293 §3.8.5).
+    pub urgent: Option<u16>,
 }
 
 /// The timers of one connection; each is one entry in the engine's wheel.
@@ -278,6 +282,10 @@ pub(crate) struct Tcb {
     persist_since: Option<Instant>,
     /// The IP type-of-service byte of our datagrams (RFC 1122 §4.2.4.2).
     pub(crate) tos: u8,
+    /// SND.UP: the end of our urgent data, until it is acknowledged.
+    snd_up: Option<Seq>,
+    /// RCV.UP: the end of the peer's urgent data (RFC 9293 §3.8.5).
+    rcv_up: Option<Seq>,
 }
 
 /// The parts of [`Config`] a TCB needs, copied in at creation.
@@ -388,6 +396,8 @@ impl Tcb {
             connect_deadline: None,
             persist_since: None,
             tos: 0,
+            snd_up: None,
+            rcv_up: None,
         }
     }
 
@@ -448,6 +458,19 @@ impl Tcb {
             Some((tsval, _)) if self.ts.on => (tsval.wrapping_sub(self.ts.recent) as i32) > 0,
             _ => syn.seq.gt(self.rcv_nxt),
         }
+    }
+
+    /// Marks everything written so far as urgent (RFC 9293 §3.8.5): SND.UP.
+    pub(crate) fn mark_urgent(&mut self) {
+        self.snd_up = Some(self.data_end());
+    }
+
+    /// Bytes from the read position up to the end of the peer's urgent data
+    /// (RCV.UP), if urgent data is pending.
+    pub(crate) fn urgent_mark(&self) -> Option<usize> {
+        let up = self.rcv_up?;
+        let read = self.rcv_nxt - (self.rcv_buf.readable() as u32 + u32::from(self.fin_received));
+        up.gt(read).then(|| (up - read) as usize)
     }
 
     /// The engine's rate limit let an owed challenge ACK through (RFC 5961 §7).
@@ -792,6 +815,22 @@ impl Tcb {
             _ => {}
         }
 
+        // Sixth: the URG bit (RFC 9293 §3.10.7.4, §3.8.5): RCV.UP moves to the
+        // furthest urgent pointer seen, and the application is told (as urgent
+        // data stays in the stream, like SO_OOBINLINE).
+        if let Some(up) = seg.urgent
+            && matches!(
+                self.state,
+                State::Established | State::FinWait1 | State::FinWait2
+            )
+        {
+            let mark = seg.seq + u32::from(up);
+            if self.rcv_up.is_none_or(|r| mark.gt(r)) {
+                self.rcv_up = Some(mark);
+                self.events |= EV_READ;
+            }
+        }
+
         // Seventh: segment text.
         let mut payload = seg.payload;
         let mut seq = seg.seq;
@@ -900,6 +939,9 @@ impl Tcb {
             self.events |= EV_WRITE;
         }
         self.snd_una = ack;
+        if self.snd_up.is_some_and(|up| up.le(ack)) {
+            self.snd_up = None;
+        }
         if self.snd_nxt.lt(ack) {
             self.snd_nxt = ack;
         }
@@ -1260,6 +1302,7 @@ impl Tcb {
                 payload_len: 0,
                 psh: false,
                 timestamp: None,
+                urgent: None,
             });
         }
         let out = match self.state {
@@ -1283,6 +1326,14 @@ impl Tcb {
             }
             if let Some(ack) = out.ack {
                 self.ts.last_ack_sent = ack;
+            }
+            // RFC 9293 §3.8.5: segments before SND.UP carry URG and the pointer
+            // to the octet after the urgent data (MUST-62).
+            if let Some(up) = self.snd_up
+                && matches!(out.ctl, Ctl::None | Ctl::Fin)
+                && up.gt(out.seq)
+            {
+                out.urgent = Some((up - out.seq).min(65535) as u16);
             }
             self.info.segs_out += 1;
             if out.ack.is_some() {
@@ -1340,6 +1391,7 @@ impl Tcb {
             payload_len: 0,
             psh: false,
             timestamp: None,
+            urgent: None,
         })
     }
 
@@ -1362,6 +1414,7 @@ impl Tcb {
             payload_len: 0,
             psh: false,
             timestamp: None,
+            urgent: None,
         }
     }
 
@@ -1382,6 +1435,7 @@ impl Tcb {
             payload_len: len,
             psh: len > 0 && seq + len == data_end,
             timestamp: None,
+            urgent: None,
         }
     }
 
@@ -1481,6 +1535,7 @@ impl Tcb {
                 payload_len: 0,
                 psh: false,
                 timestamp: None,
+                urgent: None,
             });
         }
         if self.ack_now {

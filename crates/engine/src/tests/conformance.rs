@@ -3,7 +3,7 @@
 //! and LISTEN drop, data after a FIN, the default send MSS, ICMP messages that
 //! must not abort, the TTL, datagrams to a broadcast address, and IP options.
 
-use smoltcp::wire::Icmpv4Packet;
+use smoltcp::wire::{Icmpv4Packet, TcpPacket};
 
 use super::*;
 
@@ -312,4 +312,85 @@ fn rst_carrying_data_is_accepted() {
     h.recv_none();
     assert_eq!(h.engine.state(c), Ok(State::Closed));
     assert_eq!(h.read(c), Err(Error::ConnectionReset));
+}
+
+/// The urgent pointer of an outbound datagram, if URG is set.
+fn urgent_of(packet: &[u8]) -> Option<u16> {
+    let tcp = TcpPacket::new_checked(&packet[20..]).unwrap();
+    tcp.urg().then(|| tcp.urgent_at())
+}
+
+/// The next outbound datagram, raw, checked to parse (checksums included).
+fn next_raw(h: &mut Harness) -> Vec<u8> {
+    let mut buf = vec![0u8; 1500];
+    let n = h.engine.poll_transmit(h.now, &mut buf).unwrap();
+    try_parse(&buf[..n]).unwrap();
+    buf.truncate(n);
+    buf
+}
+
+#[test]
+fn send_urgent_sets_urg_and_points_after_the_urgent_data() {
+    let mut h = Harness::new();
+    let (_l, c, iss, irs) = h.established_passive();
+    h.engine.set_nodelay(c, true).unwrap();
+    assert_eq!(h.engine.send_urgent(h.now, c, b"abc"), Ok(3));
+    let p = next_raw(&mut h);
+    assert_eq!(parse(&p), h.ours(iss + 1, irs + 1).data(b"abc").psh());
+    // RFC 9293 §3.8.5 (MUST-62): the pointer is the octet after the urgent data.
+    assert_eq!(urgent_of(&p), Some(3));
+    // Data beyond the mark goes without URG.
+    h.engine.send(h.now, c, b"de").unwrap();
+    assert_eq!(urgent_of(&next_raw(&mut h)), None);
+    // A retransmission from before the mark carries it again.
+    let t = h.engine.poll_timeout().unwrap();
+    h.advance_to(t);
+    let p = next_raw(&mut h);
+    assert_eq!(parse(&p).payload, b"abcde");
+    assert_eq!(urgent_of(&p), Some(3));
+    // Once the urgent data is acknowledged the mark is gone.
+    h.send(h.peer(irs + 1, iss + 6));
+    h.engine.send(h.now, c, b"f").unwrap();
+    assert_eq!(urgent_of(&next_raw(&mut h)), None);
+}
+
+/// A segment from the peer with URG and `pointer`.
+fn with_urgent(seg: &Seg, pointer: u16) -> Vec<u8> {
+    let mut p = build(seg, REMOTE_IP, LOCAL_IP);
+    let mut t = TcpPacket::new_unchecked(&mut p[20..]);
+    t.set_urg(true);
+    t.set_urgent_at(pointer);
+    t.fill_checksum(&IpAddress::Ipv4(REMOTE_IP), &IpAddress::Ipv4(LOCAL_IP));
+    p
+}
+
+#[test]
+fn received_urgent_data_is_reported_and_stays_in_the_stream() {
+    let mut h = Harness::new();
+    let (_l, c, iss, irs) = h.established_passive();
+    assert_eq!(h.engine.urgent_mark(c), Ok(None));
+    let seg = h.peer(irs + 1, iss + 1).data(b"xyz!");
+    h.engine.handle_packet(h.now, &with_urgent(&seg, 4));
+    // RFC 9293 §3.8.5 (MUST-32, MUST-33): the application is told, and learns
+    // how much urgent data there is.
+    assert_eq!(
+        h.engine.poll_event(),
+        Some(Event {
+            handle: c,
+            readable: true,
+            writable: false
+        })
+    );
+    assert_eq!(h.engine.urgent_mark(c), Ok(Some(4)));
+    let mut two = [0u8; 2];
+    assert_eq!(h.engine.recv(h.now, c, &mut two), Ok(2));
+    assert_eq!(&two, b"xy");
+    assert_eq!(h.engine.urgent_mark(c), Ok(Some(2)));
+    assert_eq!(h.read(c), Ok(b"z!".to_vec()));
+    assert_eq!(h.engine.urgent_mark(c), Ok(None));
+    // MUST-31: urgent data of any length: the pointer may reach far beyond
+    // the segment.
+    let seg = h.peer(irs + 5, iss + 1).data(b"ab");
+    h.engine.handle_packet(h.now, &with_urgent(&seg, 1000));
+    assert_eq!(h.engine.urgent_mark(c), Ok(Some(1000)));
 }
