@@ -1,6 +1,6 @@
 //! Per-connection options for the front end: keepalive (RFC 1122 §4.2.3.6),
-//! linger, the user timeout (RFC 9293 §3.8.3, RFC 5482), quick ACKs and the
-//! connect timeout. Each mirrors the Linux socket option of the same name.
+//! linger, the user timeout (RFC 9293 §3.8.3, RFC 5482), quick ACKs, the
+//! connect timeout, the IP type of service (RFC 1122 §4.2.4.2) and urgent data. Each mirrors the Linux socket option of the same name.
 
 use std::time::Duration;
 
@@ -95,6 +95,43 @@ impl Engine {
     /// Whether quick ACKs are on.
     pub fn quickack(&self, h: SocketHandle) -> Result<bool, Error> {
         Ok(self.tcb(h)?.quickack)
+    }
+
+    /// Sends `data` as urgent data (RFC 9293 §3.8.5, `MSG_OOB`): like
+    /// [`send`](Engine::send), and the urgent pointer marks the end of what was
+    /// written. The data stays in the stream; the peer learns where it ends.
+    pub fn send_urgent(
+        &mut self,
+        now: Instant,
+        h: SocketHandle,
+        data: &[u8],
+    ) -> Result<usize, Error> {
+        let n = self.send(now, h, data)?;
+        if n > 0 {
+            self.tcb_mut(h)?.mark_urgent();
+        }
+        Ok(n)
+    }
+
+    /// How many bytes from the read position to the end of the peer's urgent
+    /// data (RFC 9293 §3.8.5), or `None` when no urgent data is pending. The
+    /// urgent bytes stay in the stream (as with `SO_OOBINLINE`); a new mark
+    /// raises a readable event.
+    pub fn urgent_mark(&self, h: SocketHandle) -> Result<Option<usize>, Error> {
+        Ok(self.tcb(h)?.urgent_mark())
+    }
+
+    /// `IP_TOS`: the type-of-service byte of the connection's datagrams (RFC 1122
+    /// §4.2.4.2: passed to IP unchanged; may change during the connection). As
+    /// on Linux, the two ECN bits are not the application's and are cleared.
+    pub fn set_tos(&mut self, h: SocketHandle, tos: u8) -> Result<(), Error> {
+        self.tcb_mut(h)?.tos = tos & !0x03;
+        Ok(())
+    }
+
+    /// The type-of-service byte of the connection's datagrams.
+    pub fn tos(&self, h: SocketHandle) -> Result<u8, Error> {
+        Ok(self.tcb(h)?.tos)
     }
 
     /// Gives a connection attempt at most `timeout` from now before it fails with

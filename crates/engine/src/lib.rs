@@ -448,7 +448,20 @@ impl Engine {
         remote: SocketAddrV4,
     ) -> Result<SocketHandle, Error> {
         self.check_local(local)?;
-        if remote.port() == 0 || remote.ip().is_unspecified() || remote.ip().is_broadcast() {
+        // RFC 1122 §4.2.3.10 / RFC 9293 §3.9.1.1: no OPEN to a broadcast or
+        // multicast address (the limited broadcast, our subnet's, or class D).
+        let mask = u32::MAX
+            .checked_shl(32 - u32::from(self.iface.prefix_len.min(32)))
+            .unwrap_or(0);
+        let subnet_broadcast = self.iface.prefix_len < 31
+            && remote.ip().to_bits() & mask == self.iface.addr.to_bits() & mask
+            && remote.ip().to_bits() | mask == u32::MAX;
+        if remote.port() == 0
+            || remote.ip().is_unspecified()
+            || remote.ip().is_broadcast()
+            || remote.ip().is_multicast()
+            || subnet_broadcast
+        {
             return Err(Error::InvalidInput);
         }
         let port = match local.port() {
@@ -901,6 +914,7 @@ impl Engine {
             sack_blocks: repr
                 .sack_ranges
                 .map(|r| r.map(|(left, right)| (Seq(left), Seq(right)))),
+            urgent: tcp.urg().then(|| tcp.urgent_at()),
         };
         let local = SocketAddrV4::new(ip_repr.dst_addr, repr.dst_port);
         let remote = SocketAddrV4::new(ip_repr.src_addr, repr.src_port);
@@ -942,13 +956,18 @@ impl Engine {
                 .tcb_mut(h)
                 .expect("connection table names a live connection");
             // RFC 9293 §3.10.7.4 / RFC 6191: a new SYN may reuse a TIME-WAIT pair when
-            // its sequence number is beyond the old connection's.
+            // its timestamp (or else its sequence number) is beyond the old connection's.
             let reuse = tcb.state == State::TimeWait
                 && seg.ctl == Ctl::Syn
                 && seg.ack.is_none()
-                && seg.seq.gt(tcb.rcv_nxt)
+                && tcb.syn_may_reuse(seg)
                 && has_listener;
-            if !reuse {
+            // A connection that ended (reset, timed out) while the application
+            // still holds its handle is no connection to the peer: its segments
+            // go to the listener or get a RST (RFC 9293 §3.10.7.1), so a peer
+            // that restarted can connect again (§3.5.1, Figure 10).
+            let dead = tcb.state == State::Closed;
+            if !reuse && !dead {
                 let span = tcb.span().clone();
                 let _enter = span.enter();
                 trace!(seq = %seg.seq, ack = ?seg.ack, ctl = ?seg.ctl, len = seg.payload.len(), "segment in");
@@ -956,7 +975,9 @@ impl Engine {
                 self.after(now, h);
                 return;
             }
-            self.free_slot(h);
+            if reuse {
+                self.free_slot(h);
+            }
         }
         if let Some(&lh) = self.listeners.get(&local.port()) {
             self.listen_segment(now, lh, local, remote, seg);
@@ -1052,6 +1073,7 @@ impl Engine {
                 timestamp: None,
                 sack_permitted: false,
                 sack_blocks: [None; tcp::sack::MAX_BLOCKS],
+                urgent: None,
             };
             self.stats.tx_packets += 1;
             return Some(self.emit(r.local, r.remote, &out, None, buf));
@@ -1190,12 +1212,35 @@ impl Engine {
             hop_limit: ttl,
         };
         ip_repr.emit(&mut Ipv4Packet::new_unchecked(&mut buf[..]), checksums);
+        // RFC 1122 §4.2.4.2: the connection's TOS goes to IP unchanged.
+        if let Some(tcb) = tcb
+            && tcb.tos != 0
+        {
+            let mut ip = Ipv4Packet::new_unchecked(&mut buf[..]);
+            ip.set_dscp(tcb.tos >> 2);
+            ip.set_ecn(tcb.tos & 0x03);
+            if checksums.ipv4.tx() {
+                ip.fill_checksum();
+            }
+        }
         repr.emit(
             &mut TcpPacket::new_unchecked(&mut buf[ip_len..]),
             &IpAddress::Ipv4(*local.ip()),
             &IpAddress::Ipv4(*remote.ip()),
             checksums,
         );
+        if let Some(pointer) = out.urgent {
+            // smoltcp's representation has no urgent pointer: set it on the packet.
+            let mut tcp = TcpPacket::new_unchecked(&mut buf[ip_len..]);
+            tcp.set_urg(true);
+            tcp.set_urgent_at(pointer);
+            if checksums.tcp.tx() {
+                tcp.fill_checksum(
+                    &IpAddress::Ipv4(*local.ip()),
+                    &IpAddress::Ipv4(*remote.ip()),
+                );
+            }
+        }
         total
     }
 }

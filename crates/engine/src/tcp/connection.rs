@@ -81,6 +81,8 @@ pub(crate) struct Segment<'a> {
     pub sack_permitted: bool,
     /// SACK blocks (RFC 2018 §3), in the order sent.
     pub sack_blocks: [Option<(Seq, Seq)>; 3],
+    /// The urgent pointer, when the URG bit is set (RFC 9293 §3.8.5).
+    pub urgent: Option<u16>,
 }
 
 impl Segment<'_> {
@@ -110,6 +112,8 @@ pub(crate) struct Outbound {
     /// SACK blocks to report, most important first; as many as fit the
     /// option space go out (RFC 2018 §3).
     pub sack_blocks: [Option<(Seq, Seq)>; crate::tcp::sack::MAX_BLOCKS],
+    /// URG with this urgent pointer (RFC 9293 §3.8.5).
+    pub urgent: Option<u16>,
 }
 
 /// The timers of one connection; each is one entry in the engine's wheel.
@@ -315,6 +319,14 @@ pub(crate) struct Tcb {
     pub(crate) connect_deadline: Option<Instant>,
     // Loss recovery (tcp/connection/recovery.rs, tcp/sack.rs).
     rec: recovery::Recovery,
+    /// Since when the peer's zero window has held our data back (for the user timeout).
+    persist_since: Option<Instant>,
+    /// The IP type-of-service byte of our datagrams (RFC 1122 §4.2.4.2).
+    pub(crate) tos: u8,
+    /// SND.UP: the end of our urgent data, until it is acknowledged.
+    snd_up: Option<Seq>,
+    /// RCV.UP: the end of the peer's urgent data (RFC 9293 §3.8.5).
+    rcv_up: Option<Seq>,
 }
 
 /// The parts of [`Config`] a TCB needs, copied in at creation.
@@ -425,6 +437,10 @@ impl Tcb {
             quickacks_left: cfg.initial_quickacks,
             connect_deadline: None,
             rec: recovery::Recovery::new(cfg, iss),
+            persist_since: None,
+            tos: 0,
+            snd_up: None,
+            rcv_up: None,
         }
     }
 
@@ -474,6 +490,30 @@ impl Tcb {
             self.connect_deadline = cfg.connect_timeout.map(|t| now + t);
             self.set_timer(Timer::Keepalive, self.connect_deadline);
         }
+    }
+
+    /// Whether a SYN may open a new connection on this TIME-WAIT pair (RFC 6191
+    /// §2): with timestamps on both, when its TSval is newer than TS.Recent
+    /// (whatever its sequence number); otherwise when its sequence number is
+    /// beyond RCV.NXT (RFC 9293 §3.10.7.4).
+    pub(crate) fn syn_may_reuse(&self, syn: &Segment<'_>) -> bool {
+        match syn.timestamp {
+            Some((tsval, _)) if self.ts.on => (tsval.wrapping_sub(self.ts.recent) as i32) > 0,
+            _ => syn.seq.gt(self.rcv_nxt),
+        }
+    }
+
+    /// Marks everything written so far as urgent (RFC 9293 §3.8.5): SND.UP.
+    pub(crate) fn mark_urgent(&mut self) {
+        self.snd_up = Some(self.data_end());
+    }
+
+    /// Bytes from the read position up to the end of the peer's urgent data
+    /// (RCV.UP), if urgent data is pending.
+    pub(crate) fn urgent_mark(&self) -> Option<usize> {
+        let up = self.rcv_up?;
+        let read = self.rcv_nxt - (self.rcv_buf.readable() as u32 + u32::from(self.fin_received));
+        up.gt(read).then(|| (up - read) as usize)
     }
 
     /// The engine's rate limit let an owed challenge ACK through (RFC 5961 §7).
@@ -708,6 +748,27 @@ impl Tcb {
         // (RFC 9293 §3.10.7.4: "special allowance ... for valid ACKs").
         let zero_window_probe = !acceptable && rcv_wnd == 0 && seg.seq == self.rcv_nxt;
         if !acceptable && !zero_window_probe {
+            if self.state == State::SynReceived
+                && seg.ctl == Ctl::Syn
+                && seg.seq == self.irs
+                && !self.passive
+                && seg.ack == Some(self.iss + 1u32)
+            {
+                // Simultaneous open (RFC 9293 §3.5, Figure 8 line 5): the peer's
+                // SYN-ACK crossed ours. Its SYN is old but its ACK completes the
+                // handshake; as Linux does, take it and acknowledge.
+                self.snd_wnd = u32::from(seg.window); // RFC 7323 §2.2: a SYN's window is not scaled.
+                self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+                self.snd_wl1 = seg.seq;
+                self.snd_wl2 = self.iss + 1u32;
+                self.on_new_ack(now, self.iss + 1u32);
+                debug!(parent: &self.span, "SYN-ACK of a simultaneous open received");
+                self.set_state(State::Established);
+                self.events |= EV_WRITE;
+                self.after_establish();
+                self.ack_now = true;
+                return;
+            }
             if (seg.seq + seg.payload.len()).le(self.rcv_nxt) {
                 // RFC 2883 §4: a duplicate is reported in a D-SACK block.
                 self.sack_duplicate(seg.seq, seg.payload.len());
@@ -801,6 +862,22 @@ impl Tcb {
                 return;
             }
             _ => {}
+        }
+
+        // Sixth: the URG bit (RFC 9293 §3.10.7.4, §3.8.5): RCV.UP moves to the
+        // furthest urgent pointer seen, and the application is told (as urgent
+        // data stays in the stream, like SO_OOBINLINE).
+        if let Some(up) = seg.urgent
+            && matches!(
+                self.state,
+                State::Established | State::FinWait1 | State::FinWait2
+            )
+        {
+            let mark = seg.seq + u32::from(up);
+            if self.rcv_up.is_none_or(|r| mark.gt(r)) {
+                self.rcv_up = Some(mark);
+                self.events |= EV_READ;
+            }
         }
 
         // Seventh: segment text.
@@ -914,6 +991,9 @@ impl Tcb {
             self.events |= EV_WRITE;
         }
         self.snd_una = ack;
+        if self.snd_up.is_some_and(|up| up.le(ack)) {
+            self.snd_up = None;
+        }
         if self.snd_nxt.lt(ack) {
             self.snd_nxt = ack;
         }
@@ -1043,9 +1123,11 @@ impl Tcb {
                 self.backoff = 0;
             }
             self.set_timer(Timer::Persist, None);
+            self.persist_since = None;
         } else if !self.timer_armed(Timer::Persist) {
             let at = now + self.rtt.backed_off(self.backoff);
             self.set_timer(Timer::Persist, Some(at));
+            self.persist_since.get_or_insert(now);
         }
     }
 
@@ -1061,6 +1143,17 @@ impl Tcb {
         match timer {
             Timer::Retransmit => self.on_retransmit_timeout(now),
             Timer::Persist => {
+                // The user timeout also bounds a zero window that keeps our data
+                // back, even if the peer answers every probe (as Linux since
+                // 5.11); without it the window may stay closed for ever (RFC 1122
+                // §4.2.2.17).
+                if let (Some(ut), Some(since)) = (self.user_timeout, self.persist_since)
+                    && now - since >= ut
+                {
+                    debug!(parent: &self.span, "user timeout in zero-window probing");
+                    self.fail(Error::TimedOut);
+                    return;
+                }
                 self.probe_pending = true;
                 self.backoff = (self.backoff + 1).min(16);
                 self.update_persist(now);
@@ -1122,7 +1215,13 @@ impl Tcb {
             self.set_timer(Timer::Keepalive, Some(now + ka.idle));
             return;
         }
-        if self.ka_probes >= ka.count {
+        // With a user timeout, it replaces the probe count: the peer is given up
+        // once it has been silent that long and a probe went unanswered (Linux).
+        let gone = match self.user_timeout {
+            Some(ut) => self.ka_probes > 0 && now - self.last_rcv >= ut,
+            None => self.ka_probes >= ka.count,
+        };
+        if gone {
             // RFC 1122 §4.2.3.6: the peer is gone. Linux resets and reports ETIMEDOUT.
             debug!(parent: &self.span, probes = self.ka_probes, "keepalive: peer dead");
             self.abort();
@@ -1238,6 +1337,7 @@ impl Tcb {
                 timestamp: None,
                 sack_permitted: false,
                 sack_blocks: [None; crate::tcp::sack::MAX_BLOCKS],
+                urgent: None,
             });
         }
         let out = match self.state {
@@ -1263,6 +1363,14 @@ impl Tcb {
                 self.ts.last_ack_sent = ack;
             }
             self.add_sack_blocks(out);
+            // RFC 9293 §3.8.5: segments before SND.UP carry URG and the pointer
+            // to the octet after the urgent data (MUST-62).
+            if let Some(up) = self.snd_up
+                && matches!(out.ctl, Ctl::None | Ctl::Fin)
+                && up.gt(out.seq)
+            {
+                out.urgent = Some((up - out.seq).min(65535) as u16);
+            }
             self.info.segs_out += 1;
             if out.ack.is_some() {
                 // Any segment with an ACK acknowledges everything so far.
@@ -1327,6 +1435,7 @@ impl Tcb {
             timestamp: None,
             sack_permitted: syn_ack_sack,
             sack_blocks: [None; crate::tcp::sack::MAX_BLOCKS],
+            urgent: None,
         })
     }
 
@@ -1351,6 +1460,7 @@ impl Tcb {
             timestamp: None,
             sack_permitted: false,
             sack_blocks: [None; crate::tcp::sack::MAX_BLOCKS],
+            urgent: None,
         }
     }
 
@@ -1373,6 +1483,7 @@ impl Tcb {
             timestamp: None,
             sack_permitted: false,
             sack_blocks: [None; crate::tcp::sack::MAX_BLOCKS],
+            urgent: None,
         }
     }
 
@@ -1491,6 +1602,7 @@ impl Tcb {
                 timestamp: None,
                 sack_permitted: false,
                 sack_blocks: [None; crate::tcp::sack::MAX_BLOCKS],
+                urgent: None,
             });
         }
         if self.ack_now {

@@ -290,6 +290,8 @@ struct Mutated {
     truncate: Option<usize>,
     /// Recompute the checksums after mutating, so the damage reaches TCP.
     fix_checksums: bool,
+    /// The timestamps option (TSval relative to the peer's first, TSecr absolute).
+    ts: Option<(i32, u32)>,
 }
 
 fn ctl_strategy() -> impl Strategy<Value = TcpControl> {
@@ -319,12 +321,19 @@ fn mutated_strategy() -> impl Strategy<Value = Mutated> {
             vec((any::<usize>(), 1..=255u8), 0..3),
             proptest::option::weighted(0.1, any::<usize>()),
             proptest::bool::weighted(0.7),
+            proptest::option::weighted(
+                0.7,
+                (
+                    prop_oneof![3 => -100i32..100, 1 => any::<i32>()],
+                    any::<u32>(),
+                ),
+            ),
         ),
     )
         .prop_map(
             |(
                 (seq, ack, absolute, ctl, psh, window, mss, wscale),
-                (payload, to_listener, flips, truncate, fix_checksums),
+                (payload, to_listener, flips, truncate, fix_checksums, ts),
             )| Mutated {
                 seq,
                 ack,
@@ -339,6 +348,7 @@ fn mutated_strategy() -> impl Strategy<Value = Mutated> {
                 flips,
                 truncate,
                 fix_checksums,
+                ts,
             },
         )
 }
@@ -377,7 +387,9 @@ impl Mutated {
             wscale: self.wscale,
             psh: self.psh,
             payload: self.payload.clone(),
-            ts: None,
+            ts: self
+                .ts
+                .map(|(tsval, tsecr)| (PEER_TS.wrapping_add(tsval as u32), tsecr)),
             ..Seg::default()
         };
         let mut p = build(&seg, REMOTE_IP, LOCAL_IP);
@@ -447,9 +459,33 @@ fn drain(h: &mut Harness) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// The peer's first TSval when timestamps are negotiated.
+const PEER_TS: u32 = 0x8000_0000;
+
 fn run_ops(established: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let mut h = Harness::new();
-    let (c, iss, irs) = if established {
+    run_ops_with(established, false, ops)
+}
+
+/// [`run_ops`], optionally on a connection with timestamps negotiated (RFC 7323).
+fn run_ops_with(established: bool, timestamps: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let mut h = Harness::with_config(Config {
+        recv_buffer: 64 * 1024,
+        timestamps,
+        ..base_config()
+    });
+    let (c, iss, irs) = if established && timestamps {
+        let l = h.engine.listen(local(), 8).unwrap();
+        h.send(Seg {
+            seq: 1000,
+            mss: Some(1460),
+            ..Seg::default().syn().ts(PEER_TS, 0)
+        });
+        let synack = h.recv_one();
+        let ours = synack.ts.expect("timestamps negotiated").0;
+        h.send(h.peer(1001, synack.seq + 1).ts(PEER_TS, ours));
+        let c = h.engine.accept(l).unwrap();
+        (Some(c), synack.seq, 1000)
+    } else if established {
         let (_l, c, iss, irs) = h.established_passive();
         (Some(c), iss, irs)
     } else {
@@ -526,5 +562,13 @@ proptest! {
     #[test]
     fn mutated_segments_in_established_never_panic(ops in vec(op_strategy(), 1..12)) {
         run_ops(true, ops)?;
+    }
+
+    #[test]
+    fn mutated_segments_with_timestamps_never_panic(
+        established in any::<bool>(),
+        ops in vec(op_strategy(), 1..12),
+    ) {
+        run_ops_with(established, true, ops)?;
     }
 }

@@ -9,6 +9,11 @@
 //! - `retransmit`: RTO timing, backoff and give-up, Karn's rule, fast retransmit;
 //! - `close`: FIN in every order, half-close, TIME-WAIT, RST on close and abort;
 //! - `reset`: RST and SYN handling (RFC 5961);
+//! - `timestamps`: RFC 7323 timestamps, RTT from TSecr, PAWS;
+//! - `options`: keepalive, user/connect timeouts, linger, quick ACK, challenge-ACK rate limit;
+//! - `states`: simultaneous open, half-open connections, retransmission corner cases;
+//! - `conformance`: smaller RFC 9293 §3.10 / RFC 1122 §4.2 rules (see docs/conformance.md);
+//! - `lossy`: two engines over a lossy, reordering, duplicating link (proptest);
 //! - `listener`: backlog and listener close;
 //! - `malformed`: broken input, plus property tests;
 //! - `icmp`: echo, unreachable errors, and ICMP errors about our segments;
@@ -28,6 +33,7 @@ use smoltcp::wire::{
 use super::*;
 
 mod close;
+mod conformance;
 mod data;
 mod handshake;
 mod icmp;
@@ -38,6 +44,7 @@ mod options;
 mod reset;
 mod retransmit;
 mod sack;
+mod states;
 mod timestamps;
 
 pub(crate) const LOCAL_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);

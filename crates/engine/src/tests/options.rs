@@ -308,3 +308,75 @@ fn default_challenge_ack_limit_is_1000_per_second() {
     assert_eq!(h.engine.stats().challenge_acks_sent, 1000);
     assert_eq!(h.engine.stats().challenge_acks_suppressed, 5);
 }
+
+#[test]
+fn user_timeout_bounds_a_zero_window_even_when_probes_are_answered() {
+    let mut h = Harness::new();
+    let (_l, c, iss, irs) = h.established_passive();
+    h.engine.set_user_timeout(c, Some(secs(2))).unwrap();
+    // The peer closes its window; our data waits.
+    h.send(h.peer(irs + 1, iss + 1).win(0));
+    let t0 = h.now;
+    h.engine.send(h.now, c, b"data").unwrap();
+    h.recv_none();
+    // Probes at 200, 600, 1400 ms (backoff), each answered with a zero window.
+    let probe = h.ours(iss, irs + 1);
+    for at in [200, 600, 1400] {
+        assert_eq!(h.fire_one_at(t0 + ms(at)), probe);
+        h.send(h.peer(irs + 1, iss + 1).win(0));
+    }
+    assert_eq!(h.engine.state(c), Ok(State::Established));
+    // The next probe time (3000 ms) is past the user timeout: give up there.
+    assert_eq!(h.fire_at(t0 + ms(3000)), vec![]);
+    assert_eq!(h.read(c), Err(Error::TimedOut));
+}
+
+#[test]
+fn zero_window_without_user_timeout_is_probed_for_ever() {
+    let mut h = Harness::new();
+    let (_l, c, iss, irs) = h.established_passive();
+    h.send(h.peer(irs + 1, iss + 1).win(0));
+    h.engine.send(h.now, c, b"data").unwrap();
+    // RFC 1122 §4.2.2.17: the window may stay zero indefinitely.
+    for _ in 0..30 {
+        let t = h.engine.poll_timeout().unwrap();
+        assert_eq!(h.fire_one_at(t), h.ours(iss, irs + 1));
+        h.send(h.peer(irs + 1, iss + 1).win(0));
+    }
+    assert_eq!(h.engine.state(c), Ok(State::Established));
+}
+
+#[test]
+fn keepalive_with_user_timeout_gives_up_after_silence_not_count() {
+    let mut h = Harness::new();
+    let (_l, c, iss, irs) = h.established_passive();
+    let t0 = h.now;
+    h.engine
+        .set_keepalive(h.now, c, Some(ka(60, 10, 100)))
+        .unwrap();
+    h.engine.set_user_timeout(c, Some(secs(75))).unwrap();
+    let probe = h.ours(iss, irs + 1);
+    assert_eq!(h.fire_one_at(t0 + secs(60)), probe);
+    assert_eq!(h.fire_one_at(t0 + secs(70)), probe);
+    // 80 s of silence ≥ the 75 s user timeout, a probe unanswered: reset (the
+    // count of 100 does not matter).
+    assert_eq!(
+        h.fire_one_at(t0 + secs(80)),
+        h.ours(iss + 1, irs + 1).rst().no_ack().win(0)
+    );
+    assert_eq!(h.read(c), Err(Error::TimedOut));
+}
+
+#[test]
+fn user_timeout_also_bounds_the_handshake() {
+    let mut h = Harness::new();
+    let t0 = h.now;
+    let c = h.engine.connect(h.now, remote()).unwrap();
+    h.engine.set_user_timeout(c, Some(ms(2500))).unwrap();
+    let syn = h.recv_one();
+    assert_eq!(h.fire_one_at(t0 + secs(1)), syn);
+    // The retransmission due at 3 s is cut short at 2.5 s (as Linux applies
+    // TCP_USER_TIMEOUT to SYN retransmissions).
+    assert_eq!(h.fire_at(t0 + ms(2500)), vec![]);
+    assert_eq!(h.engine.connect_result(c), Err(Error::TimedOut));
+}

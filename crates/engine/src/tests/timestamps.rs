@@ -266,3 +266,56 @@ fn pure_ack_carries_timestamps_but_rst_does_not() {
     assert_eq!(rst, h.ours(iss + 1, irs + 3).rst().no_ack().win(0));
     assert_eq!(rst.ts, None);
 }
+
+/// A passive connection with timestamps closed by us first, now in TIME-WAIT
+/// with TS.Recent = `recent`: (our ISS, IRS).
+fn time_wait_ts(h: &mut Harness, recent: u32) -> (u32, u32) {
+    let (c, iss, irs) = established_ts(h, recent - 1);
+    h.engine.close(h.now, c);
+    let fin = h.recv_one();
+    assert_eq!(fin.ctl, TcpControl::Fin);
+    h.send(h.peer(irs + 1, iss + 2).fin().ts(recent, fin.ts.unwrap().0));
+    h.recv_one();
+    assert_eq!(h.engine.state(c), Ok(State::TimeWait));
+    (iss, irs)
+}
+
+#[test]
+fn syn_with_newer_timestamp_reuses_time_wait_even_with_an_old_sequence_number() {
+    let mut h = ts_harness();
+    let (_iss, irs) = time_wait_ts(&mut h, 100);
+    h.advance(secs(1));
+    // RFC 6191 §2: TSval beyond TS.Recent: a new connection, although its
+    // sequence number is below the old RCV.NXT.
+    h.send(Seg {
+        seq: irs.wrapping_sub(5000),
+        mss: Some(1460),
+        ..Seg::default().syn().ts(5000, 0)
+    });
+    let synack = h.recv_one();
+    assert_eq!(
+        (synack.ctl, synack.ack),
+        (TcpControl::Syn, Some(irs.wrapping_sub(4999)))
+    );
+    assert_eq!(synack.ts.unwrap().1, 5000);
+}
+
+#[test]
+fn syn_with_older_timestamp_does_not_reuse_time_wait() {
+    let mut h = ts_harness();
+    let (iss, irs) = time_wait_ts(&mut h, 100);
+    h.advance(secs(1));
+    // A higher sequence number but an old TSval: PAWS drops it in TIME-WAIT,
+    // with an ACK (RFC 7323 §5.3 R1), no new connection.
+    h.send(Seg {
+        seq: irs + 100_000,
+        mss: Some(1460),
+        ..Seg::default().syn().ts(50, 0)
+    });
+    let ack = h.recv_one();
+    assert_eq!(
+        (ack.ctl, ack.seq, ack.ack),
+        (TcpControl::None, iss + 2, Some(irs + 2))
+    );
+    assert_eq!(h.engine.socket_count(), 2);
+}
