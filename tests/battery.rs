@@ -474,6 +474,28 @@ mod synack_only {
         assert!(synack::Stack::try_current().is_none());
     }
 
+    /// `Stack::scope` carries the stack into tasks spawned on a multi-thread
+    /// runtime, whichever worker polls them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn scope_across_spawned_tasks() {
+        let env = Env::synack();
+        let l = env
+            .server(synack::net::TcpListener::bind((env.ip, 0)))
+            .await
+            .unwrap();
+        let addr = l.local_addr().unwrap();
+        let tasks: Vec<_> = (0..8)
+            .map(|_| tokio::spawn(env.client(async move { TcpStream::connect(addr).await })))
+            .collect();
+        for _ in 0..8 {
+            l.accept().await.unwrap();
+        }
+        for t in tasks {
+            let c = t.await.unwrap().unwrap();
+            assert_eq!(c.peer_addr().unwrap(), addr);
+        }
+    }
+
     /// A name missing from the host table.
     #[tokio::test]
     async fn unknown_name() {
