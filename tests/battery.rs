@@ -239,6 +239,8 @@ macro_rules! battery {
                 s.readable().await?;
                 drop(s);
                 c.readable().await?;
+                let r = c.ready(tokio::io::Interest::ERROR).await?;
+                assert!(r.is_error());
                 let err = c.take_error()?.expect("SO_ERROR holds the reset");
                 assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
                 assert!(c.take_error()?.is_none());
@@ -297,6 +299,20 @@ macro_rules! battery {
                 drop(l);
                 let l = env.server(TcpListener::bind(addr)).await?;
                 assert_eq!(l.local_addr()?, addr);
+                Ok(())
+            }
+
+            #[tokio::test]
+            async fn listener_on_the_unspecified_address() -> io::Result<()> {
+                let env = env();
+                let l = env.server(TcpListener::bind("0.0.0.0:0")).await?;
+                let any = l.local_addr()?;
+                assert!(any.ip().is_unspecified());
+                let addr = SocketAddr::new(env.ip, any.port());
+                let (c, a) = tokio::join!(env.client(TcpStream::connect(addr)), l.accept());
+                let (s, _) = a?;
+                assert_eq!(s.local_addr()?, addr);
+                assert_eq!(c?.peer_addr()?, addr);
                 Ok(())
             }
 

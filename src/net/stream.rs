@@ -88,6 +88,9 @@ fn to_ready(r: Readiness, interest: Interest) -> Ready {
             ready |= Ready::WRITE_CLOSED;
         }
     }
+    if interest.is_error() && r.error {
+        ready |= Ready::ERROR;
+    }
     ready
 }
 
@@ -265,17 +268,19 @@ impl TcpStream {
             return Poll::Ready(ready);
         }
         let w = st.wakers(self.socket);
-        if interest.is_readable() {
+        if interest.is_readable() || interest.is_error() {
             register(&mut w.read, cx.waker());
         }
-        if interest.is_writable() {
+        if interest.is_writable() || interest.is_error() {
             register(&mut w.write, cx.waker());
         }
         Poll::Pending
     }
 
     /// Waits for any of the readiness in `interest`, like tokio's: readable,
-    /// read-closed (the peer's FIN or an error), writable, write-closed.
+    /// read-closed (the peer's FIN or an error), writable, write-closed, and
+    /// for `Interest::ERROR` a pending error (`SO_ERROR`); an error wakes the
+    /// tasks waiting in either direction.
     ///
     /// # Cancel safety
     ///
@@ -375,10 +380,10 @@ impl TcpStream {
                         registered = true;
                         let mut st = self.handle.shared.lock();
                         let w = st.wakers(self.socket);
-                        if interest.is_readable() {
+                        if interest.is_readable() || interest.is_error() {
                             register(&mut w.read, cx.waker());
                         }
-                        if interest.is_writable() {
+                        if interest.is_writable() || interest.is_error() {
                             register(&mut w.write, cx.waker());
                         }
                         Poll::Pending

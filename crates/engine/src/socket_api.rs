@@ -40,6 +40,8 @@ pub struct Readiness {
     pub writable: bool,
     /// Nothing more can be sent: the connection failed or is closed both ways.
     pub write_closed: bool,
+    /// An error ended the connection and has not been taken yet (`SO_ERROR`).
+    pub error: bool,
 }
 
 impl Engine {
@@ -183,17 +185,8 @@ impl Engine {
                 read_closed: true,
                 writable: true,
                 write_closed: true,
+                error: false,
             },
-        }
-    }
-
-    /// The unspecified address with the stack's address filled in: what a
-    /// socket bound to `0.0.0.0` reports once it is connected or listening.
-    pub fn bound_addr(&self, local: SocketAddrV4) -> SocketAddrV4 {
-        if local.ip().is_unspecified() {
-            SocketAddrV4::new(self.iface.addr, local.port())
-        } else {
-            local
         }
     }
 
@@ -219,6 +212,7 @@ fn tcb_readiness(tcb: &Tcb) -> Readiness {
         read_closed: failed || peer_fin,
         writable: tcb.writable(),
         write_closed: failed || both_closed,
+        error: failed,
     }
 }
 
@@ -357,7 +351,6 @@ mod tests {
             h.engine.bind_check(other, false),
             Err(Error::AddrNotAvailable)
         );
-        assert_eq!(h.engine.bound_addr(any), SocketAddrV4::new(LOCAL_IP, 0));
     }
 
     #[test]
@@ -367,8 +360,9 @@ mod tests {
         assert_eq!(h.engine.take_error(c), Ok(None));
         h.send(h.peer(irs + 1, iss + 1).rst());
         let r = h.engine.readiness(c);
-        assert!(r.readable && r.read_closed && r.writable && r.write_closed);
+        assert!(r.readable && r.read_closed && r.writable && r.write_closed && r.error);
         assert_eq!(h.engine.take_error(c), Ok(Some(Error::ConnectionReset)));
+        assert!(!h.engine.readiness(c).error);
         assert_eq!(h.engine.take_error(c), Ok(None));
         assert_eq!(h.read(c), Ok(vec![]));
         assert_eq!(h.engine.send(h.now, c, b"x"), Err(Error::BrokenPipe));
