@@ -303,6 +303,31 @@ macro_rules! battery {
             }
 
             #[tokio::test]
+            async fn bind_reserves_the_port() -> io::Result<()> {
+                let env = env();
+                let socket = || env.server(async { TcpSocket::new_v4() });
+                let a = socket().await?;
+                a.bind(SocketAddr::new(env.ip, 0))?;
+                let addr = a.local_addr()?;
+                let b = socket().await?;
+                assert_eq!(b.bind(addr).unwrap_err().kind(), io::ErrorKind::AddrInUse);
+                drop(a);
+                let c = socket().await?;
+                c.bind(addr)?;
+                drop(c);
+                // Sockets that all set SO_REUSEADDR share the port until one listens.
+                let d = socket().await?;
+                d.set_reuseaddr(true)?;
+                d.bind(addr)?;
+                let e = socket().await?;
+                e.set_reuseaddr(true)?;
+                e.bind(addr)?;
+                let _l = d.listen(8)?;
+                assert_eq!(e.listen(8).unwrap_err().kind(), io::ErrorKind::AddrInUse);
+                Ok(())
+            }
+
+            #[tokio::test]
             async fn listener_on_the_unspecified_address() -> io::Result<()> {
                 let env = env();
                 let l = env.server(TcpListener::bind("0.0.0.0:0")).await?;

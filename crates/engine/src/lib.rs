@@ -213,6 +213,8 @@ pub struct Engine {
     events: VecDeque<SocketHandle>,
     stats: Stats,
     next_port: u16,
+    /// Ports bound by sockets that have not connected or listened yet.
+    bound_ports: socket_api::BoundPorts,
 }
 
 impl Engine {
@@ -250,6 +252,7 @@ impl Engine {
             events: VecDeque::new(),
             stats: Stats::default(),
             next_port,
+            bound_ports: socket_api::BoundPorts::default(),
         }
     }
 
@@ -408,7 +411,11 @@ impl Engine {
             } else {
                 port + 1
             };
-            if port < lo || port > hi || self.listeners.contains_key(&port) {
+            if port < lo
+                || port > hi
+                || self.listeners.contains_key(&port)
+                || self.bound_ports.contains(port)
+            {
                 continue;
             }
             let local = SocketAddrV4::new(self.iface.addr, port);
