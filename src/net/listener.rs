@@ -49,12 +49,20 @@ impl TcpListener {
     /// Errors: `AddrInUse` if the port has a listener; `AddrNotAvailable` if the
     /// address is not the stack's; `EAFNOSUPPORT` for IPv6; `NotFound` without
     /// a current stack.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the listener is made within one poll; a dropped future holds none.
     pub async fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<TcpListener> {
         let stack = Stack::current()?;
         TcpListener::bind_on(&stack, addr).await
     }
 
     /// [`bind`](TcpListener::bind) on a given stack.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the listener is made within one poll; a dropped future holds none.
     pub async fn bind_on<A: ToSocketAddrs>(stack: &Stack, addr: A) -> io::Result<TcpListener> {
         TcpListener::bind_with_backlog(stack, addr, DEFAULT_BACKLOG)
     }

@@ -183,6 +183,10 @@ impl TcpSocket {
 
     /// Connects to `addr` from the bound address (or an ephemeral port),
     /// with the options set.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future aborts the connection attempt.
     pub async fn connect(self, addr: SocketAddr) -> io::Result<TcpStream> {
         let (local, opts) = self.release();
         TcpStream::connect_from(&self.stack, local, addr, opts).await

@@ -116,6 +116,10 @@ impl TcpStream {
     }
 
     /// [`connect`](TcpStream::connect) on a given stack.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future aborts the connection attempt.
     pub async fn connect_on<A: ToSocketAddrs>(stack: &Stack, addr: A) -> io::Result<TcpStream> {
         let addrs = resolve(stack, &addr)?;
         let mut last = None;
@@ -290,11 +294,19 @@ impl TcpStream {
     }
 
     /// Waits until a read would not block (data, end of stream, or an error).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
     pub async fn readable(&self) -> io::Result<()> {
         self.ready(Interest::READABLE).await.map(|_| ())
     }
 
     /// Waits until a write would not block (room in the send buffer, or an error).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
     pub async fn writable(&self) -> io::Result<()> {
         self.ready(Interest::WRITABLE).await.map(|_| ())
     }
@@ -362,6 +374,10 @@ impl TcpStream {
 
     /// Waits for `interest` and runs `f`, again after each readiness event
     /// while it returns `WouldBlock`, like tokio's `async_io`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe if `f` is: between calls of `f` only readiness is awaited.
     pub async fn async_io<R>(
         &self,
         interest: Interest,
@@ -412,6 +428,10 @@ impl TcpStream {
 
     /// Receives bytes without taking them: the next read returns them again.
     /// `Ok(0)` at end of stream.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: no data is taken.
     pub async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
         let mut buf = ReadBuf::new(buf);
         poll_fn(|cx| self.poll_peek(cx, &mut buf)).await
