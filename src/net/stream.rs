@@ -286,6 +286,41 @@ impl TcpStream {
     /// for `Interest::ERROR` a pending error (`SO_ERROR`); an error wakes the
     /// tasks waiting in either direction.
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::net::Ipv4Addr;
+    /// # use synack::{Stack, net::{TcpListener, TcpStream}};
+    /// # use synack_device::{MemoryLink, MemoryLinkConfig};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// # let (a, b) = MemoryLink::pair(MemoryLinkConfig::default());
+    /// # let server = Stack::new(a, Ipv4Addr::new(192, 0, 2, 1), 24);
+    /// # let client = Stack::new(b, Ipv4Addr::new(192, 0, 2, 2), 24);
+    /// # let listener = TcpListener::bind_on(&server, "192.0.2.1:7").await?;
+    /// # let (stream, accepted) =
+    /// #     tokio::join!(TcpStream::connect_on(&client, "192.0.2.1:7"), listener.accept());
+    /// # let (stream, (peer, _)) = (stream?, accepted?);
+    /// use std::io::ErrorKind;
+    /// use tokio::io::Interest;
+    ///
+    /// peer.try_write(b"ping")?;
+    /// let mut buf = [0u8; 64];
+    /// let n = loop {
+    ///     let ready = stream.ready(Interest::READABLE).await?;
+    ///     if ready.is_readable() {
+    ///         match stream.try_read(&mut buf) {
+    ///             Ok(n) => break n,
+    ///             Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
+    ///             Err(e) => return Err(e),
+    ///         }
+    ///     }
+    /// };
+    /// assert_eq!(&buf[..n], b"ping");
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Cancel safety
     ///
     /// Cancel safe.
@@ -474,6 +509,41 @@ impl TcpStream {
     /// Dropping the write half sends a FIN (unless it is
     /// [`forget`](OwnedWriteHalf::forget)-ed); [`reunite`](OwnedReadHalf::reunite)
     /// puts the stream back together.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::net::Ipv4Addr;
+    /// # use synack::{Stack, net::{TcpListener, TcpStream}};
+    /// # use synack_device::{MemoryLink, MemoryLinkConfig};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// # let (a, b) = MemoryLink::pair(MemoryLinkConfig::default());
+    /// # let server = Stack::new(a, Ipv4Addr::new(192, 0, 2, 1), 24);
+    /// # let client = Stack::new(b, Ipv4Addr::new(192, 0, 2, 2), 24);
+    /// # let listener = TcpListener::bind_on(&server, "192.0.2.1:7").await?;
+    /// # let (stream, accepted) =
+    /// #     tokio::join!(TcpStream::connect_on(&client, "192.0.2.1:7"), listener.accept());
+    /// # let (stream, (peer, _)) = (stream?, accepted?);
+    /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    ///
+    /// let (mut rd, mut wr) = stream.into_split();
+    /// let writer = tokio::spawn(async move {
+    ///     wr.write_all(b"hello").await?;
+    ///     std::io::Result::Ok(wr) // dropping it instead would send a FIN
+    /// });
+    /// let mut peer = peer;
+    /// let mut buf = [0u8; 5];
+    /// peer.read_exact(&mut buf).await?;
+    /// peer.write_all(&buf).await?;
+    /// rd.read_exact(&mut buf).await?;
+    /// assert_eq!(&buf, b"hello");
+    /// let wr = writer.await.unwrap()?;
+    /// let stream = rd.reunite(wr).expect("halves of one stream");
+    /// # drop(stream);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
         split_owned(self)
     }
