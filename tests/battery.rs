@@ -328,6 +328,18 @@ macro_rules! battery {
             }
 
             #[tokio::test]
+            async fn reuseaddr_needs_the_connection_to_have_it_too() -> io::Result<()> {
+                let env = env();
+                let (c, _s) = pair(&env).await?;
+                // The client's connection was made without SO_REUSEADDR.
+                let sock = env.client(async { TcpSocket::new_v4() }).await?;
+                sock.set_reuseaddr(true)?;
+                let err = sock.bind(c.local_addr()?).unwrap_err();
+                assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+                Ok(())
+            }
+
+            #[tokio::test]
             async fn listener_on_the_unspecified_address() -> io::Result<()> {
                 let env = env();
                 let l = env.server(TcpListener::bind("0.0.0.0:0")).await?;

@@ -967,9 +967,10 @@ impl Engine {
         }
         listener.syn_queue += 1;
         let iss = self.secret.isn(now, local, remote);
-        let (cfg, nodelay) = self.accept_config(lh);
+        let (cfg, opts) = self.accept_config(lh);
         let mut tcb = Tcb::accept_syn(&cfg, local, remote, iss, self.iface.mtu, seg);
-        tcb.nodelay = nodelay;
+        tcb.nodelay = opts.nodelay;
+        tcb.reuseaddr = opts.reuseaddr;
         tcb.parent = Some(lh);
         let h = self.alloc_slot(Socket::Conn(Box::new(tcb)));
         self.conns.insert((local, remote), h);

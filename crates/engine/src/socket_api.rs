@@ -25,8 +25,9 @@ pub struct SocketOptions {
     pub ttl: Option<u8>,
     /// Nagle's algorithm off (`TCP_NODELAY`).
     pub nodelay: bool,
-    /// `SO_REUSEADDR`: a listener may take a port that connections (for
-    /// instance one in TIME-WAIT) still use; only another listener conflicts.
+    /// `SO_REUSEADDR`: the socket may take a port that other sockets bound or
+    /// connections (for instance one in TIME-WAIT) still use, if they set it
+    /// too; a listener always conflicts. Accepted connections inherit it.
     pub reuseaddr: bool,
 }
 
@@ -82,14 +83,16 @@ impl Engine {
     }
 
     /// Whether `port` may be bound by a new socket, as Linux's `bind(2)`
-    /// decides: never if a listener has it; if other sockets bound it, only
-    /// when they and this one set `reuseaddr`; without `reuseaddr`, not while
-    /// any connection uses it either (TIME-WAIT included).
+    /// decides: never if a listener has it; if other sockets bound it or
+    /// connections use it (TIME-WAIT included), only when they and this one
+    /// all set `reuseaddr` (accepted connections inherit the listener's).
     pub fn port_free(&self, port: u16, reuseaddr: bool) -> bool {
         if self.listeners.contains_key(&port) || !self.bound_ports.allows(port, reuseaddr) {
             return false;
         }
-        reuseaddr || !self.conns.keys().any(|(local, _)| local.port() == port)
+        !self.conns.iter().any(|(&(local, _), &h)| {
+            local.port() == port && !(reuseaddr && self.tcb(h).is_ok_and(|t| t.reuseaddr))
+        })
     }
 
     /// `bind(2)`: reserves `local` for a socket that will connect or listen,
@@ -160,15 +163,16 @@ impl Engine {
         let h = result?;
         let tcb = self.tcb_mut(h)?;
         tcb.nodelay = opts.nodelay;
+        tcb.reuseaddr = opts.reuseaddr;
         Ok(h)
     }
 
-    /// The configuration for a connection accepted by listener `lh`, and its
-    /// `TCP_NODELAY`.
-    pub(crate) fn accept_config(&self, lh: SocketHandle) -> (Config, bool) {
+    /// The configuration for a connection accepted by listener `lh`, and the
+    /// options it inherits (`TCP_NODELAY`, `SO_REUSEADDR`).
+    pub(crate) fn accept_config(&self, lh: SocketHandle) -> (Config, SocketOptions) {
         match self.slot(lh).and_then(|s| s.socket.as_ref()) {
-            Some(Socket::Listener(l)) => (self.config_with(&l.options), l.options.nodelay),
-            _ => (self.config.clone(), false),
+            Some(Socket::Listener(l)) => (self.config_with(&l.options), l.options),
+            _ => (self.config.clone(), SocketOptions::default()),
         }
     }
 
@@ -345,7 +349,21 @@ mod tests {
     #[test]
     fn reuseaddr_lets_a_listener_take_a_port_in_time_wait() {
         let mut h = Harness::new();
-        let (l, c, iss, irs) = h.established_passive();
+        let o = SocketOptions {
+            reuseaddr: true,
+            ..opts()
+        };
+        let l = h.engine.listen_with(local(), 8, o).unwrap();
+        let irs = 1000;
+        h.send(Seg {
+            seq: irs,
+            ctl: TcpControl::Syn,
+            mss: Some(1460),
+            ..Seg::default()
+        });
+        let iss = h.recv_one().seq;
+        h.send(h.peer(irs + 1, iss + 1));
+        let c = h.engine.accept(l).unwrap();
         // We close first: FIN, the peer ACKs and sends its FIN: TIME-WAIT.
         h.engine.close(h.now, c);
         let fin = h.recv_one();
@@ -362,10 +380,6 @@ mod tests {
             h.engine.listen_with(local(), 8, opts()),
             Err(Error::AddrInUse)
         );
-        let o = SocketOptions {
-            reuseaddr: true,
-            ..opts()
-        };
         assert_eq!(h.engine.bind(local(), true), Ok(local()));
         let l2 = h.engine.listen_with(local(), 8, o).unwrap();
         // A listener always conflicts, with or without the option.
@@ -434,5 +448,23 @@ mod tests {
         h.engine.unbind(LOCAL_PORT, true);
         h.engine.unbind(LOCAL_PORT, true);
         assert!(h.engine.port_free(LOCAL_PORT, false));
+    }
+
+    #[test]
+    fn reuseaddr_needs_every_connection_on_the_port_to_have_it() {
+        let mut h = Harness::new();
+        let c = h.engine.connect(h.now, remote()).unwrap();
+        let mine = h.engine.local_addr(c).unwrap();
+        assert_eq!(h.engine.bind(mine, true), Err(Error::AddrInUse));
+        let o = SocketOptions {
+            reuseaddr: true,
+            ..opts()
+        };
+        let other = SocketAddrV4::new(REMOTE_IP, REMOTE_PORT + 1);
+        let any = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
+        let c2 = h.engine.connect_with(h.now, any, other, o).unwrap();
+        let theirs = h.engine.local_addr(c2).unwrap();
+        assert_eq!(h.engine.bind(theirs, false), Err(Error::AddrInUse));
+        assert_eq!(h.engine.bind(theirs, true), Ok(theirs));
     }
 }
