@@ -4,9 +4,12 @@
 //! sequence numbers, a reliable in-order byte stream, retransmission with
 //! RFC 6298 timers, orderly teardown — over any packet [`Device`]: an
 //! in-memory [`MemoryLink`](synack_device::MemoryLink), a Linux TUN
-//! interface, or one of your own. Applications get
-//! [`TcpListener`](net::TcpListener) and [`TcpStream`](net::TcpStream), which
-//! behave like `tokio::net`'s and implement tokio's `AsyncRead`/`AsyncWrite`.
+//! interface, or one of your own. Applications get [`net`]: `TcpListener`,
+//! `TcpStream`, `TcpSocket` and the split halves with the names and signatures
+//! of `tokio::net`'s, tokio's and futures' `AsyncRead`/`AsyncWrite`, and the
+//! kernel's error kinds. As tokio code enters a runtime, synack code enters a
+//! stack ([`Stack::enter`], or [`Stack::scope`] for spawned tasks), so that
+//! `TcpStream::connect(addr)` needs no stack argument.
 //!
 //! The protocol lives in the sans-IO [`synack_engine`]; this crate is the thin
 //! async front end that drives it.

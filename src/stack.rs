@@ -415,7 +415,7 @@ impl Stack {
     /// let stack = Stack::new(a, Ipv4Addr::new(192, 0, 2, 1), 24);
     /// let _guard = stack.enter();
     /// let listener = TcpListener::bind("0.0.0.0:8080").await?;
-    /// assert_eq!(listener.local_addr()?, "192.0.2.1:8080".parse().unwrap());
+    /// assert_eq!(listener.local_addr()?, "0.0.0.0:8080".parse().unwrap());
     /// # Ok(())
     /// # }
     /// ```

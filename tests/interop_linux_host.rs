@@ -422,7 +422,7 @@ fn window_scale_timestamps_and_zero_windows_both_ways() {
         let (stack, _gate) = setup(&ns, 'w', &pcap.0, config);
 
         // 1. The kernel connects and sends; synack reads slowly.
-        let listener = TcpListener::bind(&stack, SocketAddrV4::new(SYNACK, 7000))
+        let listener = TcpListener::bind_on(&stack, SocketAddrV4::new(SYNACK, 7000))
             .await
             .unwrap();
         let sent = pattern(TRANSFER, 1);
@@ -491,7 +491,7 @@ fn window_scale_timestamps_and_zero_windows_both_ways() {
             .expect("kernel listener ready");
         let mut conn = within(
             "connect",
-            TcpStream::connect(&stack, SocketAddrV4::new(KERNEL, 7001)),
+            TcpStream::connect_on(&stack, SocketAddrV4::new(KERNEL, 7001)),
         )
         .await
         .unwrap();
@@ -546,7 +546,7 @@ fn simultaneous_close_against_the_kernel() {
         ready_rx.recv_timeout(TIMEOUT).unwrap();
         let mut conn = within(
             "connect",
-            TcpStream::connect(&stack, SocketAddrV4::new(KERNEL, 7002)),
+            TcpStream::connect_on(&stack, SocketAddrV4::new(KERNEL, 7002)),
         )
         .await
         .unwrap();

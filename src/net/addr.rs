@@ -159,6 +159,10 @@ impl ToSocketAddrsPriv for (String, u16) {
 /// # Ok(())
 /// # }
 /// ```
+///
+/// # Cancel safety
+///
+/// Cancel safe: nothing is held between polls.
 pub async fn lookup_host<T: ToSocketAddrs>(
     host: T,
 ) -> io::Result<impl Iterator<Item = SocketAddr>> {
@@ -167,6 +171,10 @@ pub async fn lookup_host<T: ToSocketAddrs>(
 }
 
 /// [`lookup_host`] against a given stack.
+///
+/// # Cancel safety
+///
+/// Cancel safe: nothing is held between polls.
 pub async fn lookup_host_on<T: ToSocketAddrs>(
     stack: &Stack,
     host: T,

@@ -35,6 +35,8 @@ const DEFAULT_BACKLOG: usize = 1024;
 pub struct TcpListener {
     handle: Arc<HandleRef>,
     socket: SocketHandle,
+    /// Bound to `0.0.0.0`: `local_addr` says so, as the kernel's does.
+    any: bool,
 }
 
 impl TcpListener {
@@ -47,12 +49,20 @@ impl TcpListener {
     /// Errors: `AddrInUse` if the port has a listener; `AddrNotAvailable` if the
     /// address is not the stack's; `EAFNOSUPPORT` for IPv6; `NotFound` without
     /// a current stack.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the listener is made within one poll; a dropped future holds none.
     pub async fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<TcpListener> {
         let stack = Stack::current()?;
         TcpListener::bind_on(&stack, addr).await
     }
 
     /// [`bind`](TcpListener::bind) on a given stack.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the listener is made within one poll; a dropped future holds none.
     pub async fn bind_on<A: ToSocketAddrs>(stack: &Stack, addr: A) -> io::Result<TcpListener> {
         TcpListener::bind_with_backlog(stack, addr, DEFAULT_BACKLOG)
     }
@@ -97,6 +107,7 @@ impl TcpListener {
         Ok(TcpListener {
             handle: stack.handle.clone(),
             socket,
+            any: addr.ip().is_unspecified(),
         })
     }
 
@@ -144,13 +155,15 @@ impl TcpListener {
         st.engine.set_ttl(self.socket, ttl).map_err(to_io)
     }
 
-    /// The local address the listener is bound to.
+    /// The local address the listener is bound to: `0.0.0.0` and the port if
+    /// it was bound to the unspecified address, as on the kernel.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         let st = self.handle.shared.lock();
-        st.engine
-            .local_addr(self.socket)
-            .map(SocketAddr::V4)
-            .map_err(to_io)
+        let mut addr = st.engine.local_addr(self.socket).map_err(to_io)?;
+        if self.any {
+            addr.set_ip(std::net::Ipv4Addr::UNSPECIFIED);
+        }
+        Ok(SocketAddr::V4(addr))
     }
 }
 

@@ -16,8 +16,8 @@ use crate::stack::Stack;
 ///
 /// As on the kernel, `SO_REUSEADDR` is off until set: without it `bind` fails
 /// with `AddrInUse` while any connection (TIME-WAIT included) still uses the
-/// port. `bind` checks the address but reserves nothing until `connect` or
-/// `listen`, which check again.
+/// port, and two sockets may bind one port only if both set it. `bind`
+/// reserves the port until the socket connects, listens or is dropped.
 ///
 /// Buffer sizes read back as they were set (Linux reports twice the value).
 /// `SO_REUSEPORT` is recorded and read back, but two listeners on one port are
@@ -51,7 +51,8 @@ pub struct TcpSocket {
 struct SocketState {
     opts: SocketOptions,
     reuseport: bool,
-    bound: Option<SocketAddrV4>,
+    /// The address `bind` reserved, and the `SO_REUSEADDR` it reserved it with.
+    bound: Option<(SocketAddrV4, bool)>,
 }
 
 impl TcpSocket {
@@ -144,7 +145,7 @@ impl TcpSocket {
     /// The address bound, or `0.0.0.0:0` before [`bind`](TcpSocket::bind), as
     /// the kernel reports it.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        let bound = self.state().bound;
+        let bound = self.state().bound.map(|(a, _)| a);
         Ok(SocketAddr::V4(
             bound.unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)),
         ))
@@ -156,7 +157,8 @@ impl TcpSocket {
     }
 
     /// Binds to `addr`: the stack's address or `0.0.0.0`, port 0 for an
-    /// ephemeral port (chosen now, so `local_addr` shows it).
+    /// ephemeral port (chosen now, so `local_addr` shows it). The port stays
+    /// reserved until the socket connects, listens or is dropped.
     ///
     /// Errors: `AddrInUse` (see [`set_reuseaddr`](TcpSocket::set_reuseaddr)),
     /// `AddrNotAvailable` for another address, `InvalidInput` if already
@@ -172,38 +174,50 @@ impl TcpSocket {
                 "the socket is already bound",
             ));
         }
+        let reuseaddr = state.opts.reuseaddr;
         let mut st = self.stack.shared().lock();
-        let addr = st
-            .engine
-            .bind_check(addr, state.opts.reuseaddr)
-            .map_err(to_io)?;
-        state.bound = Some(addr);
+        let addr = st.engine.bind(addr, reuseaddr).map_err(to_io)?;
+        state.bound = Some((addr, reuseaddr));
         Ok(())
     }
 
     /// Connects to `addr` from the bound address (or an ephemeral port),
     /// with the options set.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future aborts the connection attempt.
     pub async fn connect(self, addr: SocketAddr) -> io::Result<TcpStream> {
-        let state = *self.state();
-        let local = state
-            .bound
-            .unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
-        TcpStream::connect_from(&self.stack, local, addr, state.opts).await
+        let (local, opts) = self.release();
+        TcpStream::connect_from(&self.stack, local, addr, opts).await
     }
 
     /// Listens on the bound address (or an ephemeral port) with room for
     /// `backlog` connections in each of the SYN and accept queues.
     pub fn listen(self, backlog: u32) -> io::Result<TcpListener> {
-        let state = *self.state();
-        let local = state
-            .bound
-            .unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
-        TcpListener::listen(
-            &self.stack,
-            SocketAddr::V4(local),
-            backlog as usize,
-            state.opts,
-        )
+        let (local, opts) = self.release();
+        TcpListener::listen(&self.stack, SocketAddr::V4(local), backlog as usize, opts)
+    }
+
+    /// Gives the port reservation back, for `connect` or `listen` to take the
+    /// address (or because the socket goes): the local address and options.
+    fn release(&self) -> (SocketAddrV4, SocketOptions) {
+        let mut state = self.state();
+        let local = match state.bound.take() {
+            Some((addr, reuseaddr)) => {
+                let mut st = self.stack.shared().lock();
+                st.engine.unbind(addr.port(), reuseaddr);
+                addr
+            }
+            None => SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+        };
+        (local, state.opts)
+    }
+}
+
+impl Drop for TcpSocket {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 

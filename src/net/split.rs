@@ -33,16 +33,28 @@ impl ReadHalf<'_> {
     }
 
     /// Receives bytes without taking them; see [`TcpStream::peek`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: no data is taken.
     pub async fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.0.peek(buf).await
     }
 
     /// Waits for readiness; see [`TcpStream::ready`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
     pub async fn ready(&self, interest: Interest) -> io::Result<Ready> {
         self.0.ready(interest).await
     }
 
     /// Waits until a read would not block; see [`TcpStream::readable`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
     pub async fn readable(&self) -> io::Result<()> {
         self.0.readable().await
     }
@@ -75,11 +87,19 @@ impl ReadHalf<'_> {
 
 impl WriteHalf<'_> {
     /// Waits for readiness; see [`TcpStream::ready`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
     pub async fn ready(&self, interest: Interest) -> io::Result<Ready> {
         self.0.ready(interest).await
     }
 
     /// Waits until a write would not block; see [`TcpStream::writable`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
     pub async fn writable(&self) -> io::Result<()> {
         self.0.writable().await
     }

@@ -81,16 +81,28 @@ impl OwnedReadHalf {
     }
 
     /// Receives bytes without taking them; see [`TcpStream::peek`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: no data is taken.
     pub async fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.inner.peek(buf).await
     }
 
     /// Waits for readiness; see [`TcpStream::ready`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
     pub async fn ready(&self, interest: Interest) -> io::Result<Ready> {
         self.inner.ready(interest).await
     }
 
     /// Waits until a read would not block; see [`TcpStream::readable`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
     pub async fn readable(&self) -> io::Result<()> {
         self.inner.readable().await
     }
@@ -135,11 +147,19 @@ impl OwnedWriteHalf {
     }
 
     /// Waits for readiness; see [`TcpStream::ready`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
     pub async fn ready(&self, interest: Interest) -> io::Result<Ready> {
         self.inner.ready(interest).await
     }
 
     /// Waits until a write would not block; see [`TcpStream::writable`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
     pub async fn writable(&self) -> io::Result<()> {
         self.inner.writable().await
     }

@@ -88,6 +88,9 @@ fn to_ready(r: Readiness, interest: Interest) -> Ready {
             ready |= Ready::WRITE_CLOSED;
         }
     }
+    if interest.is_error() && r.error {
+        ready |= Ready::ERROR;
+    }
     ready
 }
 
@@ -113,6 +116,10 @@ impl TcpStream {
     }
 
     /// [`connect`](TcpStream::connect) on a given stack.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future aborts the connection attempt.
     pub async fn connect_on<A: ToSocketAddrs>(stack: &Stack, addr: A) -> io::Result<TcpStream> {
         let addrs = resolve(stack, &addr)?;
         let mut last = None;
@@ -265,17 +272,54 @@ impl TcpStream {
             return Poll::Ready(ready);
         }
         let w = st.wakers(self.socket);
-        if interest.is_readable() {
+        if interest.is_readable() || interest.is_error() {
             register(&mut w.read, cx.waker());
         }
-        if interest.is_writable() {
+        if interest.is_writable() || interest.is_error() {
             register(&mut w.write, cx.waker());
         }
         Poll::Pending
     }
 
     /// Waits for any of the readiness in `interest`, like tokio's: readable,
-    /// read-closed (the peer's FIN or an error), writable, write-closed.
+    /// read-closed (the peer's FIN or an error), writable, write-closed, and
+    /// for `Interest::ERROR` a pending error (`SO_ERROR`); an error wakes the
+    /// tasks waiting in either direction.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::net::Ipv4Addr;
+    /// # use synack::{Stack, net::{TcpListener, TcpStream}};
+    /// # use synack_device::{MemoryLink, MemoryLinkConfig};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// # let (a, b) = MemoryLink::pair(MemoryLinkConfig::default());
+    /// # let server = Stack::new(a, Ipv4Addr::new(192, 0, 2, 1), 24);
+    /// # let client = Stack::new(b, Ipv4Addr::new(192, 0, 2, 2), 24);
+    /// # let listener = TcpListener::bind_on(&server, "192.0.2.1:7").await?;
+    /// # let (stream, accepted) =
+    /// #     tokio::join!(TcpStream::connect_on(&client, "192.0.2.1:7"), listener.accept());
+    /// # let (stream, (peer, _)) = (stream?, accepted?);
+    /// use std::io::ErrorKind;
+    /// use tokio::io::Interest;
+    ///
+    /// peer.try_write(b"ping")?;
+    /// let mut buf = [0u8; 64];
+    /// let n = loop {
+    ///     let ready = stream.ready(Interest::READABLE).await?;
+    ///     if ready.is_readable() {
+    ///         match stream.try_read(&mut buf) {
+    ///             Ok(n) => break n,
+    ///             Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
+    ///             Err(e) => return Err(e),
+    ///         }
+    ///     }
+    /// };
+    /// assert_eq!(&buf[..n], b"ping");
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Cancel safety
     ///
@@ -285,11 +329,19 @@ impl TcpStream {
     }
 
     /// Waits until a read would not block (data, end of stream, or an error).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
     pub async fn readable(&self) -> io::Result<()> {
         self.ready(Interest::READABLE).await.map(|_| ())
     }
 
     /// Waits until a write would not block (room in the send buffer, or an error).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
     pub async fn writable(&self) -> io::Result<()> {
         self.ready(Interest::WRITABLE).await.map(|_| ())
     }
@@ -357,6 +409,10 @@ impl TcpStream {
 
     /// Waits for `interest` and runs `f`, again after each readiness event
     /// while it returns `WouldBlock`, like tokio's `async_io`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe if `f` is: between calls of `f` only readiness is awaited.
     pub async fn async_io<R>(
         &self,
         interest: Interest,
@@ -375,10 +431,10 @@ impl TcpStream {
                         registered = true;
                         let mut st = self.handle.shared.lock();
                         let w = st.wakers(self.socket);
-                        if interest.is_readable() {
+                        if interest.is_readable() || interest.is_error() {
                             register(&mut w.read, cx.waker());
                         }
-                        if interest.is_writable() {
+                        if interest.is_writable() || interest.is_error() {
                             register(&mut w.write, cx.waker());
                         }
                         Poll::Pending
@@ -407,6 +463,10 @@ impl TcpStream {
 
     /// Receives bytes without taking them: the next read returns them again.
     /// `Ok(0)` at end of stream.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: no data is taken.
     pub async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
         let mut buf = ReadBuf::new(buf);
         poll_fn(|cx| self.poll_peek(cx, &mut buf)).await
@@ -449,6 +509,41 @@ impl TcpStream {
     /// Dropping the write half sends a FIN (unless it is
     /// [`forget`](OwnedWriteHalf::forget)-ed); [`reunite`](OwnedReadHalf::reunite)
     /// puts the stream back together.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::net::Ipv4Addr;
+    /// # use synack::{Stack, net::{TcpListener, TcpStream}};
+    /// # use synack_device::{MemoryLink, MemoryLinkConfig};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// # let (a, b) = MemoryLink::pair(MemoryLinkConfig::default());
+    /// # let server = Stack::new(a, Ipv4Addr::new(192, 0, 2, 1), 24);
+    /// # let client = Stack::new(b, Ipv4Addr::new(192, 0, 2, 2), 24);
+    /// # let listener = TcpListener::bind_on(&server, "192.0.2.1:7").await?;
+    /// # let (stream, accepted) =
+    /// #     tokio::join!(TcpStream::connect_on(&client, "192.0.2.1:7"), listener.accept());
+    /// # let (stream, (peer, _)) = (stream?, accepted?);
+    /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    ///
+    /// let (mut rd, mut wr) = stream.into_split();
+    /// let writer = tokio::spawn(async move {
+    ///     wr.write_all(b"hello").await?;
+    ///     std::io::Result::Ok(wr) // dropping it instead would send a FIN
+    /// });
+    /// let mut peer = peer;
+    /// let mut buf = [0u8; 5];
+    /// peer.read_exact(&mut buf).await?;
+    /// peer.write_all(&buf).await?;
+    /// rd.read_exact(&mut buf).await?;
+    /// assert_eq!(&buf, b"hello");
+    /// let wr = writer.await.unwrap()?;
+    /// let stream = rd.reunite(wr).expect("halves of one stream");
+    /// # drop(stream);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
         split_owned(self)
     }

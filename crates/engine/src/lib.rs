@@ -223,6 +223,8 @@ pub struct Engine {
     next_port: u16,
     /// RFC 5961 §7: the second the challenge-ACK count is for, and the count.
     challenge_window: (u64, u32),
+    /// Ports bound by sockets that have not connected or listened yet.
+    bound_ports: socket_api::BoundPorts,
 }
 
 impl Engine {
@@ -261,6 +263,7 @@ impl Engine {
             stats: Stats::default(),
             next_port,
             challenge_window: (0, 0),
+            bound_ports: socket_api::BoundPorts::default(),
         }
     }
 
@@ -419,7 +422,11 @@ impl Engine {
             } else {
                 port + 1
             };
-            if port < lo || port > hi || self.listeners.contains_key(&port) {
+            if port < lo
+                || port > hi
+                || self.listeners.contains_key(&port)
+                || self.bound_ports.contains(port)
+            {
                 continue;
             }
             let local = SocketAddrV4::new(self.iface.addr, port);
@@ -1014,9 +1021,10 @@ impl Engine {
         }
         listener.syn_queue += 1;
         let iss = self.secret.isn(now, local, remote);
-        let (cfg, nodelay) = self.accept_config(lh);
+        let (cfg, opts) = self.accept_config(lh);
         let mut tcb = Tcb::accept_syn(&cfg, local, remote, iss, self.iface.mtu, seg);
-        tcb.nodelay = nodelay;
+        tcb.nodelay = opts.nodelay;
+        tcb.reuseaddr = opts.reuseaddr;
         tcb.start(now, &cfg, self.secret.ts_offset(local, remote));
         tcb.parent = Some(lh);
         let h = self.alloc_slot(Socket::Conn(Box::new(tcb)));

@@ -6,6 +6,7 @@
 //! Kept apart from the protocol code: these calls only read or set fields of a
 //! listener or a TCB, and choose the [`Config`] a new connection starts from.
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::tcp::connection::Tcb;
@@ -24,8 +25,9 @@ pub struct SocketOptions {
     pub ttl: Option<u8>,
     /// Nagle's algorithm off (`TCP_NODELAY`).
     pub nodelay: bool,
-    /// `SO_REUSEADDR`: a listener may take a port that connections (for
-    /// instance one in TIME-WAIT) still use; only another listener conflicts.
+    /// `SO_REUSEADDR`: the socket may take a port that other sockets bound or
+    /// connections (for instance one in TIME-WAIT) still use, if they set it
+    /// too; a listener always conflicts. Accepted connections inherit it.
     pub reuseaddr: bool,
 }
 
@@ -40,6 +42,28 @@ pub struct Readiness {
     pub writable: bool,
     /// Nothing more can be sent: the connection failed or is closed both ways.
     pub write_closed: bool,
+    /// An error ended the connection and has not been taken yet (`SO_ERROR`).
+    pub error: bool,
+}
+
+/// Ports reserved by [`Engine::bind`]: per port, how many sockets hold it and
+/// how many of those set `SO_REUSEADDR`.
+#[derive(Debug, Default)]
+pub(crate) struct BoundPorts(HashMap<u16, (u32, u32)>);
+
+impl BoundPorts {
+    pub(crate) fn contains(&self, port: u16) -> bool {
+        self.0.contains_key(&port)
+    }
+
+    /// Whether a socket with `reuseaddr` may share `port` with the holders:
+    /// only if it and every holder set the option.
+    fn allows(&self, port: u16, reuseaddr: bool) -> bool {
+        match self.0.get(&port) {
+            None => true,
+            Some(&(holders, reusing)) => reuseaddr && holders == reusing,
+        }
+    }
 }
 
 impl Engine {
@@ -58,35 +82,51 @@ impl Engine {
         cfg
     }
 
-    /// Whether `port` may be bound by a new socket: never if a listener has it;
-    /// without `reuseaddr`, not while any connection uses it either (TIME-WAIT
-    /// included), as Linux's `bind(2)` without `SO_REUSEADDR`.
+    /// Whether `port` may be bound by a new socket, as Linux's `bind(2)`
+    /// decides: never if a listener has it; if other sockets bound it or
+    /// connections use it (TIME-WAIT included), only when they and this one
+    /// all set `reuseaddr` (accepted connections inherit the listener's).
     pub fn port_free(&self, port: u16, reuseaddr: bool) -> bool {
-        if self.listeners.contains_key(&port) {
+        if self.listeners.contains_key(&port) || !self.bound_ports.allows(port, reuseaddr) {
             return false;
         }
-        reuseaddr || !self.conns.keys().any(|(local, _)| local.port() == port)
+        !self.conns.iter().any(|(&(local, _), &h)| {
+            local.port() == port && !(reuseaddr && self.tcb(h).is_ok_and(|t| t.reuseaddr))
+        })
     }
 
-    /// `bind(2)`: checks that `local` may be bound with `reuseaddr` and returns
-    /// the address the socket will use, choosing an ephemeral port for port 0.
-    /// Nothing is reserved: [`listen_with`](Engine::listen_with) and
-    /// [`connect_with`](Engine::connect_with) check again.
+    /// `bind(2)`: reserves `local` for a socket that will connect or listen,
+    /// choosing an ephemeral port for port 0, and returns the address. Give
+    /// the reservation back with [`unbind`](Engine::unbind) just before
+    /// [`listen_with`](Engine::listen_with) or
+    /// [`connect_with`](Engine::connect_with), or when the socket goes.
     ///
     /// Errors: [`Error::AddrNotAvailable`] if the address is not the stack's (or
-    /// no port is free), [`Error::AddrInUse`] if the port is taken.
-    pub fn bind_check(
-        &mut self,
-        local: SocketAddrV4,
-        reuseaddr: bool,
-    ) -> Result<SocketAddrV4, Error> {
+    /// no port is free), [`Error::AddrInUse`] if the port is taken (see
+    /// [`port_free`](Engine::port_free)).
+    pub fn bind(&mut self, local: SocketAddrV4, reuseaddr: bool) -> Result<SocketAddrV4, Error> {
         self.check_local(local)?;
         let port = match local.port() {
             0 => self.ephemeral_port(None)?,
             p if !self.port_free(p, reuseaddr) => return Err(Error::AddrInUse),
             p => p,
         };
+        let entry = self.bound_ports.0.entry(port).or_insert((0, 0));
+        entry.0 += 1;
+        entry.1 += u32::from(reuseaddr);
         Ok(SocketAddrV4::new(*local.ip(), port))
+    }
+
+    /// Gives back a reservation made by [`bind`](Engine::bind) with the same
+    /// `reuseaddr`.
+    pub fn unbind(&mut self, port: u16, reuseaddr: bool) {
+        if let Some(entry) = self.bound_ports.0.get_mut(&port) {
+            entry.0 = entry.0.saturating_sub(1);
+            entry.1 = entry.1.saturating_sub(u32::from(reuseaddr));
+            if entry.0 == 0 {
+                self.bound_ports.0.remove(&port);
+            }
+        }
     }
 
     /// [`listen`](Engine::listen) with socket options, which the connections it
@@ -123,15 +163,16 @@ impl Engine {
         let h = result?;
         let tcb = self.tcb_mut(h)?;
         tcb.nodelay = opts.nodelay;
+        tcb.reuseaddr = opts.reuseaddr;
         Ok(h)
     }
 
-    /// The configuration for a connection accepted by listener `lh`, and its
-    /// `TCP_NODELAY`.
-    pub(crate) fn accept_config(&self, lh: SocketHandle) -> (Config, bool) {
+    /// The configuration for a connection accepted by listener `lh`, and the
+    /// options it inherits (`TCP_NODELAY`, `SO_REUSEADDR`).
+    pub(crate) fn accept_config(&self, lh: SocketHandle) -> (Config, SocketOptions) {
         match self.slot(lh).and_then(|s| s.socket.as_ref()) {
-            Some(Socket::Listener(l)) => (self.config_with(&l.options), l.options.nodelay),
-            _ => (self.config.clone(), false),
+            Some(Socket::Listener(l)) => (self.config_with(&l.options), l.options),
+            _ => (self.config.clone(), SocketOptions::default()),
         }
     }
 
@@ -183,17 +224,8 @@ impl Engine {
                 read_closed: true,
                 writable: true,
                 write_closed: true,
+                error: false,
             },
-        }
-    }
-
-    /// The unspecified address with the stack's address filled in: what a
-    /// socket bound to `0.0.0.0` reports once it is connected or listening.
-    pub fn bound_addr(&self, local: SocketAddrV4) -> SocketAddrV4 {
-        if local.ip().is_unspecified() {
-            SocketAddrV4::new(self.iface.addr, local.port())
-        } else {
-            local
         }
     }
 
@@ -219,6 +251,7 @@ fn tcb_readiness(tcb: &Tcb) -> Readiness {
         read_closed: failed || peer_fin,
         writable: tcb.writable(),
         write_closed: failed || both_closed,
+        error: failed,
     }
 }
 
@@ -316,7 +349,21 @@ mod tests {
     #[test]
     fn reuseaddr_lets_a_listener_take_a_port_in_time_wait() {
         let mut h = Harness::new();
-        let (l, c, iss, irs) = h.established_passive();
+        let o = SocketOptions {
+            reuseaddr: true,
+            ..opts()
+        };
+        let l = h.engine.listen_with(local(), 8, o).unwrap();
+        let irs = 1000;
+        h.send(Seg {
+            seq: irs,
+            ctl: TcpControl::Syn,
+            mss: Some(1460),
+            ..Seg::default()
+        });
+        let iss = h.recv_one().seq;
+        h.send(h.peer(irs + 1, iss + 1));
+        let c = h.engine.accept(l).unwrap();
         // We close first: FIN, the peer ACKs and sends its FIN: TIME-WAIT.
         h.engine.close(h.now, c);
         let fin = h.recv_one();
@@ -328,36 +375,31 @@ mod tests {
         assert_eq!(h.engine.state(tw), Ok(State::TimeWait));
 
         assert!(!h.engine.port_free(LOCAL_PORT, false));
-        assert_eq!(h.engine.bind_check(local(), false), Err(Error::AddrInUse));
+        assert_eq!(h.engine.bind(local(), false), Err(Error::AddrInUse));
         assert_eq!(
             h.engine.listen_with(local(), 8, opts()),
             Err(Error::AddrInUse)
         );
-        let o = SocketOptions {
-            reuseaddr: true,
-            ..opts()
-        };
-        assert_eq!(h.engine.bind_check(local(), true), Ok(local()));
+        assert_eq!(h.engine.bind(local(), true), Ok(local()));
         let l2 = h.engine.listen_with(local(), 8, o).unwrap();
         // A listener always conflicts, with or without the option.
         assert_eq!(h.engine.listen_with(local(), 8, o), Err(Error::AddrInUse));
-        assert_eq!(h.engine.bind_check(local(), true), Err(Error::AddrInUse));
+        assert_eq!(h.engine.bind(local(), true), Err(Error::AddrInUse));
         h.engine.close(h.now, l2);
     }
 
     #[test]
-    fn bind_check_picks_an_ephemeral_port_and_checks_the_address() {
+    fn bind_picks_an_ephemeral_port_and_checks_the_address() {
         let mut h = Harness::new();
         let any = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
-        let got = h.engine.bind_check(any, false).unwrap();
+        let got = h.engine.bind(any, false).unwrap();
         let (lo, hi) = h.engine.config().ephemeral_ports;
         assert!((lo..=hi).contains(&got.port()));
+        // A listener on port 0 does not get the reserved port.
+        let l = h.engine.listen(any, 8).unwrap();
+        assert_ne!(h.engine.local_addr(l).unwrap().port(), got.port());
         let other = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 77), 80);
-        assert_eq!(
-            h.engine.bind_check(other, false),
-            Err(Error::AddrNotAvailable)
-        );
-        assert_eq!(h.engine.bound_addr(any), SocketAddrV4::new(LOCAL_IP, 0));
+        assert_eq!(h.engine.bind(other, false), Err(Error::AddrNotAvailable));
     }
 
     #[test]
@@ -367,8 +409,9 @@ mod tests {
         assert_eq!(h.engine.take_error(c), Ok(None));
         h.send(h.peer(irs + 1, iss + 1).rst());
         let r = h.engine.readiness(c);
-        assert!(r.readable && r.read_closed && r.writable && r.write_closed);
+        assert!(r.readable && r.read_closed && r.writable && r.write_closed && r.error);
         assert_eq!(h.engine.take_error(c), Ok(Some(Error::ConnectionReset)));
+        assert!(!h.engine.readiness(c).error);
         assert_eq!(h.engine.take_error(c), Ok(None));
         assert_eq!(h.read(c), Ok(vec![]));
         assert_eq!(h.engine.send(h.now, c, b"x"), Err(Error::BrokenPipe));
@@ -386,5 +429,42 @@ mod tests {
         h.send(h.peer(irs + 3, iss + 1).fin());
         let r = h.engine.readiness(c);
         assert!(r.readable && r.read_closed && r.writable && !r.write_closed);
+    }
+
+    #[test]
+    fn bind_reserves_the_port_until_unbind() {
+        let mut h = Harness::new();
+        assert_eq!(h.engine.bind(local(), false), Ok(local()));
+        assert_eq!(h.engine.bind(local(), true), Err(Error::AddrInUse));
+        assert_eq!(
+            h.engine.listen_with(local(), 8, opts()),
+            Err(Error::AddrInUse)
+        );
+        h.engine.unbind(LOCAL_PORT, false);
+        // Both with SO_REUSEADDR: they share it, as on Linux.
+        assert_eq!(h.engine.bind(local(), true), Ok(local()));
+        assert_eq!(h.engine.bind(local(), true), Ok(local()));
+        assert_eq!(h.engine.bind(local(), false), Err(Error::AddrInUse));
+        h.engine.unbind(LOCAL_PORT, true);
+        h.engine.unbind(LOCAL_PORT, true);
+        assert!(h.engine.port_free(LOCAL_PORT, false));
+    }
+
+    #[test]
+    fn reuseaddr_needs_every_connection_on_the_port_to_have_it() {
+        let mut h = Harness::new();
+        let c = h.engine.connect(h.now, remote()).unwrap();
+        let mine = h.engine.local_addr(c).unwrap();
+        assert_eq!(h.engine.bind(mine, true), Err(Error::AddrInUse));
+        let o = SocketOptions {
+            reuseaddr: true,
+            ..opts()
+        };
+        let other = SocketAddrV4::new(REMOTE_IP, REMOTE_PORT + 1);
+        let any = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
+        let c2 = h.engine.connect_with(h.now, any, other, o).unwrap();
+        let theirs = h.engine.local_addr(c2).unwrap();
+        assert_eq!(h.engine.bind(theirs, false), Err(Error::AddrInUse));
+        assert_eq!(h.engine.bind(theirs, true), Ok(theirs));
     }
 }

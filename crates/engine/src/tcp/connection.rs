@@ -275,6 +275,8 @@ pub(crate) struct Tcb {
     pub(crate) nodelay: bool,
     /// IP time-to-live of this connection's packets (`IP_TTL`).
     pub(crate) ttl: u8,
+    /// `SO_REUSEADDR`: another socket with it may bind this connection's port.
+    pub(crate) reuseaddr: bool,
     /// The handle was given up: nobody will read; close on its own.
     pub(crate) released: bool,
     pub(crate) error: Option<Error>,
@@ -408,6 +410,7 @@ impl Tcb {
             cc: new_controller(cfg.congestion, snd_mss, cfg.initial_window_segments),
             nodelay: false,
             ttl: cfg.ttl,
+            reuseaddr: false,
             released: false,
             error: None,
             soft_error: None,
