@@ -14,7 +14,9 @@
 //! - `icmp`: echo, unreachable errors, and ICMP errors about our segments;
 //! - `sack`: SACK negotiation, the receiver's SACK and D-SACK blocks, and
 //!   SACK-based loss recovery (RFC 2018, RFC 2883, RFC 6675);
-//! - `cc`: congestion control choice, window validation and undo.
+//! - `cc`: congestion control choice, window validation and undo;
+//! - `recovery`: two engines over a lossy, reordering in-test link with a
+//!   simulated clock: bursts of loss, tail loss, reordering.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
@@ -26,12 +28,14 @@ use smoltcp::wire::{
 
 use super::*;
 
+mod cc;
 mod close;
 mod data;
 mod handshake;
 mod icmp;
 mod listener;
 mod malformed;
+mod recovery;
 mod reset;
 mod retransmit;
 mod sack;
