@@ -775,6 +775,8 @@ impl Tcb {
             }
         }
         self.update_persist(now);
+        // RACK (RFC 8985 §6.2) and the loss-detection timer.
+        self.after_ack_recovery(now);
         true
     }
 
@@ -943,6 +945,11 @@ impl Tcb {
         if self.snd_una == self.snd_max {
             return;
         }
+        // The timer may stand for a tail loss probe or RACK's reordering
+        // timer (RFC 8985 §6.2, §7) rather than the RTO.
+        if self.on_loss_timer(now) {
+            return;
+        }
         self.retries += 1;
         self.info.timeouts += 1;
         if self.retries > limit {
@@ -998,7 +1005,7 @@ impl Tcb {
             || self.rst_pending.is_some()
             || self.probe_pending
             || self.rtx_pending
-            || self.sack_recovery()
+            || self.recovery_wants_output()
             || match self.state {
                 State::SynSent | State::SynReceived => self.snd_nxt == self.iss,
                 State::Established
@@ -1159,6 +1166,13 @@ impl Tcb {
                 | State::LastAck
         );
 
+        // A tail loss probe (RFC 8985 §7.3) goes out regardless of cwnd.
+        if self.rec_tlp_pending()
+            && can_send_data
+            && let Some(out) = self.tlp_output(now)
+        {
+            return Some(out);
+        }
         // SACK-based loss recovery (RFC 6675 §5) chooses what goes out.
         let sack_recovery = self.sack_recovery();
         if sack_recovery && can_send_data {
@@ -1259,7 +1273,7 @@ impl Tcb {
             self.snd_max = end;
         }
         self.info.bytes_sent += len as u64;
-        self.on_sent_recovery(retransmission, len);
+        self.on_sent_recovery(now, seq, len, retransmission);
         if retransmission {
             self.info.bytes_retrans += len.min((self.snd_max - seq) as usize) as u64;
         } else if self.rtt_timing.is_none() {

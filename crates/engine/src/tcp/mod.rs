@@ -5,5 +5,6 @@ pub(crate) mod buffer;
 pub(crate) mod cc;
 pub(crate) mod connection;
 pub(crate) mod listener;
+pub(crate) mod rack;
 pub(crate) mod rtt;
 pub(crate) mod sack;

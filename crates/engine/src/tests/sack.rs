@@ -20,6 +20,8 @@ pub(crate) fn sack_passive(h: &mut Harness) -> (SocketHandle, u32, u32) {
     let synack = h.recv_one();
     assert!(synack.sack_permitted, "SYN-ACK offers SACK back");
     let iss = synack.seq;
+    // A 50 ms round trip: SRTT bounds RACK's reordering window.
+    h.advance(ms(50));
     h.send(h.peer(irs + 1, iss + 1));
     h.recv_none();
     let c = h.engine.accept(l).unwrap();
@@ -215,19 +217,20 @@ fn sack_recovery_repairs_two_holes_in_one_round_without_a_timeout() {
     // CUBIC: cwnd = ssthresh = 0.7 · 10 segments (RFC 9438 §4.6).
     assert_eq!((info.cwnd, info.ssthresh), (10_220, 10_220));
     assert_eq!(info.sacked, 3 * 1460);
-    // pipe = 8 segments not lost (4–11) + 1 retransmitted = 9 > 7: nothing
-    // until SACKs bring it under 7 segments.
+    // pipe = 8 segments not lost (4–11) + 1 retransmitted = 9 > 7: nothing.
     h.send(ack(&[(s(1), s(5))]));
-    h.send(ack(&[(s(6), s(7)), (s(1), s(5))]));
     h.recv_none();
-    // SACKs for 6–7: pipe = 5 not lost + 1 = 6 segments: one new segment.
+    // Segment 6 is SACKed: segment 5, sent before it and more than RACK.rtt
+    // ago, is lost (RFC 8985 §6.2; no reordering seen and in recovery, so
+    // no reordering window). pipe = 5 + 1 = 6 < 7 segments: NextSeg rule 1
+    // retransmits it without waiting for a partial ACK or more SACKs.
+    h.send(ack(&[(s(6), s(7)), (s(1), s(5))]));
+    assert_eq!(brief(&h.recv_all(), base), vec![b(5)]);
+    // Each further SACKed segment lets one new segment out (rule 2).
     h.send(ack(&[(s(6), s(8)), (s(1), s(5))]));
     assert_eq!(brief(&h.recv_all(), base), vec![b(12)]);
-    // Three segments SACKed above segment 5: it is lost (IsLost), pipe falls
-    // to 5, and it goes out (NextSeg rule 1) without waiting for a partial
-    // ACK; then one more new segment.
     h.send(ack(&[(s(6), s(9)), (s(1), s(5))]));
-    assert_eq!(brief(&h.recv_all(), base), vec![b(5), b(13)]);
+    assert_eq!(brief(&h.recv_all(), base), vec![b(13)]);
     let info = h.engine.tcp_info(c).unwrap();
     assert_eq!((info.bytes_retrans, info.retrans), (2 * 1460, 2));
     // The retransmission of 0 arrives (a partial ACK, recovery goes on),
@@ -297,20 +300,32 @@ fn go_back_n_after_a_timeout_skips_sacked_data() {
         brief(&h.recv_all(), base),
         (0..4).map(b).collect::<Vec<_>>()
     );
-    // Only segment 2 arrives: one SACK, no recovery.
+    let t0 = h.now;
+    // Only segment 2 arrives, after 50 ms.
+    h.advance(ms(50));
     h.send(h.peer(irs + 1, s(0)).sack(&[(s(2), s(3))]));
     h.recv_none();
-    // The RTO (1 s: no RTT sample yet) resends segment 0; its ACK lets
-    // segment 1 and then 3 follow, never the SACKed segment 2.
-    let t = h.engine.poll_timeout().unwrap();
-    assert_eq!(brief(&h.fire_at(t), base), vec![b(0)]);
+    // RACK (RFC 8985 §6.2): 0 and 1 were sent before 2; once RACK.rtt plus
+    // the reordering window (min RTT / 4 = 12.5 ms) has passed they are
+    // lost: at 62.5 ms, on the wheel's next millisecond tick. Recovery
+    // resends them, and segment 3 as the rescue retransmission (RFC 6675
+    // NextSeg rule 4).
+    assert_eq!(brief(&h.fire_at(t0 + ms(63)), base), vec![b(0), b(1), b(3)]);
+    assert_eq!(h.engine.tcp_info(c).unwrap().ca_state, CaState::Recovery);
+    // All three are lost as well: the RTO (200 ms) fires and
+    // resends segment 0 alone (cwnd one segment).
+    let rto = h.engine.poll_timeout().unwrap();
+    assert_eq!(rto, h.now + ms(200));
+    assert_eq!(brief(&h.fire_at(rto), base), vec![b(0)]);
     assert_eq!(h.engine.tcp_info(c).unwrap().ca_state, CaState::Loss);
+    // Its ACK lets segments 1 and 3 follow, never the SACKed segment 2
+    // (RFC 6675 §5.1).
     h.send(h.peer(irs + 1, s(1)).sack(&[(s(2), s(3))]));
     assert_eq!(brief(&h.recv_all(), base), vec![b(1), b(3)]);
     h.send(h.peer(irs + 1, s(4)));
     let info = h.engine.tcp_info(c).unwrap();
     assert_eq!(
         (info.ca_state, info.bytes_retrans),
-        (CaState::Open, 3 * 1460)
+        (CaState::Open, 6 * 1460)
     );
 }
