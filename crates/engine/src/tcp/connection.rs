@@ -754,6 +754,7 @@ impl Tcb {
         let old_wnd = self.snd_wnd;
         // SACK blocks first (RFC 6675 §5): they tell what the ACK delivered.
         let newly_sacked = self.on_sack_blocks(now, ack, &seg.sack_blocks);
+        let mut dup = false;
         if ack.gt(self.snd_una) {
             self.on_new_ack(now, ack);
         } else if ack == self.snd_una
@@ -762,6 +763,7 @@ impl Tcb {
             && (window == old_wnd || newly_sacked > 0)
             && self.snd_una != self.snd_max
         {
+            dup = true;
             self.on_dup_ack(now);
         }
         // Window update (RFC 9293 §3.10.7.4: only from a newer segment).
@@ -776,7 +778,7 @@ impl Tcb {
         }
         self.update_persist(now);
         // RACK (RFC 8985 §6.2) and the loss-detection timer.
-        self.after_ack_recovery(now);
+        self.after_ack_recovery(now, ack, dup);
         true
     }
 

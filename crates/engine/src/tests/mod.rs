@@ -14,6 +14,7 @@
 //! - `icmp`: echo, unreachable errors, and ICMP errors about our segments;
 //! - `sack`: SACK negotiation, the receiver's SACK and D-SACK blocks, and
 //!   SACK-based loss recovery (RFC 2018, RFC 2883, RFC 6675);
+//! - `rack`: RACK-TLP time-based loss detection and tail loss probes (RFC 8985);
 //! - `cc`: congestion control choice, window validation and undo;
 //! - `recovery`: two engines over a lossy, reordering in-test link with a
 //!   simulated clock: bursts of loss, tail loss, reordering.
@@ -35,6 +36,7 @@ mod handshake;
 mod icmp;
 mod listener;
 mod malformed;
+mod rack;
 mod recovery;
 mod reset;
 mod retransmit;

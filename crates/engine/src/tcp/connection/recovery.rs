@@ -260,19 +260,6 @@ impl Tcb {
         if self.rec.rack_lost_end.lt(self.snd_una) {
             self.rec.rack_lost_end = self.snd_una;
         }
-        if let Some(end) = self.rec.tlp_end
-            && ack.ge(end)
-        {
-            // RFC 8985 §7.4.2: the probe's episode is over. A retransmitted
-            // probe that was not a duplicate repaired a loss: respond to it
-            // as to any loss.
-            self.rec.tlp_end = None;
-            if self.rec.tlp_retrans && !self.rec.tlp_dsacked && self.recover.is_none() {
-                debug!(parent: &self.span, "tail loss probe repaired a loss");
-                self.cc.on_congestion_event(now, self.flight());
-                self.rec.undo_retrans = None;
-            }
-        }
         let round_start = ack.ge(self.rec.round_end);
         if round_start {
             self.rec.last_round_hwm = self.rec.flight_hwm;
@@ -419,16 +406,42 @@ impl Tcb {
 
     /// After an acceptable ACK: RACK's loss detection (RFC 8985 §6.2) and
     /// re-arming the loss-detection timer.
-    pub(super) fn after_ack_recovery(&mut self, now: Instant) {
+    pub(super) fn after_ack_recovery(&mut self, now: Instant, ack: Seq, dup: bool) {
         if !self.rec.sack_on || !self.state.is_synchronized() {
             return;
         }
+        self.tlp_process_ack(now, ack, dup);
         let scoreboard = &self.rec.scoreboard;
         self.rec
             .rack
             .on_ack(self.snd_una, now, |l, r| scoreboard.covers(l, r));
         self.rack_detect(now);
         self.rearm_loss_timer(now);
+    }
+
+    /// RFC 8985 §7.4: did the probe repair a loss? Not if it came back as a
+    /// D-SACK, or was new data; yes once the ACK passes it, or a duplicate
+    /// ACK without SACK information answers it.
+    fn tlp_process_ack(&mut self, now: Instant, ack: Seq, dup: bool) {
+        let Some(end) = self.rec.tlp_end else {
+            return;
+        };
+        if !ack.ge(end) {
+            return;
+        }
+        if !self.rec.tlp_retrans || self.rec.tlp_dsacked {
+            self.rec.tlp_end = None;
+            return;
+        }
+        let repaired = ack.gt(end) || (dup && self.rec.scoreboard.is_empty());
+        if repaired {
+            self.rec.tlp_end = None;
+            if self.recover.is_none() {
+                debug!(parent: &self.span, "tail loss probe repaired a loss");
+                self.cc.on_congestion_event(now, self.flight());
+                self.rec.undo_retrans = None;
+            }
+        }
     }
 
     /// RACK_detect_loss and what follows: lost segments are retransmitted, in
@@ -710,6 +723,7 @@ impl Tcb {
         // outstanding unSACKed data; HighRxt stays.
         if self.rec.rescue_rxt.is_none_or(|r| self.snd_una.gt(r))
             && let Some(end) = self.rec.scoreboard.highest_unsacked(self.snd_una, top)
+            && end.gt(self.rec.high_rxt)
         {
             self.rec.rescue_rxt = self.recover;
             let start = Seq(end.0.wrapping_sub(mss as u32)).max(self.snd_una);
