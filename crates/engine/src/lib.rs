@@ -173,7 +173,7 @@ enum Socket {
 struct Slot {
     generation: u32,
     socket: Option<Socket>,
-    timer_keys: [Option<Key>; 4],
+    timer_keys: [Option<Key>; Timer::ALL.len()],
     in_tx_queue: bool,
     pending_events: u8,
     in_accept_queue: bool,
@@ -277,7 +277,7 @@ impl Engine {
                 self.slots.push(Slot {
                     generation: 0,
                     socket: None,
-                    timer_keys: [None; 4],
+                    timer_keys: [None; Timer::ALL.len()],
                     in_tx_queue: false,
                     pending_events: 0,
                     in_accept_queue: false,

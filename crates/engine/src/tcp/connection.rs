@@ -118,14 +118,17 @@ pub enum Timer {
     DelayedAck = 2,
     /// TIME-WAIT's 2·MSL, or the FIN-WAIT-2 timeout of a released connection.
     Linger = 3,
+    /// The next paced transmission (see [`Config::pacing`]).
+    Pacing = 4,
 }
 
 impl Timer {
-    pub(crate) const ALL: [Timer; 4] = [
+    pub(crate) const ALL: [Timer; 5] = [
         Timer::Retransmit,
         Timer::Persist,
         Timer::DelayedAck,
         Timer::Linger,
+        Timer::Pacing,
     ];
 }
 
@@ -271,7 +274,7 @@ pub(crate) struct Tcb {
     passive: bool,
 
     // Timers the engine keeps in its wheel, and readiness to report.
-    pub(crate) timers: [Option<Instant>; 4],
+    pub(crate) timers: [Option<Instant>; Timer::ALL.len()],
     pub(crate) timers_dirty: bool,
     pub(crate) events: u8,
     pub(crate) info: TcpInfo,
@@ -365,7 +368,7 @@ impl Tcb {
             soft_error: None,
             parent: None,
             passive,
-            timers: [None; 4],
+            timers: [None; Timer::ALL.len()],
             timers_dirty: false,
             events: 0,
             info: TcpInfo::default(),
@@ -934,6 +937,8 @@ impl Tcb {
                 // TIME-WAIT over (RFC 9293 §3.10.8), or an orphan's FIN-WAIT-2 timed out.
                 self.close_now();
             }
+            // Pacing: the next segment may go; the engine polls the output.
+            Timer::Pacing => {}
         }
     }
 
@@ -1204,7 +1209,7 @@ impl Tcb {
 
         // After a timeout, go-back-N skips what the peer SACKed (RFC 6675 §5.1).
         self.skip_sacked();
-        if can_send_data && !sack_recovery && self.snd_nxt.lt(data_end) {
+        if can_send_data && !sack_recovery && self.snd_nxt.lt(data_end) && self.pacing_allows(now) {
             // RFC 5681: send within min(cwnd, rwnd).
             // SACKed bytes have left the network (RFC 6675 §5.1; before
             // recovery this is limited transmit, RFC 3042).

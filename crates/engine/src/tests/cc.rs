@@ -155,3 +155,41 @@ fn dsack_of_only_some_retransmissions_undoes_nothing() {
     assert_eq!(info.spurious_undos, 0);
     assert_eq!(info.ssthresh, 10_220);
 }
+
+#[test]
+fn pacing_spreads_a_window_over_the_round_trip() {
+    let mut h = Harness::with_config(Config {
+        recv_buffer: 64 * 1024,
+        pacing: true,
+        ..Config::default()
+    });
+    // A passive open with a 50 ms round trip.
+    let (c, iss, _irs) = sack_passive(&mut h);
+    assert_eq!(h.engine.pacing(c), Ok(true));
+    let info = h.engine.tcp_info(c).unwrap();
+    // Slow start: 2 · cwnd / SRTT = 2 · 14 600 B / 50 ms = 584 000 B/s, one
+    // 1460-byte segment every 2.5 ms.
+    assert_eq!(info.pacing_rate, Some(584_000));
+    let data = pattern(0, 10 * 1460);
+    assert_eq!(h.engine.send(h.now, c, &data), Ok(data.len()));
+    let t0 = h.now;
+    assert_eq!(brief(&h.recv_all(), iss + 1), vec![(0, 1460, false)]);
+    // The rest follow one by one on the wheel's millisecond ticks, with up
+    // to a tick of credit: at 3, 5, 8, 10, … ms.
+    let times = [3, 5, 8, 10, 13, 15, 18, 20, 23];
+    for (i, t) in times.into_iter().enumerate() {
+        let out = h.fire_at(t0 + ms(t));
+        assert_eq!(
+            brief(&out, iss + 1),
+            vec![(((i + 1) * 1460) as u32, 1460, false)],
+            "at {t} ms"
+        );
+    }
+    // Switched off, the next window goes out at once.
+    h.engine.set_pacing(c, false).unwrap();
+    assert_eq!(h.engine.pacing(c), Ok(false));
+    h.advance(ms(30));
+    h.send(h.peer(1001, iss + 1 + 10 * 1460));
+    assert_eq!(h.engine.send(h.now, c, &data), Ok(data.len()));
+    assert_eq!(h.recv_all().len(), 10);
+}

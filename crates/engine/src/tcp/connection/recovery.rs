@@ -81,6 +81,11 @@ pub(crate) struct Recovery {
     tlp_dsacked: bool,
     /// The peer's longest delayed ACK, added to the PTO of a lone segment.
     max_ack_delay: std::time::Duration,
+
+    // Pacing.
+    pacing: bool,
+    /// When the next paced segment may go.
+    next_send: Option<Instant>,
 }
 
 /// What the connection's retransmission timer is armed for.
@@ -125,6 +130,8 @@ impl Recovery {
             tlp_dsacked: false,
             // RFC 8985 §7.2: WCDelAckT, 200 ms, unless the peer is known better.
             max_ack_delay: std::time::Duration::from_millis(200),
+            pacing: cfg.pacing,
+            next_send: None,
         }
     }
 }
@@ -584,6 +591,52 @@ impl Tcb {
         Some(out)
     }
 
+    // ----- Pacing -----
+
+    /// Whether pacing lets a segment go now; if not, the pacing timer is
+    /// armed for when it may.
+    pub(super) fn pacing_allows(&mut self, now: Instant) -> bool {
+        match self.rec.next_send {
+            Some(at) if self.rec.pacing && at > now => {
+                self.set_timer(super::Timer::Pacing, Some(at));
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// Schedules the next paced segment after `len` bytes went out: one
+    /// segment's time at the controller's pacing rate later. Up to one timer
+    /// tick (1 ms) of credit is kept, so the wheel's granularity does not
+    /// slow a fast sender down.
+    fn pace(&mut self, now: Instant, len: usize) {
+        if !self.rec.pacing || len == 0 {
+            return;
+        }
+        let Some(rate) = self.cc.pacing_rate(self.rtt.srtt()).filter(|&r| r > 0) else {
+            return;
+        };
+        let gap =
+            std::time::Duration::from_nanos((len as u64).saturating_mul(1_000_000_000) / rate);
+        let credit = Instant::from_nanos(now.as_nanos().saturating_sub(1_000_000));
+        let base = self.rec.next_send.unwrap_or(now).max(credit);
+        self.rec.next_send = Some(base + gap);
+    }
+
+    /// Turns pacing on or off.
+    pub(crate) fn set_pacing(&mut self, on: bool) {
+        self.rec.pacing = on;
+        if !on {
+            self.rec.next_send = None;
+            self.set_timer(super::Timer::Pacing, None);
+        }
+    }
+
+    /// Whether pacing is on.
+    pub(crate) fn pacing(&self) -> bool {
+        self.rec.pacing
+    }
+
     // ----- The output path -----
 
     /// Counts a retransmission of `len` bytes towards the undo decision.
@@ -610,6 +663,7 @@ impl Tcb {
         retransmission: bool,
     ) {
         self.rec.flight_hwm = self.rec.flight_hwm.max(self.flight());
+        self.pace(now, len);
         if self.rec.sack_on {
             self.rec.rack.on_sent(seq, seq + len, now);
             self.rearm_loss_timer(now);
