@@ -1217,14 +1217,16 @@ impl Tcb {
             let wnd_end = self.snd_una + wnd;
             let usable = (wnd_end - self.snd_nxt).max(0) as usize;
             let avail = (data_end - self.snd_nxt) as usize;
+            // Room for SACK blocks comes out of the payload (RFC 6691).
+            let seg_max = self.seg_max();
             let len = avail
                 .min(usable)
-                .min(self.snd_mss)
+                .min(seg_max)
                 .min(self.unsacked_run(self.snd_nxt));
             // Nagle (RFC 896, RFC 9293 §3.7.4): hold a small segment while data is
             // unacknowledged, unless disabled. Sender SWS avoidance (§3.8.6.2.1):
             // a window-limited runt goes out only if it is half the peer's largest window.
-            let full = len == self.snd_mss;
+            let full = len == seg_max;
             let all = len == avail;
             // With nothing in flight a runt goes out too, or a tiny window would stall.
             let idle = self.snd_nxt == self.snd_una;

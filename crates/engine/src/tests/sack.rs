@@ -329,3 +329,27 @@ fn go_back_n_after_a_timeout_skips_sacked_data() {
         (CaState::Open, 6 * 1460)
     );
 }
+
+#[test]
+fn sack_blocks_on_data_segments_come_out_of_the_mss() {
+    let mut h = Harness::new();
+    let (c, iss, irs) = sack_passive(&mut h);
+    let base = irs + 1;
+    // Out-of-order data from the peer is held: one block to report.
+    h.send(h.peer(base + 1000, iss + 1).data(&pattern(0, 100)));
+    assert_eq!(h.recv_one().sack, vec![(base + 1000, base + 1100)]);
+    // Our data segments carry the block too; RFC 6691: the 12 option bytes
+    // (kind, length, one block, padding) come out of the 1460-byte MSS.
+    let data = pattern(0, 3000);
+    h.engine.set_nodelay(c, true).unwrap();
+    assert_eq!(h.engine.send(h.now, c, &data), Ok(3000));
+    let out = h.recv_all();
+    assert_eq!(
+        out.iter().map(|s| s.payload.len()).collect::<Vec<_>>(),
+        vec![1448, 1448, 104]
+    );
+    for s in &out {
+        assert_eq!(s.sack, vec![(base + 1000, base + 1100)]);
+        assert!(build(s, LOCAL_IP, REMOTE_IP).len() <= 1500);
+    }
+}

@@ -558,7 +558,7 @@ impl Tcb {
     pub(super) fn tlp_output(&mut self, now: Instant) -> Option<Outbound> {
         self.rec.tlp_pending = false;
         let data_end = self.data_end();
-        let mss = self.snd_mss;
+        let mss = self.seg_max();
         let wnd_end = self.snd_una + self.snd_wnd as usize;
         let avail = (data_end - self.snd_max).max(0) as usize;
         let usable = (wnd_end - self.snd_max).max(0) as usize;
@@ -722,7 +722,7 @@ impl Tcb {
     pub(super) fn sack_output(&mut self, now: Instant) -> Option<Outbound> {
         let data_end = self.data_end();
         let top = self.snd_max.min(data_end);
-        let mss = self.snd_mss;
+        let mss = self.seg_max();
         if self.rtx_pending {
             // §5 step 3: the first segment presumed lost goes out at once.
             self.rtx_pending = false;
@@ -787,6 +787,19 @@ impl Tcb {
         None
     }
 
+    /// The most payload a segment may carry: the MSS less the SACK blocks it
+    /// will report (RFC 6691: options come out of the MSS, so a segment never
+    /// outgrows the path).
+    pub(super) fn seg_max(&self) -> usize {
+        if !self.rec.sack_on {
+            return self.snd_mss;
+        }
+        let blocks = (self.rcv_buf.ranges().len() + usize::from(self.rec.sack_rx.has_dsack()))
+            .min(crate::tcp::sack::MAX_BLOCKS - 1);
+        let reserve = if blocks == 0 { 0 } else { 4 + 8 * blocks };
+        self.snd_mss.saturating_sub(reserve).max(1)
+    }
+
     /// Adds SACK blocks to an outbound ACK (RFC 2018 §4: in every ACK while
     /// out-of-order data is held), a D-SACK first (RFC 2883).
     pub(super) fn add_sack_blocks(&mut self, out: &mut Outbound) {
@@ -805,6 +818,12 @@ impl Tcb {
             .map(|&(a, b)| (rcv_nxt + a, rcv_nxt + b))
             .collect();
         out.sack_blocks = self.rec.sack_rx.blocks(rcv_nxt, &held);
+        // Never more than fit beside the payload within the MSS.
+        let room = self.snd_mss.saturating_sub(out.payload_len);
+        let fit = room.saturating_sub(4) / 8;
+        for b in out.sack_blocks.iter_mut().skip(fit) {
+            *b = None;
+        }
     }
 
     // ----- The receive path -----
