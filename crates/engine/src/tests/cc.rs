@@ -193,3 +193,40 @@ fn pacing_spreads_a_window_over_the_round_trip() {
     assert_eq!(h.engine.send(h.now, c, &data), Ok(data.len()));
     assert_eq!(h.recv_all().len(), 10);
 }
+
+#[test]
+fn a_spurious_timeout_is_undone_when_its_retransmission_comes_back_as_dsack() {
+    let mut h = Harness::new();
+    let (c, iss, irs) = sack_passive(&mut h);
+    let base = iss + 1;
+    let s = |i: usize| base + (i * 1460) as u32;
+    let data = pattern(0, 2 * 1460);
+    assert_eq!(h.engine.send(h.now, c, &data), Ok(data.len()));
+    let t0 = h.now;
+    assert_eq!(h.recv_all().len(), 2);
+    // The path stalls for a while: the tail loss probe (2·SRTT) resends
+    // segment 1, then the RTO (200 ms later) segment 0, cwnd one segment.
+    assert_eq!(
+        brief(&h.fire_at(t0 + ms(100)), base),
+        vec![(1460, 1460, false)]
+    );
+    assert_eq!(
+        brief(&h.fire_at(t0 + ms(300)), base),
+        vec![(0, 1460, false)]
+    );
+    let info = h.engine.tcp_info(c).unwrap();
+    assert_eq!(
+        (info.ca_state, info.cwnd, info.ssthresh),
+        (CaState::Loss, 1460, 10_220)
+    );
+    // Nothing was lost: the originals' ACK arrives, then the peer reports
+    // the retransmission of 0 as a duplicate (RFC 2883 §4.3): the timeout
+    // was spurious and the reduction is undone.
+    h.send(h.peer(irs + 1, s(2)));
+    h.send(h.peer(irs + 1, s(2)).sack(&[(s(0), s(1))]));
+    let info = h.engine.tcp_info(c).unwrap();
+    assert_eq!(info.spurious_undos, 1);
+    assert_eq!((info.cwnd, info.ssthresh), (14_600, usize::MAX));
+    assert_eq!(info.ca_state, CaState::Open);
+    assert_eq!(info.timeouts, 1);
+}

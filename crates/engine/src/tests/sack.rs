@@ -200,15 +200,19 @@ fn sack_recovery_repairs_two_holes_in_one_round_without_a_timeout() {
         }
         .sack(blocks)
     };
-    // Segments 0 and 5 are lost. The first two SACKs (for 1, then 1–2) each
+    // Segments 0 and 5 are lost. (The ACKs come a millisecond apart.) The
+    // first two SACKs (for 1, then 1–2) each
     // let one new segment out: SACKed data has left the network (limited
     // transmit, RFC 3042).
+    h.advance(ms(1));
     h.send(ack(&[(s(1), s(2))]));
     assert_eq!(brief(&h.recv_all(), base), vec![b(10)]);
     assert_eq!(h.engine.tcp_info(c).unwrap().ca_state, CaState::Disorder);
+    h.advance(ms(1));
     h.send(ack(&[(s(1), s(3))]));
     assert_eq!(brief(&h.recv_all(), base), vec![b(11)]);
     // The third duplicate starts recovery (RFC 6675 §5): segment 0 again, at once.
+    h.advance(ms(1));
     h.send(ack(&[(s(1), s(4))]));
     assert_eq!(brief(&h.recv_all(), base), vec![b(0)]);
     let info = h.engine.tcp_info(c).unwrap();
@@ -218,26 +222,30 @@ fn sack_recovery_repairs_two_holes_in_one_round_without_a_timeout() {
     assert_eq!((info.cwnd, info.ssthresh), (10_220, 10_220));
     assert_eq!(info.sacked, 3 * 1460);
     // pipe = 8 segments not lost (4–11) + 1 retransmitted = 9 > 7: nothing.
+    h.advance(ms(1));
     h.send(ack(&[(s(1), s(5))]));
     h.recv_none();
     // Segment 6 is SACKed: segment 5, sent before it and more than RACK.rtt
     // ago, is lost (RFC 8985 §6.2; no reordering seen and in recovery, so
     // no reordering window). pipe = 5 + 1 = 6 < 7 segments: NextSeg rule 1
     // retransmits it without waiting for a partial ACK or more SACKs.
+    h.advance(ms(1));
     h.send(ack(&[(s(6), s(7)), (s(1), s(5))]));
     assert_eq!(brief(&h.recv_all(), base), vec![b(5)]);
     // Each further SACKed segment lets one new segment out (rule 2).
+    h.advance(ms(1));
     h.send(ack(&[(s(6), s(8)), (s(1), s(5))]));
     assert_eq!(brief(&h.recv_all(), base), vec![b(12)]);
+    h.advance(ms(1));
     h.send(ack(&[(s(6), s(9)), (s(1), s(5))]));
     assert_eq!(brief(&h.recv_all(), base), vec![b(13)]);
     let info = h.engine.tcp_info(c).unwrap();
     assert_eq!((info.bytes_retrans, info.retrans), (2 * 1460, 2));
-    // The retransmission of 0 arrives (a partial ACK, recovery goes on),
-    // then that of 5: everything up to the recovery point (SND.MAX at its
+    // The retransmission of 0 arrives (a partial ACK, with 6–11 SACKed;
+    // recovery goes on), then that of 5: everything up to the recovery point (SND.MAX at its
     // start, 12 segments) is acknowledged and recovery ends, cwnd = ssthresh.
     h.advance(ms(50));
-    h.send(h.peer(irs + 1, s(5)).sack(&[(s(6), s(9))]));
+    h.send(h.peer(irs + 1, s(5)).sack(&[(s(6), s(12))]));
     assert_eq!(h.engine.tcp_info(c).unwrap().ca_state, CaState::Recovery);
     h.recv_all();
     h.send(h.peer(irs + 1, s(12)));
@@ -247,6 +255,12 @@ fn sack_recovery_repairs_two_holes_in_one_round_without_a_timeout() {
     let info = h.engine.tcp_info(c).unwrap();
     assert_eq!((info.bytes_in_flight, info.timeouts), (0, 0));
     assert_eq!(info.bytes_acked, data.len() as u64);
+    // TCP_INFO-style counters: everything delivered once, the two lost
+    // segments counted, nothing SACKed or retransmitted outstanding.
+    assert_eq!(info.delivered, data.len() as u64);
+    assert_eq!(info.lost, 2 * 1460);
+    assert_eq!((info.sacked, info.retrans), (0, 0));
+    assert_eq!(info.state, Some(State::Established));
 }
 
 #[test]

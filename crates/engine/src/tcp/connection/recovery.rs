@@ -644,6 +644,10 @@ impl Tcb {
         if len == 0 {
             return;
         }
+        if !self.rec.sack_on {
+            // Without SACK every retransmission is of a presumed loss.
+            self.rec.lost += len as u64;
+        }
         if let Some(n) = self.rec.undo_retrans.as_mut() {
             *n += 1;
         }
@@ -728,7 +732,6 @@ impl Tcb {
             self.rtx_pending = false;
             if let Some((s, len)) = self.rec.scoreboard.next_hole(self.snd_una, top, mss) {
                 self.rec.high_rxt = self.rec.high_rxt.max(s + len);
-                self.rec.lost += len as u64;
                 return Some(self.retransmit(now, s, len));
             }
         }
@@ -745,7 +748,6 @@ impl Tcb {
         // NextSeg rule 1: the first lost hole above HighRxt.
         if let Some((s, len)) = self.rec.scoreboard.next_hole(from, lost.min(top), mss) {
             self.rec.high_rxt = s + len;
-            self.rec.lost += len as u64;
             return Some(self.retransmit(now, s, len));
         }
         // Rule 2: new data, if the receiver's window allows.
