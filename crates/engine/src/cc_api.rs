@@ -25,6 +25,22 @@ impl Engine {
         Ok(())
     }
 
+    /// Turns pacing on or off for a connection: new data goes out spread
+    /// over the round trip at the controller's pacing rate (as Linux with the
+    /// `fq` qdisc) rather than in bursts.
+    ///
+    /// Errors: [`Error::InvalidHandle`] for a stale handle,
+    /// [`Error::NotConnected`] for a listener.
+    pub fn set_pacing(&mut self, h: SocketHandle, on: bool) -> Result<(), Error> {
+        self.tcb_mut(h)?.set_pacing(on);
+        Ok(())
+    }
+
+    /// Whether a connection paces its data.
+    pub fn pacing(&self, h: SocketHandle) -> Result<bool, Error> {
+        Ok(self.tcb(h)?.pacing())
+    }
+
     /// The congestion control algorithm of a connection.
     pub fn congestion(&self, h: SocketHandle) -> Result<CongestionAlgorithm, Error> {
         Ok(self.tcb(h)?.congestion())

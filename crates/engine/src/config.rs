@@ -60,6 +60,10 @@ pub struct Config {
     pub congestion: CongestionAlgorithm,
     /// Offer and use selective acknowledgements (RFC 2018, RFC 2883, RFC 6675). Default on.
     pub sack: bool,
+    /// Pace new data: segments are spread over the round trip at the
+    /// controller's pacing rate instead of sent in bursts (per socket:
+    /// [`Engine::set_pacing`](crate::Engine::set_pacing)). Default off.
+    pub pacing: bool,
 }
 
 impl Default for Config {
@@ -87,6 +91,7 @@ impl Default for Config {
             connect_timeout: None,
             congestion: CongestionAlgorithm::Cubic,
             sack: true,
+            pacing: false,
         }
     }
 }

@@ -181,7 +181,7 @@ enum Socket {
 struct Slot {
     generation: u32,
     socket: Option<Socket>,
-    timer_keys: [Option<Key>; 5],
+    timer_keys: [Option<Key>; Timer::ALL.len()],
     in_tx_queue: bool,
     pending_events: u8,
     in_accept_queue: bool,
@@ -291,7 +291,7 @@ impl Engine {
                 self.slots.push(Slot {
                     generation: 0,
                     socket: None,
-                    timer_keys: [None; 5],
+                    timer_keys: [None; Timer::ALL.len()],
                     in_tx_queue: false,
                     pending_events: 0,
                     in_accept_queue: false,

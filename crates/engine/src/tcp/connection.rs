@@ -129,15 +129,18 @@ pub enum Timer {
     Linger = 3,
     /// Keepalive (RFC 1122 §4.2.3.6) once synchronized; the connect timeout before.
     Keepalive = 4,
+    /// The next paced transmission (see [`Config::pacing`]).
+    Pacing = 5,
 }
 
 impl Timer {
-    pub(crate) const ALL: [Timer; 5] = [
+    pub(crate) const ALL: [Timer; 6] = [
         Timer::Retransmit,
         Timer::Persist,
         Timer::DelayedAck,
         Timer::Linger,
         Timer::Keepalive,
+        Timer::Pacing,
     ];
 }
 
@@ -287,7 +290,7 @@ pub(crate) struct Tcb {
     passive: bool,
 
     // Timers the engine keeps in its wheel, and readiness to report.
-    pub(crate) timers: [Option<Instant>; 5],
+    pub(crate) timers: [Option<Instant>; Timer::ALL.len()],
     pub(crate) timers_dirty: bool,
     pub(crate) events: u8,
     pub(crate) info: TcpInfo,
@@ -416,7 +419,7 @@ impl Tcb {
             soft_error: None,
             parent: None,
             passive,
-            timers: [None; 5],
+            timers: [None; Timer::ALL.len()],
             timers_dirty: false,
             events: 0,
             info: TcpInfo::default(),
@@ -957,6 +960,7 @@ impl Tcb {
         let old_wnd = self.snd_wnd;
         // SACK blocks first (RFC 6675 §5): they tell what the ACK delivered.
         let newly_sacked = self.on_sack_blocks(now, ack, &seg.sack_blocks);
+        let mut dup = false;
         if ack.gt(self.snd_una) {
             self.on_new_ack(now, ack);
         } else if ack == self.snd_una
@@ -965,6 +969,7 @@ impl Tcb {
             && (window == old_wnd || newly_sacked > 0)
             && self.snd_una != self.snd_max
         {
+            dup = true;
             self.on_dup_ack(now);
         }
         // Window update (RFC 9293 §3.10.7.4: only from a newer segment).
@@ -978,6 +983,8 @@ impl Tcb {
             }
         }
         self.update_persist(now);
+        // RACK (RFC 8985 §6.2) and the loss-detection timer.
+        self.after_ack_recovery(now, ack, dup);
         true
     }
 
@@ -1171,6 +1178,8 @@ impl Tcb {
                 self.close_now();
             }
             Timer::Keepalive => self.on_keepalive_timer(now),
+            // Pacing: the next segment may go; the engine polls the output.
+            Timer::Pacing => {}
         }
     }
 
@@ -1259,6 +1268,11 @@ impl Tcb {
             self.fail(self.soft_error.unwrap_or(Error::TimedOut));
             return;
         }
+        // The timer may stand for a tail loss probe or RACK's reordering
+        // timer (RFC 8985 §6.2, §7) rather than the RTO.
+        if self.on_loss_timer(now) {
+            return;
+        }
         self.retries += 1;
         self.info.timeouts += 1;
         if self.retries > limit {
@@ -1312,7 +1326,7 @@ impl Tcb {
             || self.rst_pending.is_some()
             || self.probe_pending
             || self.rtx_pending
-            || self.sack_recovery()
+            || self.recovery_wants_output()
             || match self.state {
                 State::SynSent | State::SynReceived => self.snd_nxt == self.iss,
                 State::Established
@@ -1501,6 +1515,13 @@ impl Tcb {
                 | State::LastAck
         );
 
+        // A tail loss probe (RFC 8985 §7.3) goes out regardless of cwnd.
+        if self.rec_tlp_pending()
+            && can_send_data
+            && let Some(out) = self.tlp_output(now)
+        {
+            return Some(out);
+        }
         // SACK-based loss recovery (RFC 6675 §5) chooses what goes out.
         let sack_recovery = self.sack_recovery();
         if sack_recovery && can_send_data {
@@ -1541,7 +1562,7 @@ impl Tcb {
 
         // After a timeout, go-back-N skips what the peer SACKed (RFC 6675 §5.1).
         self.skip_sacked();
-        if can_send_data && !sack_recovery && self.snd_nxt.lt(data_end) {
+        if can_send_data && !sack_recovery && self.snd_nxt.lt(data_end) && self.pacing_allows(now) {
             // RFC 5681: send within min(cwnd, rwnd).
             // SACKed bytes have left the network (RFC 6675 §5.1; before
             // recovery this is limited transmit, RFC 3042).
@@ -1558,14 +1579,16 @@ impl Tcb {
             let wnd_end = self.snd_una + wnd;
             let usable = (wnd_end - self.snd_nxt).max(0) as usize;
             let avail = (data_end - self.snd_nxt) as usize;
+            // Room for SACK blocks comes out of the payload (RFC 6691).
+            let seg_max = self.seg_max();
             let len = avail
                 .min(usable)
-                .min(self.snd_mss)
+                .min(seg_max)
                 .min(self.unsacked_run(self.snd_nxt));
             // Nagle (RFC 896, RFC 9293 §3.7.4): hold a small segment while data is
             // unacknowledged, unless disabled. Sender SWS avoidance (§3.8.6.2.1):
             // a window-limited runt goes out only if it is half the peer's largest window.
-            let full = len == self.snd_mss;
+            let full = len == seg_max;
             let all = len == avail;
             // With nothing in flight a runt goes out too, or a tiny window would stall.
             let idle = self.snd_nxt == self.snd_una;
@@ -1624,7 +1647,7 @@ impl Tcb {
         }
         self.info.bytes_sent += len as u64;
         self.unacked_since.get_or_insert(now);
-        self.on_sent_recovery(retransmission, len);
+        self.on_sent_recovery(now, seq, len, retransmission);
         if retransmission {
             self.info.bytes_retrans += len.min((self.snd_max - seq) as usize) as u64;
         } else if self.rtt_timing.is_none() {

@@ -5,6 +5,7 @@ pub(crate) mod buffer;
 pub(crate) mod cc;
 pub(crate) mod connection;
 pub(crate) mod listener;
+pub(crate) mod rack;
 pub(crate) mod rtt;
 pub(crate) mod sack;
 pub(crate) mod timestamps;

@@ -112,6 +112,11 @@ impl Scoreboard {
         self.blocks.last().map(|b| b.1)
     }
 
+    /// Whether all of [left, right) is SACKed.
+    pub(crate) fn covers(&self, left: Seq, right: Seq) -> bool {
+        self.blocks.iter().any(|b| b.0.le(left) && right.le(b.1))
+    }
+
     /// The end of the SACKed block holding `seq`, if it is SACKed.
     pub(crate) fn sacked_end(&self, seq: Seq) -> Option<Seq> {
         self.blocks

@@ -19,7 +19,10 @@
 //! - `icmp`: echo, unreachable errors, and ICMP errors about our segments;
 //! - `sack`: SACK negotiation, the receiver's SACK and D-SACK blocks, and
 //!   SACK-based loss recovery (RFC 2018, RFC 2883, RFC 6675);
-//! - `cc`: congestion control choice, window validation and undo.
+//! - `rack`: RACK-TLP time-based loss detection and tail loss probes (RFC 8985);
+//! - `cc`: congestion control choice, window validation and undo;
+//! - `recovery`: two engines over a lossy, reordering in-test link with a
+//!   simulated clock: bursts of loss, tail loss, reordering.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
@@ -32,6 +35,7 @@ use smoltcp::wire::{
 
 use super::*;
 
+mod cc;
 mod close;
 mod conformance;
 mod data;
@@ -41,6 +45,8 @@ mod listener;
 mod lossy;
 mod malformed;
 mod options;
+mod rack;
+mod recovery;
 mod reset;
 mod retransmit;
 mod sack;

@@ -20,6 +20,8 @@ pub(crate) fn sack_passive(h: &mut Harness) -> (SocketHandle, u32, u32) {
     let synack = h.recv_one();
     assert!(synack.sack_permitted, "SYN-ACK offers SACK back");
     let iss = synack.seq;
+    // A 50 ms round trip: SRTT bounds RACK's reordering window.
+    h.advance(ms(50));
     h.send(h.peer(irs + 1, iss + 1));
     h.recv_none();
     let c = h.engine.accept(l).unwrap();
@@ -198,15 +200,19 @@ fn sack_recovery_repairs_two_holes_in_one_round_without_a_timeout() {
         }
         .sack(blocks)
     };
-    // Segments 0 and 5 are lost. The first two SACKs (for 1, then 1–2) each
+    // Segments 0 and 5 are lost. (The ACKs come a millisecond apart.) The
+    // first two SACKs (for 1, then 1–2) each
     // let one new segment out: SACKed data has left the network (limited
     // transmit, RFC 3042).
+    h.advance(ms(1));
     h.send(ack(&[(s(1), s(2))]));
     assert_eq!(brief(&h.recv_all(), base), vec![b(10)]);
     assert_eq!(h.engine.tcp_info(c).unwrap().ca_state, CaState::Disorder);
+    h.advance(ms(1));
     h.send(ack(&[(s(1), s(3))]));
     assert_eq!(brief(&h.recv_all(), base), vec![b(11)]);
     // The third duplicate starts recovery (RFC 6675 §5): segment 0 again, at once.
+    h.advance(ms(1));
     h.send(ack(&[(s(1), s(4))]));
     assert_eq!(brief(&h.recv_all(), base), vec![b(0)]);
     let info = h.engine.tcp_info(c).unwrap();
@@ -215,26 +221,31 @@ fn sack_recovery_repairs_two_holes_in_one_round_without_a_timeout() {
     // CUBIC: cwnd = ssthresh = 0.7 · 10 segments (RFC 9438 §4.6).
     assert_eq!((info.cwnd, info.ssthresh), (10_220, 10_220));
     assert_eq!(info.sacked, 3 * 1460);
-    // pipe = 8 segments not lost (4–11) + 1 retransmitted = 9 > 7: nothing
-    // until SACKs bring it under 7 segments.
+    // pipe = 8 segments not lost (4–11) + 1 retransmitted = 9 > 7: nothing.
+    h.advance(ms(1));
     h.send(ack(&[(s(1), s(5))]));
-    h.send(ack(&[(s(6), s(7)), (s(1), s(5))]));
     h.recv_none();
-    // SACKs for 6–7: pipe = 5 not lost + 1 = 6 segments: one new segment.
+    // Segment 6 is SACKed: segment 5, sent before it and more than RACK.rtt
+    // ago, is lost (RFC 8985 §6.2; no reordering seen and in recovery, so
+    // no reordering window). pipe = 5 + 1 = 6 < 7 segments: NextSeg rule 1
+    // retransmits it without waiting for a partial ACK or more SACKs.
+    h.advance(ms(1));
+    h.send(ack(&[(s(6), s(7)), (s(1), s(5))]));
+    assert_eq!(brief(&h.recv_all(), base), vec![b(5)]);
+    // Each further SACKed segment lets one new segment out (rule 2).
+    h.advance(ms(1));
     h.send(ack(&[(s(6), s(8)), (s(1), s(5))]));
     assert_eq!(brief(&h.recv_all(), base), vec![b(12)]);
-    // Three segments SACKed above segment 5: it is lost (IsLost), pipe falls
-    // to 5, and it goes out (NextSeg rule 1) without waiting for a partial
-    // ACK; then one more new segment.
+    h.advance(ms(1));
     h.send(ack(&[(s(6), s(9)), (s(1), s(5))]));
-    assert_eq!(brief(&h.recv_all(), base), vec![b(5), b(13)]);
+    assert_eq!(brief(&h.recv_all(), base), vec![b(13)]);
     let info = h.engine.tcp_info(c).unwrap();
     assert_eq!((info.bytes_retrans, info.retrans), (2 * 1460, 2));
-    // The retransmission of 0 arrives (a partial ACK, recovery goes on),
-    // then that of 5: everything up to the recovery point (SND.MAX at its
+    // The retransmission of 0 arrives (a partial ACK, with 6–11 SACKed;
+    // recovery goes on), then that of 5: everything up to the recovery point (SND.MAX at its
     // start, 12 segments) is acknowledged and recovery ends, cwnd = ssthresh.
     h.advance(ms(50));
-    h.send(h.peer(irs + 1, s(5)).sack(&[(s(6), s(9))]));
+    h.send(h.peer(irs + 1, s(5)).sack(&[(s(6), s(12))]));
     assert_eq!(h.engine.tcp_info(c).unwrap().ca_state, CaState::Recovery);
     h.recv_all();
     h.send(h.peer(irs + 1, s(12)));
@@ -244,6 +255,12 @@ fn sack_recovery_repairs_two_holes_in_one_round_without_a_timeout() {
     let info = h.engine.tcp_info(c).unwrap();
     assert_eq!((info.bytes_in_flight, info.timeouts), (0, 0));
     assert_eq!(info.bytes_acked, data.len() as u64);
+    // TCP_INFO-style counters: everything delivered once, the two lost
+    // segments counted, nothing SACKed or retransmitted outstanding.
+    assert_eq!(info.delivered, data.len() as u64);
+    assert_eq!(info.lost, 2 * 1460);
+    assert_eq!((info.sacked, info.retrans), (0, 0));
+    assert_eq!(info.state, Some(State::Established));
 }
 
 #[test]
@@ -297,20 +314,56 @@ fn go_back_n_after_a_timeout_skips_sacked_data() {
         brief(&h.recv_all(), base),
         (0..4).map(b).collect::<Vec<_>>()
     );
-    // Only segment 2 arrives: one SACK, no recovery.
+    let t0 = h.now;
+    // Only segment 2 arrives, after 50 ms.
+    h.advance(ms(50));
     h.send(h.peer(irs + 1, s(0)).sack(&[(s(2), s(3))]));
     h.recv_none();
-    // The RTO (1 s: no RTT sample yet) resends segment 0; its ACK lets
-    // segment 1 and then 3 follow, never the SACKed segment 2.
-    let t = h.engine.poll_timeout().unwrap();
-    assert_eq!(brief(&h.fire_at(t), base), vec![b(0)]);
+    // RACK (RFC 8985 §6.2): 0 and 1 were sent before 2; once RACK.rtt plus
+    // the reordering window (min RTT / 4 = 12.5 ms) has passed they are
+    // lost: at 62.5 ms, on the wheel's next millisecond tick. Recovery
+    // resends them, and segment 3 as the rescue retransmission (RFC 6675
+    // NextSeg rule 4).
+    assert_eq!(brief(&h.fire_at(t0 + ms(63)), base), vec![b(0), b(1), b(3)]);
+    assert_eq!(h.engine.tcp_info(c).unwrap().ca_state, CaState::Recovery);
+    // All three are lost as well: the RTO (200 ms) fires and
+    // resends segment 0 alone (cwnd one segment).
+    let rto = h.engine.poll_timeout().unwrap();
+    assert_eq!(rto, h.now + ms(200));
+    assert_eq!(brief(&h.fire_at(rto), base), vec![b(0)]);
     assert_eq!(h.engine.tcp_info(c).unwrap().ca_state, CaState::Loss);
+    // Its ACK lets segments 1 and 3 follow, never the SACKed segment 2
+    // (RFC 6675 §5.1).
     h.send(h.peer(irs + 1, s(1)).sack(&[(s(2), s(3))]));
     assert_eq!(brief(&h.recv_all(), base), vec![b(1), b(3)]);
     h.send(h.peer(irs + 1, s(4)));
     let info = h.engine.tcp_info(c).unwrap();
     assert_eq!(
         (info.ca_state, info.bytes_retrans),
-        (CaState::Open, 3 * 1460)
+        (CaState::Open, 6 * 1460)
     );
+}
+
+#[test]
+fn sack_blocks_on_data_segments_come_out_of_the_mss() {
+    let mut h = Harness::new();
+    let (c, iss, irs) = sack_passive(&mut h);
+    let base = irs + 1;
+    // Out-of-order data from the peer is held: one block to report.
+    h.send(h.peer(base + 1000, iss + 1).data(&pattern(0, 100)));
+    assert_eq!(h.recv_one().sack, vec![(base + 1000, base + 1100)]);
+    // Our data segments carry the block too; RFC 6691: the 12 option bytes
+    // (kind, length, one block, padding) come out of the 1460-byte MSS.
+    let data = pattern(0, 3000);
+    h.engine.set_nodelay(c, true).unwrap();
+    assert_eq!(h.engine.send(h.now, c, &data), Ok(3000));
+    let out = h.recv_all();
+    assert_eq!(
+        out.iter().map(|s| s.payload.len()).collect::<Vec<_>>(),
+        vec![1448, 1448, 104]
+    );
+    for s in &out {
+        assert_eq!(s.sack, vec![(base + 1000, base + 1100)]);
+        assert!(build(s, LOCAL_IP, REMOTE_IP).len() <= 1500);
+    }
 }

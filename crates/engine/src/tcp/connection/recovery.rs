@@ -13,6 +13,7 @@ use tracing::debug;
 use super::{Ctl, Outbound, Tcb};
 use crate::seq::Seq;
 use crate::tcp::cc::{AckEvent, CongestionAlgorithm, CongestionControl};
+use crate::tcp::rack::Rack;
 use crate::tcp::sack::{DUP_THRESH, SackReporter, Scoreboard};
 use crate::{Config, Instant, TcpInfo};
 
@@ -61,7 +62,41 @@ pub(crate) struct Recovery {
     lost: u64,
     reordering: u32,
     spurious_undos: u64,
-    pub(super) tail_loss_probes: u64,
+    tail_loss_probes: u64,
+
+    // RACK-TLP (RFC 8985, tcp/rack.rs).
+    rack: Rack,
+    /// Every unSACKed byte below this was marked lost by RACK.
+    rack_lost_end: Seq,
+    /// RACK's reordering timer (§6.2 step 5).
+    reo_timer: Option<Instant>,
+    /// What the retransmission timer stands for now.
+    timer_mode: TimerMode,
+    /// A tail loss probe is to be sent (§7.3).
+    tlp_pending: bool,
+    /// The probe is out: TLP.end_seq, whether it was a retransmission, and
+    /// whether a D-SACK showed it needless (§7.4).
+    tlp_end: Option<Seq>,
+    tlp_retrans: bool,
+    tlp_dsacked: bool,
+    /// The peer's longest delayed ACK, added to the PTO of a lone segment.
+    max_ack_delay: std::time::Duration,
+
+    // Pacing.
+    pacing: bool,
+    /// When the next paced segment may go.
+    next_send: Option<Instant>,
+}
+
+/// What the connection's retransmission timer is armed for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimerMode {
+    /// The RTO (RFC 6298).
+    Rto,
+    /// A tail loss probe (RFC 8985 §7.2).
+    Probe,
+    /// RACK's reordering window (RFC 8985 §6.2 step 5).
+    Reorder,
 }
 
 impl Recovery {
@@ -85,6 +120,18 @@ impl Recovery {
             reordering: DUP_THRESH as u32,
             spurious_undos: 0,
             tail_loss_probes: 0,
+            rack: Rack::default(),
+            rack_lost_end: iss,
+            reo_timer: None,
+            timer_mode: TimerMode::Rto,
+            tlp_pending: false,
+            tlp_end: None,
+            tlp_retrans: false,
+            tlp_dsacked: false,
+            // RFC 8985 §7.2: WCDelAckT, 200 ms, unless the peer is known better.
+            max_ack_delay: std::time::Duration::from_millis(200),
+            pacing: cfg.pacing,
+            next_send: None,
         }
     }
 }
@@ -158,6 +205,15 @@ impl Tcb {
     /// reduction is undone (RFC 2883 §4, as Linux's `tcp_try_undo_dsack`).
     fn on_dsack(&mut self, left: Seq, right: Seq) {
         debug!(parent: &self.span, %left, %right, "D-SACK");
+        self.rec.rack.on_dsack();
+        if let Some(end) = self.rec.tlp_end
+            && right.le(end)
+            && self.rec.tlp_retrans
+            && end.le(right + (self.snd_mss as u32))
+        {
+            // RFC 8985 §7.4.1: the probe itself was a duplicate: no loss.
+            self.rec.tlp_dsacked = true;
+        }
         if !left.lt(self.rec.high_rxt.max(self.snd_una)) {
             return;
         }
@@ -207,6 +263,9 @@ impl Tcb {
         }
         if self.rec.high_rxt.lt(self.snd_una) {
             self.rec.high_rxt = self.snd_una;
+        }
+        if self.rec.rack_lost_end.lt(self.snd_una) {
+            self.rec.rack_lost_end = self.snd_una;
         }
         let round_start = ack.ge(self.rec.round_end);
         if round_start {
@@ -289,16 +348,9 @@ impl Tcb {
             // (RFC 6582 §3.2 step 1 keeps "recover" at SND.MAX for this).
             return;
         }
-        let start = if self.rec.sack_on {
-            self.dup_acks as usize >= DUP_THRESH
-                || self
-                    .rec
-                    .scoreboard
-                    .lost_boundary(self.snd_una, self.snd_mss)
-                    .gt(self.snd_una)
-        } else {
-            self.dup_acks as usize == DUP_THRESH
-        };
+        // With SACK, RACK (RFC 8985 §6.2, in `after_ack_recovery`) detects
+        // losses by time, not by counting duplicates.
+        let start = !self.rec.sack_on && self.dup_acks as usize == DUP_THRESH;
         if start {
             self.enter_recovery(now);
         } else {
@@ -316,6 +368,8 @@ impl Tcb {
         self.recover = Some(self.snd_max);
         self.rec.ca_state = CaState::Recovery;
         self.rec.undo_retrans = Some(0);
+        self.rec.tlp_end = None;
+        self.rec.tlp_pending = false;
         self.rtx_pending = true;
         self.rtt_timing = None;
         if self.rec.sack_on {
@@ -341,6 +395,246 @@ impl Tcb {
         self.rec.recovery_cwnd = None;
         self.rec.high_rxt = self.snd_una;
         self.rec.rescue_rxt = None;
+        self.rec.tlp_end = None;
+        self.rec.tlp_pending = false;
+    }
+
+    // ----- RACK-TLP (RFC 8985) -----
+
+    /// The lowest sequence number not (yet) presumed lost: RFC 6675's IsLost
+    /// and RACK's marks together.
+    fn lost_boundary(&self) -> Seq {
+        let sack = self
+            .rec
+            .scoreboard
+            .lost_boundary(self.snd_una, self.snd_mss);
+        sack.max(self.rec.rack_lost_end).min(self.snd_max)
+    }
+
+    /// After an acceptable ACK: RACK's loss detection (RFC 8985 §6.2) and
+    /// re-arming the loss-detection timer.
+    pub(super) fn after_ack_recovery(&mut self, now: Instant, ack: Seq, dup: bool) {
+        if !self.rec.sack_on || !self.state.is_synchronized() {
+            return;
+        }
+        self.tlp_process_ack(now, ack, dup);
+        let scoreboard = &self.rec.scoreboard;
+        self.rec
+            .rack
+            .on_ack(self.snd_una, now, |l, r| scoreboard.covers(l, r));
+        self.rack_detect(now);
+        self.rearm_loss_timer(now);
+    }
+
+    /// RFC 8985 §7.4: did the probe repair a loss? Not if it came back as a
+    /// D-SACK, or was new data; yes once the ACK passes it, or a duplicate
+    /// ACK without SACK information answers it.
+    fn tlp_process_ack(&mut self, now: Instant, ack: Seq, dup: bool) {
+        let Some(end) = self.rec.tlp_end else {
+            return;
+        };
+        if !ack.ge(end) {
+            return;
+        }
+        if !self.rec.tlp_retrans || self.rec.tlp_dsacked {
+            self.rec.tlp_end = None;
+            return;
+        }
+        let repaired = ack.gt(end) || (dup && self.rec.scoreboard.is_empty());
+        if repaired {
+            self.rec.tlp_end = None;
+            if self.recover.is_none() {
+                debug!(parent: &self.span, "tail loss probe repaired a loss");
+                self.cc.on_congestion_event(now, self.flight());
+                self.rec.undo_retrans = None;
+            }
+        }
+    }
+
+    /// RACK_detect_loss and what follows: lost segments are retransmitted, in
+    /// fast recovery (started here if need be).
+    fn rack_detect(&mut self, now: Instant) {
+        if self.snd_una == self.snd_max {
+            self.rec.reo_timer = None;
+            return;
+        }
+        let in_recovery = matches!(self.rec.ca_state, CaState::Recovery | CaState::Loss);
+        let sacked_segments = self.rec.scoreboard.sacked_bytes() / self.snd_mss.max(1);
+        let srtt = self.rtt.srtt().unwrap_or(std::time::Duration::from_secs(1));
+        let reo_wnd = self.rec.rack.reo_wnd(in_recovery, sacked_segments, srtt);
+        let (lost, timer) = self.rec.rack.detect_loss(now, reo_wnd);
+        self.rec.reo_timer = timer;
+        if lost.is_empty() {
+            return;
+        }
+        for &(left, right) in &lost {
+            let unsacked = self.rec.scoreboard.unsacked_bytes(left, right);
+            self.rec.lost += unsacked as u64;
+            if self.rec.rack_lost_end.lt(right) {
+                self.rec.rack_lost_end = right;
+            }
+            if left.lt(self.rec.high_rxt) && left.ge(self.snd_una) {
+                // A retransmission lost again: NextSeg may send it once more.
+                self.rec.high_rxt = left;
+            }
+        }
+        debug!(parent: &self.span, segments = lost.len(), "RACK: lost");
+        if self.recover.is_none() && self.rec.ca_state != CaState::Loss {
+            self.enter_recovery(now);
+        }
+    }
+
+    /// Arms the retransmission timer for the earliest of the RTO, RACK's
+    /// reordering timer and a tail loss probe (RFC 8985 §6.2, §7.2).
+    fn rearm_loss_timer(&mut self, now: Instant) {
+        use super::Timer;
+        if self.snd_una == self.snd_max {
+            self.rec.timer_mode = TimerMode::Rto;
+            return;
+        }
+        let rto_at = match (self.rec.timer_mode, self.timers[Timer::Retransmit as usize]) {
+            (TimerMode::Rto, Some(at)) => at,
+            _ => now + self.rtt.backed_off(self.backoff),
+        };
+        let (mut at, mut mode) = (rto_at, TimerMode::Rto);
+        if let Some(t) = self.rec.reo_timer
+            && t < at
+        {
+            (at, mode) = (t, TimerMode::Reorder);
+        }
+        // §7.2: a probe is scheduled in the open state, one at a time.
+        if self.rec.ca_state == CaState::Open && self.rec.tlp_end.is_none() && self.backoff == 0 {
+            let one = self.flight() <= self.snd_mss;
+            let pto = now + Rack::pto(self.rtt.srtt(), one, self.rec.max_ack_delay);
+            if pto < at {
+                (at, mode) = (pto, TimerMode::Probe);
+            }
+        }
+        self.rec.timer_mode = mode;
+        self.set_timer(Timer::Retransmit, Some(at));
+    }
+
+    /// The retransmission timer fired: handles a probe or reordering timeout
+    /// and returns true, or returns false for a real RTO.
+    pub(super) fn on_loss_timer(&mut self, now: Instant) -> bool {
+        let mode = std::mem::replace(&mut self.rec.timer_mode, TimerMode::Rto);
+        match mode {
+            TimerMode::Rto => false,
+            TimerMode::Reorder => {
+                self.rack_detect(now);
+                self.rearm_loss_timer(now);
+                if !self.timer_armed(super::Timer::Retransmit) {
+                    self.set_timer(
+                        super::Timer::Retransmit,
+                        Some(now + self.rtt.backed_off(self.backoff)),
+                    );
+                }
+                true
+            }
+            TimerMode::Probe => {
+                // §7.3: send one probe, then restart the RTO.
+                self.rec.tlp_pending = true;
+                self.set_timer(
+                    super::Timer::Retransmit,
+                    Some(now + self.rtt.backed_off(self.backoff)),
+                );
+                true
+            }
+        }
+    }
+
+    /// Whether a probe waits to go out.
+    pub(super) fn rec_tlp_pending(&self) -> bool {
+        self.rec.tlp_pending
+    }
+
+    /// Whether loss recovery has something to send.
+    pub(super) fn recovery_wants_output(&self) -> bool {
+        self.sack_recovery() || self.rec.tlp_pending
+    }
+
+    /// The tail loss probe (RFC 8985 §7.3): a new segment if the peer's
+    /// window allows, else the last segment sent again.
+    pub(super) fn tlp_output(&mut self, now: Instant) -> Option<Outbound> {
+        self.rec.tlp_pending = false;
+        let data_end = self.data_end();
+        let mss = self.seg_max();
+        let wnd_end = self.snd_una + self.snd_wnd as usize;
+        let avail = (data_end - self.snd_max).max(0) as usize;
+        let usable = (wnd_end - self.snd_max).max(0) as usize;
+        let out = if self.snd_nxt == self.snd_max && avail > 0 && usable > 0 {
+            let seq = self.snd_max;
+            let len = avail.min(usable).min(mss);
+            let out = self.data_segment(seq, len);
+            self.on_sent(now, seq, len, out.ctl == Ctl::Fin);
+            self.rec.tlp_retrans = false;
+            out
+        } else {
+            let top = self.snd_max.min(data_end);
+            if !self.snd_una.lt(top) {
+                return None;
+            }
+            // The last segment as it was sent, if known.
+            let start = match self.rec.rack.last_sent() {
+                Some((start, end)) if end == top && start.lt(end) => start,
+                _ => Seq(top.0.wrapping_sub(mss as u32)),
+            }
+            .max(self.snd_una);
+            let len = ((top - start) as usize).min(mss);
+            self.rec.tlp_retrans = true;
+            self.retransmit(now, start, len)
+        };
+        debug!(parent: &self.span, seq = %out.seq, len = out.payload_len, "tail loss probe");
+        self.rec.tail_loss_probes += 1;
+        self.rec.tlp_end = Some(self.snd_max);
+        self.rec.tlp_dsacked = false;
+        Some(out)
+    }
+
+    // ----- Pacing -----
+
+    /// Whether pacing lets a segment go now; if not, the pacing timer is
+    /// armed for when it may.
+    pub(super) fn pacing_allows(&mut self, now: Instant) -> bool {
+        match self.rec.next_send {
+            Some(at) if self.rec.pacing && at > now => {
+                self.set_timer(super::Timer::Pacing, Some(at));
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// Schedules the next paced segment after `len` bytes went out: one
+    /// segment's time at the controller's pacing rate later. Up to one timer
+    /// tick (1 ms) of credit is kept, so the wheel's granularity does not
+    /// slow a fast sender down.
+    fn pace(&mut self, now: Instant, len: usize) {
+        if !self.rec.pacing || len == 0 {
+            return;
+        }
+        let Some(rate) = self.cc.pacing_rate(self.rtt.srtt()).filter(|&r| r > 0) else {
+            return;
+        };
+        let gap =
+            std::time::Duration::from_nanos((len as u64).saturating_mul(1_000_000_000) / rate);
+        let credit = Instant::from_nanos(now.as_nanos().saturating_sub(1_000_000));
+        let base = self.rec.next_send.unwrap_or(now).max(credit);
+        self.rec.next_send = Some(base + gap);
+    }
+
+    /// Turns pacing on or off.
+    pub(crate) fn set_pacing(&mut self, on: bool) {
+        self.rec.pacing = on;
+        if !on {
+            self.rec.next_send = None;
+            self.set_timer(super::Timer::Pacing, None);
+        }
+    }
+
+    /// Whether pacing is on.
+    pub(crate) fn pacing(&self) -> bool {
+        self.rec.pacing
     }
 
     // ----- The output path -----
@@ -349,6 +643,10 @@ impl Tcb {
     pub(super) fn on_retransmitted(&mut self, len: usize) {
         if len == 0 {
             return;
+        }
+        if !self.rec.sack_on {
+            // Without SACK every retransmission is of a presumed loss.
+            self.rec.lost += len as u64;
         }
         if let Some(n) = self.rec.undo_retrans.as_mut() {
             *n += 1;
@@ -361,8 +659,19 @@ impl Tcb {
 
     /// Bookkeeping after a segment of `len` bytes went out through the
     /// ordinary path (new data, or go-back-N after a timeout).
-    pub(super) fn on_sent_recovery(&mut self, retransmission: bool, len: usize) {
+    pub(super) fn on_sent_recovery(
+        &mut self,
+        now: Instant,
+        seq: Seq,
+        len: usize,
+        retransmission: bool,
+    ) {
         self.rec.flight_hwm = self.rec.flight_hwm.max(self.flight());
+        self.pace(now, len);
+        if self.rec.sack_on {
+            self.rec.rack.on_sent(seq, seq + len, now);
+            self.rearm_loss_timer(now);
+        }
         if retransmission && len > 0 {
             if let Some(n) = self.rec.undo_retrans.as_mut() {
                 *n += 1;
@@ -399,6 +708,7 @@ impl Tcb {
     /// Retransmits [seq, seq + len).
     fn retransmit(&mut self, now: Instant, seq: Seq, len: usize) -> Outbound {
         let out = self.data_segment(seq, len);
+        self.rec.rack.on_sent(seq, seq + len, now);
         self.info.bytes_sent += len as u64;
         self.info.bytes_retrans += len as u64;
         self.on_retransmitted(len);
@@ -416,17 +726,16 @@ impl Tcb {
     pub(super) fn sack_output(&mut self, now: Instant) -> Option<Outbound> {
         let data_end = self.data_end();
         let top = self.snd_max.min(data_end);
-        let mss = self.snd_mss;
+        let mss = self.seg_max();
         if self.rtx_pending {
             // §5 step 3: the first segment presumed lost goes out at once.
             self.rtx_pending = false;
             if let Some((s, len)) = self.rec.scoreboard.next_hole(self.snd_una, top, mss) {
                 self.rec.high_rxt = self.rec.high_rxt.max(s + len);
-                self.rec.lost += len as u64;
                 return Some(self.retransmit(now, s, len));
             }
         }
-        let lost = self.rec.scoreboard.lost_boundary(self.snd_una, mss);
+        let lost = self.lost_boundary();
         let pipe = self
             .rec
             .scoreboard
@@ -439,7 +748,6 @@ impl Tcb {
         // NextSeg rule 1: the first lost hole above HighRxt.
         if let Some((s, len)) = self.rec.scoreboard.next_hole(from, lost.min(top), mss) {
             self.rec.high_rxt = s + len;
-            self.rec.lost += len as u64;
             return Some(self.retransmit(now, s, len));
         }
         // Rule 2: new data, if the receiver's window allows.
@@ -471,6 +779,7 @@ impl Tcb {
         // outstanding unSACKed data; HighRxt stays.
         if self.rec.rescue_rxt.is_none_or(|r| self.snd_una.gt(r))
             && let Some(end) = self.rec.scoreboard.highest_unsacked(self.snd_una, top)
+            && end.gt(self.rec.high_rxt)
         {
             self.rec.rescue_rxt = self.recover;
             let start = Seq(end.0.wrapping_sub(mss as u32)).max(self.snd_una);
@@ -478,6 +787,19 @@ impl Tcb {
             return Some(self.retransmit(now, start, len));
         }
         None
+    }
+
+    /// The most payload a segment may carry: the MSS less the SACK blocks it
+    /// will report (RFC 6691: options come out of the MSS, so a segment never
+    /// outgrows the path).
+    pub(super) fn seg_max(&self) -> usize {
+        if !self.rec.sack_on {
+            return self.snd_mss;
+        }
+        let blocks = (self.rcv_buf.ranges().len() + usize::from(self.rec.sack_rx.has_dsack()))
+            .min(crate::tcp::sack::MAX_BLOCKS - 1);
+        let reserve = if blocks == 0 { 0 } else { 4 + 8 * blocks };
+        self.snd_mss.saturating_sub(reserve).max(1)
     }
 
     /// Adds SACK blocks to an outbound ACK (RFC 2018 §4: in every ACK while
@@ -498,6 +820,12 @@ impl Tcb {
             .map(|&(a, b)| (rcv_nxt + a, rcv_nxt + b))
             .collect();
         out.sack_blocks = self.rec.sack_rx.blocks(rcv_nxt, &held);
+        // Never more than fit beside the payload within the MSS.
+        let room = self.snd_mss.saturating_sub(out.payload_len);
+        let fit = room.saturating_sub(4) / 8;
+        for b in out.sack_blocks.iter_mut().skip(fit) {
+            *b = None;
+        }
     }
 
     // ----- The receive path -----

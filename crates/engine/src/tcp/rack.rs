@@ -1,0 +1,281 @@
+//! RACK-TLP (RFC 8985): time-based loss detection and tail loss probes.
+//!
+//! [`Rack`] keeps the transmission time of every segment in flight. A
+//! segment is lost when a segment sent after it has been delivered (ACKed or
+//! SACKed) and more than RACK.rtt + RACK.reo_wnd has passed since it was sent
+//! (§6.2). Reordering widens the window (§6.2 step 4). [`Rack::pto`] is the
+//! probe timeout of the tail loss probe (§7.2).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crate::Instant;
+use crate::seq::Seq;
+
+/// One transmitted segment.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    start: Seq,
+    end: Seq,
+    /// When it was last (re)transmitted.
+    xmit: Instant,
+    retransmitted: bool,
+    /// Delivered by a SACK.
+    sacked: bool,
+    /// Marked lost by RACK and not retransmitted since.
+    lost: bool,
+}
+
+/// Most segments tracked; beyond this the oldest detail is dropped (the
+/// scoreboard and the RTO still cover them).
+const MAX_SENT: usize = 1 << 16;
+
+/// The RACK state of one connection (RFC 8985 §5.2).
+#[derive(Debug, Default)]
+pub(crate) struct Rack {
+    sent: VecDeque<Sent>,
+    /// RACK.xmit_ts and RACK.end_seq: the most recently sent delivered segment.
+    xmit_ts: Option<Instant>,
+    end_seq: Seq,
+    /// RACK.rtt: the RTT of that segment.
+    rtt: Duration,
+    /// The minimum RTT seen.
+    min_rtt: Option<Duration>,
+    /// RACK.fack: the highest sequence number delivered.
+    fack: Option<Seq>,
+    /// RACK.reordering_seen.
+    pub reordering_seen: bool,
+    /// RACK.reo_wnd_mult (§6.2 step 4), raised by D-SACKs.
+    reo_wnd_mult: u32,
+}
+
+impl Rack {
+    /// A segment [start, end) went out at `now`.
+    pub(crate) fn on_sent(&mut self, start: Seq, end: Seq, now: Instant) {
+        if !start.lt(end) {
+            return;
+        }
+        let new = self.sent.back().is_none_or(|b| b.end.le(start));
+        if new {
+            if self.sent.len() >= MAX_SENT {
+                self.sent.pop_front();
+            }
+            self.sent.push_back(Sent {
+                start,
+                end,
+                xmit: now,
+                retransmitted: false,
+                sacked: false,
+                lost: false,
+            });
+            return;
+        }
+        for s in self.sent.iter_mut() {
+            if s.start.lt(end) && start.lt(s.end) {
+                s.xmit = now;
+                s.retransmitted = true;
+                s.lost = false;
+            }
+        }
+    }
+
+    /// The highest segment sent: what a tail loss probe resends (§7.3).
+    pub(crate) fn last_sent(&self) -> Option<(Seq, Seq)> {
+        self.sent.back().map(|s| (s.start, s.end))
+    }
+
+    /// An ACK arrived at `now`: everything below `una` is acknowledged and
+    /// `is_sacked` tells which segments above it are SACKed (RFC 8985 §6.2
+    /// steps 1–3, RACK_update for each newly delivered segment).
+    pub(crate) fn on_ack(&mut self, una: Seq, now: Instant, is_sacked: impl Fn(Seq, Seq) -> bool) {
+        let mut delivered = Vec::new();
+        while let Some(front) = self.sent.front() {
+            if front.end.le(una) {
+                let s = self.sent.pop_front().expect("front exists");
+                if !s.sacked {
+                    delivered.push(s);
+                }
+            } else {
+                break;
+            }
+        }
+        for s in self.sent.iter_mut() {
+            if !s.sacked && is_sacked(s.start, s.end) {
+                s.sacked = true;
+                delivered.push(*s);
+            }
+        }
+        for s in delivered {
+            self.update(s, now);
+        }
+    }
+
+    /// RACK_update (§6.2 step 2) and reordering detection (step 3).
+    fn update(&mut self, s: Sent, now: Instant) {
+        let rtt = now - s.xmit;
+        if s.retransmitted && self.min_rtt.is_some_and(|m| rtt < m) {
+            // Probably the ACK of the original transmission: ambiguous.
+            return;
+        }
+        self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
+        match self.fack {
+            Some(f) if s.end.lt(f) && !s.retransmitted => self.reordering_seen = true,
+            Some(f) if f.ge(s.end) => {}
+            _ => self.fack = Some(s.end),
+        }
+        let newer = match self.xmit_ts {
+            None => true,
+            Some(t) => s.xmit > t || (s.xmit == t && s.end.gt(self.end_seq)),
+        };
+        if newer {
+            self.xmit_ts = Some(s.xmit);
+            self.end_seq = s.end;
+            self.rtt = rtt;
+        }
+    }
+
+    /// A D-SACK arrived: the reordering window grows (§6.2 step 4).
+    pub(crate) fn on_dsack(&mut self) {
+        self.reordering_seen = true;
+        self.reo_wnd_mult = (self.reo_wnd_mult + 1).min(16);
+    }
+
+    /// RACK.reo_wnd (§6.2 step 4): zero while no reordering was seen and a
+    /// loss is evident (in recovery, or DupThresh segments SACKed); else a
+    /// quarter of the minimum RTT per multiple, at most SRTT.
+    pub(crate) fn reo_wnd(
+        &self,
+        in_recovery: bool,
+        sacked_segments: usize,
+        srtt: Duration,
+    ) -> Duration {
+        if !self.reordering_seen && (in_recovery || sacked_segments >= super::sack::DUP_THRESH) {
+            return Duration::ZERO;
+        }
+        let min_rtt = self.min_rtt.unwrap_or(srtt);
+        (min_rtt / 4 * self.reo_wnd_mult.max(1)).min(srtt)
+    }
+
+    /// RACK_detect_loss (§6.2 step 5): marks lost every segment sent before
+    /// the most recently delivered one and outstanding for longer than
+    /// RACK.rtt + `reo_wnd`. Returns the newly lost ranges and when to look
+    /// again (the reordering timer), if a segment may yet be lost.
+    pub(crate) fn detect_loss(
+        &mut self,
+        now: Instant,
+        reo_wnd: Duration,
+    ) -> (Vec<(Seq, Seq)>, Option<Instant>) {
+        let mut lost = Vec::new();
+        let mut timer: Option<Instant> = None;
+        let Some(xmit_ts) = self.xmit_ts else {
+            return (lost, None);
+        };
+        for s in self.sent.iter_mut() {
+            if s.sacked || s.lost {
+                continue;
+            }
+            let before = s.xmit < xmit_ts || (s.xmit == xmit_ts && s.end.le(self.end_seq));
+            if !before {
+                continue;
+            }
+            let deadline = s.xmit + self.rtt + reo_wnd;
+            if deadline <= now {
+                s.lost = true;
+                lost.push((s.start, s.end));
+            } else {
+                timer = Some(timer.map_or(deadline, |t| t.max(deadline)));
+            }
+        }
+        (lost, timer)
+    }
+
+    /// The probe timeout (§7.2): 2·SRTT, plus the peer's worst-case delayed
+    /// ACK when only one segment is in flight; 1 s without an RTT sample.
+    pub(crate) fn pto(
+        srtt: Option<Duration>,
+        one_segment: bool,
+        max_ack_delay: Duration,
+    ) -> Duration {
+        match srtt {
+            Some(srtt) => {
+                let mut pto = srtt * 2;
+                if one_segment {
+                    pto += max_ack_delay;
+                }
+                pto.max(Duration::from_millis(10))
+            }
+            None => Duration::from_secs(1),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Instant {
+        Instant::from_millis(n)
+    }
+
+    #[test]
+    fn a_segment_sent_before_a_delivered_one_is_lost_after_rtt_plus_reo_wnd() {
+        let mut r = Rack::default();
+        for i in 0..4u32 {
+            r.on_sent(Seq(i * 100), Seq(i * 100 + 100), ms(u64::from(i)));
+        }
+        // At 50 ms, segment 2 is SACKed (RTT 48 ms): 0 and 1 were sent before it.
+        r.on_ack(Seq(0), ms(50), |s, e| s == Seq(200) && e == Seq(300));
+        let (lost, timer) = r.detect_loss(ms(50), Duration::from_millis(5));
+        assert!(lost.is_empty());
+        // Segment 0: sent at 0, + 48 + 5 = 53 ms; segment 1 at 54 ms.
+        assert_eq!(timer, Some(ms(54)));
+        let (lost, _) = r.detect_loss(ms(53), Duration::from_millis(5));
+        assert_eq!(lost, vec![(Seq(0), Seq(100))]);
+        let (lost, timer) = r.detect_loss(ms(54), Duration::from_millis(5));
+        assert_eq!((lost, timer), (vec![(Seq(100), Seq(200))], None));
+        // Segment 3 was sent after the delivered one: never lost by RACK yet.
+    }
+
+    #[test]
+    fn reordering_is_seen_when_an_older_segment_is_delivered_later() {
+        let mut r = Rack::default();
+        for i in 0..3u32 {
+            r.on_sent(Seq(i * 100), Seq(i * 100 + 100), ms(0));
+        }
+        // No reordering seen: a quarter of the (S)RTT, but none once a loss is evident.
+        assert_eq!(
+            r.reo_wnd(false, 0, Duration::from_millis(40)),
+            Duration::from_millis(10)
+        );
+        assert_eq!(
+            r.reo_wnd(true, 0, Duration::from_millis(40)),
+            Duration::ZERO
+        );
+        assert_eq!(
+            r.reo_wnd(false, 3, Duration::from_millis(40)),
+            Duration::ZERO
+        );
+        r.on_ack(Seq(0), ms(40), |s, _| s == Seq(200));
+        assert!(!r.reordering_seen);
+        r.on_ack(Seq(100), ms(41), |s, _| s == Seq(200));
+        assert!(r.reordering_seen);
+        assert_eq!(
+            r.reo_wnd(true, 3, Duration::from_millis(40)),
+            Duration::from_millis(10)
+        );
+        r.on_dsack();
+        r.on_dsack();
+        assert_eq!(
+            r.reo_wnd(true, 3, Duration::from_millis(40)),
+            Duration::from_millis(20)
+        );
+    }
+
+    #[test]
+    fn pto_is_two_srtt_plus_delayed_ack_for_a_single_segment() {
+        let d = Duration::from_millis;
+        assert_eq!(Rack::pto(Some(d(50)), false, d(200)), d(100));
+        assert_eq!(Rack::pto(Some(d(50)), true, d(200)), d(300));
+        assert_eq!(Rack::pto(None, false, d(200)), Duration::from_secs(1));
+    }
+}

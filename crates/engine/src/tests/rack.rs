@@ -1,0 +1,129 @@
+//! RACK-TLP (RFC 8985): tail loss probes (§7) and time-based loss detection
+//! with the reordering window (§6).
+
+use super::sack::sack_passive;
+use super::*;
+
+/// Segment `i` (1460 bytes) in brief.
+fn b(i: usize) -> (u32, usize, bool) {
+    ((i * 1460) as u32, 1460, false)
+}
+
+#[test]
+fn a_lost_tail_is_probed_after_two_srtt_and_repaired_without_a_timeout() {
+    let mut h = Harness::new();
+    let (c, iss, irs) = sack_passive(&mut h);
+    let base = iss + 1;
+    let s = |i: usize| base + (i * 1460) as u32;
+    let data = pattern(0, 3 * 1460);
+    assert_eq!(h.engine.send(h.now, c, &data), Ok(data.len()));
+    let t0 = h.now;
+    let sent = h.recv_all();
+    assert_eq!(brief(&sent, base), vec![b(0), b(1), b(2)]);
+    // All three are lost. §7.2: PTO = 2·SRTT = 100 ms (more than one segment
+    // in flight), well before the 200 ms RTO; the probe is the last segment.
+    assert_eq!(h.fire_at(t0 + ms(100)), vec![sent[2].clone()]);
+    let info = h.engine.tcp_info(c).unwrap();
+    assert_eq!((info.tail_loss_probes, info.timeouts), (1, 0));
+    // §7.3: after the probe the RTO is restarted.
+    assert_eq!(h.engine.poll_timeout(), Some(h.now + ms(200)));
+    // The probe's ACK SACKs segment 2: RACK finds 0 and 1 lost (sent before
+    // it, RACK.rtt ago) and recovery resends them at once.
+    h.advance(ms(50));
+    h.send(h.peer(irs + 1, s(0)).sack(&[(s(2), s(3))]));
+    assert_eq!(brief(&h.recv_all(), base), vec![b(0), b(1)]);
+    assert_eq!(h.engine.tcp_info(c).unwrap().ca_state, CaState::Recovery);
+    h.advance(ms(50));
+    h.send(h.peer(irs + 1, s(3)));
+    let info = h.engine.tcp_info(c).unwrap();
+    assert_eq!(
+        (info.ca_state, info.timeouts, info.bytes_in_flight),
+        (CaState::Open, 0, 0)
+    );
+    assert_eq!(h.engine.poll_timeout(), None);
+}
+
+#[test]
+fn a_single_segment_waits_for_the_delayed_ack_before_probing() {
+    let mut h = Harness::new();
+    let (c, iss, _irs) = sack_passive(&mut h);
+    h.engine.set_nodelay(c, true).unwrap();
+    assert_eq!(h.engine.send(h.now, c, b"hello"), Ok(5));
+    let t0 = h.now;
+    let sent = h.recv_one();
+    assert_eq!(sent.seq, iss + 1);
+    // §7.2: one segment in flight: PTO = 2·SRTT + WCDelAckT (200 ms) =
+    // 300 ms, later than the 200 ms RTO: the RTO is armed instead.
+    assert_eq!(h.engine.poll_timeout(), Some(t0 + ms(200)));
+    assert_eq!(h.fire_at(t0 + ms(200)), vec![sent]);
+    let info = h.engine.tcp_info(c).unwrap();
+    assert_eq!((info.tail_loss_probes, info.timeouts), (0, 1));
+}
+
+#[test]
+fn a_probe_that_only_duplicates_causes_no_window_reduction() {
+    let mut h = Harness::new();
+    let (c, iss, irs) = sack_passive(&mut h);
+    let base = iss + 1;
+    let s = |i: usize| base + (i * 1460) as u32;
+    let data = pattern(0, 3 * 1460);
+    assert_eq!(h.engine.send(h.now, c, &data), Ok(data.len()));
+    let t0 = h.now;
+    assert_eq!(h.recv_all().len(), 3);
+    // Only the ACKs were slow: the probe goes out, then everything is
+    // acknowledged and the probe reported as a duplicate (§7.4.1).
+    assert_eq!(h.fire_at(t0 + ms(100)).len(), 1);
+    h.send(h.peer(irs + 1, s(3)));
+    h.send(h.peer(irs + 1, s(3)).sack(&[(s(2), s(3))]));
+    let info = h.engine.tcp_info(c).unwrap();
+    assert_eq!(info.tail_loss_probes, 1);
+    assert_eq!((info.cwnd, info.ssthresh), (14_600, usize::MAX));
+}
+
+#[test]
+fn a_probe_that_repaired_a_loss_reduces_the_window() {
+    let mut h = Harness::new();
+    let (c, iss, irs) = sack_passive(&mut h);
+    let base = iss + 1;
+    let s = |i: usize| base + (i * 1460) as u32;
+    let data = pattern(0, 3 * 1460);
+    assert_eq!(h.engine.send(h.now, c, &data), Ok(data.len()));
+    let t0 = h.now;
+    assert_eq!(h.recv_all().len(), 3);
+    // Segment 2 alone was lost; the probe repairs it: the ACK covers it with
+    // no D-SACK. Only an ACK beyond the probe settles it (a D-SACK might
+    // still follow, §7.4.2); then it counts as a loss.
+    assert_eq!(h.fire_at(t0 + ms(100)).len(), 1);
+    h.send(h.peer(irs + 1, s(3)));
+    assert_eq!(h.engine.tcp_info(c).unwrap().ssthresh, usize::MAX);
+    assert_eq!(h.engine.send(h.now, c, b"more"), Ok(4));
+    assert_eq!(h.recv_one().seq, s(3));
+    h.send(h.peer(irs + 1, s(3) + 4));
+    let info = h.engine.tcp_info(c).unwrap();
+    assert_eq!((info.ssthresh, info.timeouts), (10_220, 0));
+}
+
+#[test]
+fn reordering_within_the_window_is_not_loss() {
+    let mut h = Harness::new();
+    let (c, iss, irs) = sack_passive(&mut h);
+    let base = iss + 1;
+    let s = |i: usize| base + (i * 1460) as u32;
+    let data = pattern(0, 4 * 1460);
+    assert_eq!(h.engine.send(h.now, c, &data), Ok(data.len()));
+    let t0 = h.now;
+    assert_eq!(h.recv_all().len(), 4);
+    // Segment 1 arrives first, 50 ms later: 0 may just be late. RACK waits
+    // RACK.rtt + reo_wnd (min RTT / 4 = 12.5 ms) from its transmission.
+    h.advance(ms(50));
+    h.send(h.peer(irs + 1, s(0)).sack(&[(s(1), s(2))]));
+    h.recv_none();
+    assert_eq!(h.engine.poll_timeout(), Some(t0 + ms(63)));
+    // 0 arrives within the window: nothing was lost, and reordering is seen.
+    h.advance(ms(5));
+    h.send(h.peer(irs + 1, s(2)));
+    h.send(h.peer(irs + 1, s(4)));
+    let info = h.engine.tcp_info(c).unwrap();
+    assert_eq!((info.bytes_retrans, info.fast_retransmits), (0, 0));
+    assert_eq!(info.ca_state, CaState::Open);
+}
