@@ -22,4 +22,4 @@ mod stack;
 
 pub use stack::{EnterGuard, Scoped, Stack, StackBuilder};
 pub use synack_device::{self as device, Device};
-pub use synack_engine::{self as engine, Config, State, Stats, TcpInfo};
+pub use synack_engine::{self as engine, Config, Keepalive, State, Stats, TcpInfo};

@@ -81,6 +81,13 @@ macro_rules! parity {
                 assert_eq!(ttl, 64);
                 let () = c.set_ttl(7)?;
                 assert_eq!(c.ttl()?, 7);
+                let quickack: bool = c.quickack()?;
+                let () = c.set_quickack(!quickack)?;
+                assert_eq!(c.quickack()?, !quickack);
+                let linger: Option<std::time::Duration> = c.linger()?;
+                assert_eq!(linger, None);
+                let () = c.set_zero_linger()?;
+                assert_eq!(c.linger()?, Some(std::time::Duration::ZERO));
                 Ok(())
             }
 
@@ -302,6 +309,12 @@ macro_rules! parity {
                 let () = sock.set_nodelay(true)?;
                 let nodelay: bool = sock.nodelay()?;
                 assert!(nodelay);
+                let () = sock.set_keepalive(true)?;
+                let keepalive: bool = sock.keepalive()?;
+                assert!(keepalive);
+                let () = sock.set_zero_linger()?;
+                let linger: Option<std::time::Duration> = sock.linger()?;
+                assert_eq!(linger, Some(std::time::Duration::ZERO));
                 let err: Option<io::Error> = sock.take_error()?;
                 assert!(err.is_none());
                 let () = sock.bind(SocketAddr::new(env.ip, 0))?;

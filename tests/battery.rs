@@ -461,6 +461,53 @@ macro_rules! battery {
                 assert_eq!(peer.port(), port);
                 Ok(())
             }
+
+            /// `set_zero_linger`: dropping the stream resets the connection, so
+            /// the peer's read fails with `ConnectionReset` instead of EOF.
+            #[tokio::test]
+            async fn zero_linger_resets_on_drop() -> io::Result<()> {
+                let env = env();
+                let (c, mut s) = pair(&env).await?;
+                assert_eq!(c.linger()?, None);
+                c.set_zero_linger()?;
+                assert_eq!(c.linger()?, Some(std::time::Duration::ZERO));
+                drop(c);
+                let mut buf = [0u8; 16];
+                let err = env
+                    .server(s.read(&mut buf))
+                    .await
+                    .expect_err("read after the peer's zero-linger close");
+                assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+                Ok(())
+            }
+
+            /// `TCP_QUICKACK` reads back as set, and data still flows.
+            #[tokio::test]
+            async fn quickack_reads_back() -> io::Result<()> {
+                let env = env();
+                let (mut c, mut s) = pair(&env).await?;
+                c.set_quickack(true)?;
+                assert!(c.quickack()?);
+                s.write_all(b"ping").await?;
+                let mut buf = [0u8; 4];
+                c.read_exact(&mut buf).await?;
+                assert_eq!(&buf, b"ping");
+                Ok(())
+            }
+
+            /// `SO_KEEPALIVE` and `SO_LINGER` on a `TcpSocket` read back as set.
+            #[tokio::test]
+            async fn socket_keepalive_and_linger() -> io::Result<()> {
+                let env = env();
+                let sock = env.client(async { TcpSocket::new_v4() }).await?;
+                assert!(!sock.keepalive()?);
+                sock.set_keepalive(true)?;
+                assert!(sock.keepalive()?);
+                assert_eq!(sock.linger()?, None);
+                sock.set_zero_linger()?;
+                assert_eq!(sock.linger()?, Some(std::time::Duration::ZERO));
+                Ok(())
+            }
         }
     };
 }

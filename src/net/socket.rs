@@ -4,7 +4,9 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Mutex;
 
-use synack_engine::SocketOptions;
+use std::time::Duration;
+
+use synack_engine::{Keepalive, SocketOptions};
 
 use crate::error::{ipv6_unsupported, to_io};
 use crate::net::{TcpListener, TcpStream};
@@ -140,6 +142,35 @@ impl TcpSocket {
     /// Whether `TCP_NODELAY` is set.
     pub fn nodelay(&self) -> io::Result<bool> {
         Ok(self.state().opts.nodelay)
+    }
+
+    /// `SO_KEEPALIVE` for the connection this socket becomes (or every
+    /// connection the listener accepts), with Linux's default idle time,
+    /// interval and count ([`Keepalive::default`]).
+    pub fn set_keepalive(&self, keepalive: bool) -> io::Result<()> {
+        self.state().opts.keepalive = keepalive.then(Keepalive::default);
+        Ok(())
+    }
+
+    /// Whether `SO_KEEPALIVE` is set.
+    pub fn keepalive(&self) -> io::Result<bool> {
+        Ok(self.state().opts.keepalive.is_some())
+    }
+
+    /// Sets `SO_LINGER` (see [`TcpStream::set_linger`]).
+    pub fn set_linger(&self, dur: Option<Duration>) -> io::Result<()> {
+        self.state().opts.linger = dur;
+        Ok(())
+    }
+
+    /// `SO_LINGER` of zero: closing the stream this socket becomes resets it.
+    pub fn set_zero_linger(&self) -> io::Result<()> {
+        self.set_linger(Some(Duration::ZERO))
+    }
+
+    /// The `SO_LINGER` setting.
+    pub fn linger(&self) -> io::Result<Option<Duration>> {
+        Ok(self.state().opts.linger)
     }
 
     /// The address bound, or `0.0.0.0:0` before [`bind`](TcpSocket::bind), as

@@ -8,7 +8,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use synack_engine::{Engine, Error, Instant, Readiness, SocketHandle, SocketOptions, TcpInfo};
+use std::time::Duration;
+
+use synack_engine::{
+    Engine, Error, Instant, Keepalive, Readiness, SocketHandle, SocketOptions, TcpInfo,
+};
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf, Ready};
 
 use crate::error::{ipv6_unsupported, to_io};
@@ -497,6 +501,81 @@ impl TcpStream {
         let ttl = u8::try_from(ttl).map_err(|_| to_io(Error::InvalidInput))?;
         let mut st = self.handle.shared.lock();
         st.engine.set_ttl(self.socket, ttl).map_err(to_io)
+    }
+
+    /// Whether `TCP_QUICKACK` is on: every data segment acknowledged at once
+    /// instead of delayed (RFC 1122 §4.2.3.2). The first segments of a
+    /// connection are acknowledged at once anyway, as on Linux.
+    pub fn quickack(&self) -> io::Result<bool> {
+        let st = self.handle.shared.lock();
+        st.engine.quickack(self.socket).map_err(to_io)
+    }
+
+    /// Turns `TCP_QUICKACK` on or off. Unlike Linux, where the kernel may turn
+    /// it off again by itself, the setting stays until changed.
+    pub fn set_quickack(&self, quickack: bool) -> io::Result<()> {
+        let mut st = self.handle.shared.lock();
+        st.engine.set_quickack(self.socket, quickack).map_err(to_io)
+    }
+
+    /// The `SO_LINGER` setting.
+    pub fn linger(&self) -> io::Result<Option<Duration>> {
+        let st = self.handle.shared.lock();
+        st.engine.linger(self.socket).map_err(to_io)
+    }
+
+    /// Sets `SO_LINGER`. `Some(Duration::ZERO)` makes dropping the stream reset
+    /// the connection (RST) at once; any other value closes gracefully, since
+    /// the drop never blocks (tokio deprecates this for the kernel's blocking
+    /// close; prefer [`set_zero_linger`](TcpStream::set_zero_linger)).
+    pub fn set_linger(&self, dur: Option<Duration>) -> io::Result<()> {
+        let mut st = self.handle.shared.lock();
+        st.engine.set_linger(self.socket, dur).map_err(to_io)
+    }
+
+    /// `SO_LINGER` of zero: dropping the stream sends RST and frees the
+    /// connection at once, with no FIN and no TIME-WAIT.
+    pub fn set_zero_linger(&self) -> io::Result<()> {
+        self.set_linger(Some(Duration::ZERO))
+    }
+
+    /// The keepalive settings, `None` when off (synack-specific: tokio reaches
+    /// these through `socket2`).
+    pub fn keepalive(&self) -> io::Result<Option<Keepalive>> {
+        let st = self.handle.shared.lock();
+        st.engine.keepalive(self.socket).map_err(to_io)
+    }
+
+    /// Turns keepalive (RFC 1122 §4.2.3.6) on with these idle, interval and
+    /// count settings, or off. A zero idle time, interval or count is
+    /// `InvalidInput`.
+    pub fn set_keepalive(&self, keepalive: Option<Keepalive>) -> io::Result<()> {
+        let shared = &self.handle.shared;
+        let wake = {
+            let mut st = shared.lock();
+            let now = shared.now();
+            st.engine
+                .set_keepalive(now, self.socket, keepalive)
+                .map_err(to_io)?;
+            st.after_call(now)
+        };
+        wake.run();
+        Ok(())
+    }
+
+    /// `TCP_USER_TIMEOUT` (RFC 5482): the connection fails with `TimedOut` when
+    /// sent data stays unacknowledged this long. `None`: the retry limits apply.
+    pub fn user_timeout(&self) -> io::Result<Option<Duration>> {
+        let st = self.handle.shared.lock();
+        st.engine.user_timeout(self.socket).map_err(to_io)
+    }
+
+    /// Sets (or clears) `TCP_USER_TIMEOUT`.
+    pub fn set_user_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        let mut st = self.handle.shared.lock();
+        st.engine
+            .set_user_timeout(self.socket, timeout)
+            .map_err(to_io)
     }
 
     /// Splits the stream into a read half and a write half borrowing it, which

@@ -1025,6 +1025,10 @@ impl Engine {
         let mut tcb = Tcb::accept_syn(&cfg, local, remote, iss, self.iface.mtu, seg);
         tcb.nodelay = opts.nodelay;
         tcb.reuseaddr = opts.reuseaddr;
+        // Accepted connections inherit the listener's keepalive and linger
+        // (as Linux copies the socket options to the child).
+        tcb.keepalive = opts.keepalive;
+        tcb.linger = opts.linger;
         tcb.start(now, &cfg, self.secret.ts_offset(local, remote));
         tcb.parent = Some(lh);
         let h = self.alloc_slot(Socket::Conn(Box::new(tcb)));

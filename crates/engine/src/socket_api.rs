@@ -29,6 +29,12 @@ pub struct SocketOptions {
     /// connections (for instance one in TIME-WAIT) still use, if they set it
     /// too; a listener always conflicts. Accepted connections inherit it.
     pub reuseaddr: bool,
+    /// `SO_KEEPALIVE` with its `TCP_KEEPIDLE`/`TCP_KEEPINTVL`/`TCP_KEEPCNT`
+    /// settings; `None`: off (see [`Engine::set_keepalive`]).
+    pub keepalive: Option<crate::Keepalive>,
+    /// `SO_LINGER` (see [`Engine::set_linger`]): `Some(Duration::ZERO)` makes
+    /// close reset the connection.
+    pub linger: Option<std::time::Duration>,
 }
 
 /// Readiness of a socket by direction, as `epoll` reports it.
@@ -164,6 +170,9 @@ impl Engine {
         let tcb = self.tcb_mut(h)?;
         tcb.nodelay = opts.nodelay;
         tcb.reuseaddr = opts.reuseaddr;
+        // Keepalive arms itself once the connection is established.
+        tcb.keepalive = opts.keepalive;
+        tcb.linger = opts.linger;
         Ok(h)
     }
 
