@@ -82,6 +82,9 @@ pub(crate) struct Recovery {
     /// The peer's longest delayed ACK, added to the PTO of a lone segment.
     max_ack_delay: std::time::Duration,
 
+    /// An RTT sample from RACK's record of the last ACK.
+    ack_rtt: Option<std::time::Duration>,
+
     // Pacing.
     pacing: bool,
     /// When the next paced segment may go.
@@ -130,6 +133,7 @@ impl Recovery {
             tlp_dsacked: false,
             // RFC 8985 §7.2: WCDelAckT, 200 ms, unless the peer is known better.
             max_ack_delay: std::time::Duration::from_millis(200),
+            ack_rtt: None,
             pacing: cfg.pacing,
             next_send: None,
         }
@@ -180,7 +184,6 @@ impl Tcb {
         ack: Seq,
         blocks: &[Option<(Seq, Seq)>; 3],
     ) -> usize {
-        let _ = now;
         if !self.rec.sack_on {
             return 0;
         }
@@ -197,6 +200,20 @@ impl Tcb {
         if let Some((left, right)) = update.dsack {
             self.on_dsack(left, right);
         }
+        if self.rec.scoreboard.sacked_end(una).is_some() {
+            // SND.UNA itself SACKed but not acknowledged: the receiver
+            // dropped data it had SACKed (RFC 2018 §8): forget the blocks.
+            debug!(parent: &self.span, "SACK reneging");
+            self.rec.scoreboard.clear();
+        }
+        // RACK's view of what was delivered (RFC 8985 §6.2), and an RTT
+        // sample per ACK for the controller.
+        let any_sacked = !self.rec.scoreboard.is_empty();
+        let scoreboard = &self.rec.scoreboard;
+        self.rec.ack_rtt = self
+            .rec
+            .rack
+            .on_ack(una, now, any_sacked, |l, r| scoreboard.covers(l, r));
         update.newly_sacked
     }
 
@@ -319,6 +336,7 @@ impl Tcb {
                 // keeps cwnd at (about) twice what it has in flight.
                 let used = self.rec.flight_hwm.max(self.rec.last_round_hwm);
                 let app_limited = used.saturating_mul(2) < self.cc.cwnd();
+                let rtt = rtt.or(self.rec.ack_rtt.take());
                 self.cc.on_ack(&AckEvent {
                     acked,
                     rtt,
@@ -418,11 +436,13 @@ impl Tcb {
             return;
         }
         self.tlp_process_ack(now, ack, dup);
-        let scoreboard = &self.rec.scoreboard;
-        self.rec
-            .rack
-            .on_ack(self.snd_una, now, |l, r| scoreboard.covers(l, r));
-        self.rack_detect(now);
+        if self.rec.scoreboard.is_empty() && self.rec.ca_state == CaState::Open {
+            // Nothing SACKed: all that was delivered was acknowledged in
+            // order, so nothing sent before it can be outstanding.
+            self.rec.reo_timer = None;
+        } else {
+            self.rack_detect(now);
+        }
         self.rearm_loss_timer(now);
     }
 
