@@ -967,7 +967,8 @@ impl Tcb {
         self.backoff = (self.backoff + 1).min(16);
         // RFC 5681 §3.1 eq. 4 and Karn's rule (no RTT sample from a retransmission).
         if self.state.is_synchronized() {
-            self.cc.on_rto(now, self.flight());
+            let first = self.rto_is_first();
+            self.cc.on_rto(now, self.flight(), first);
             self.on_rto_recovery(now);
         }
         self.recover = None;

@@ -400,6 +400,13 @@ impl Tcb {
         }
     }
 
+    /// Whether a timeout starts a new loss episode: not when the window was
+    /// already reduced for this one (a repeated timeout, or one during fast
+    /// recovery), as Linux's `tcp_enter_loss`.
+    pub(super) fn rto_is_first(&self) -> bool {
+        !matches!(self.rec.ca_state, CaState::Recovery | CaState::Loss)
+    }
+
     /// Loss-recovery bookkeeping of a retransmission timeout (RFC 6298 §5.4,
     /// RFC 6675 §5.1): the controller has reduced the window already.
     pub(super) fn on_rto_recovery(&mut self, _now: Instant) {
