@@ -757,6 +757,7 @@ impl Tcb {
         let old_wnd = self.snd_wnd;
         // SACK blocks first (RFC 6675 §5): they tell what the ACK delivered.
         let newly_sacked = self.on_sack_blocks(now, ack, &seg.sack_blocks);
+        let old_una = self.snd_una;
         let mut dup = false;
         if ack.gt(self.snd_una) {
             self.on_new_ack(now, ack);
@@ -781,7 +782,7 @@ impl Tcb {
         }
         self.update_persist(now);
         // RACK (RFC 8985 §6.2) and the loss-detection timer.
-        self.after_ack_recovery(now, ack, dup);
+        self.after_ack_recovery(now, ack, old_una, dup);
         true
     }
 

@@ -82,6 +82,8 @@ pub(crate) struct Recovery {
     /// The peer's longest delayed ACK, added to the PTO of a lone segment.
     max_ack_delay: std::time::Duration,
 
+    /// F-RTO's progress after a timeout (RFC 5682).
+    frto: Frto,
     /// An RTT sample from RACK's record of the last ACK.
     ack_rtt: Option<std::time::Duration>,
 
@@ -89,6 +91,18 @@ pub(crate) struct Recovery {
     pacing: bool,
     /// When the next paced segment may go.
     next_send: Option<Instant>,
+}
+
+/// The steps of F-RTO (RFC 5682 §2.1) after a retransmission timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Frto {
+    /// Not running: conventional recovery.
+    Off,
+    /// The first segment was retransmitted; waiting for the first ACK.
+    AwaitFirstAck { recover: Seq },
+    /// Two new segments went out instead of retransmissions; waiting for
+    /// the second ACK to tell a spurious timeout from a real one.
+    AwaitSecondAck,
 }
 
 /// What the connection's retransmission timer is armed for.
@@ -134,6 +148,7 @@ impl Recovery {
             // RFC 8985 §7.2: WCDelAckT, 200 ms, unless the peer is known better.
             max_ack_delay: std::time::Duration::from_millis(200),
             ack_rtt: None,
+            frto: Frto::Off,
             pacing: cfg.pacing,
             next_send: None,
         }
@@ -410,6 +425,15 @@ impl Tcb {
     /// Loss-recovery bookkeeping of a retransmission timeout (RFC 6298 §5.4,
     /// RFC 6675 §5.1): the controller has reduced the window already.
     pub(super) fn on_rto_recovery(&mut self, _now: Instant) {
+        // F-RTO (RFC 5682 §2.1 step 1) for a first timeout without SACK (with
+        // SACK, D-SACK and RACK do this job).
+        self.rec.frto = if !self.rec.sack_on && self.rto_is_first() {
+            Frto::AwaitFirstAck {
+                recover: self.snd_max,
+            }
+        } else {
+            Frto::Off
+        };
         let top = self.snd_max.min(self.data_end());
         self.rec.lost += self.rec.scoreboard.unsacked_bytes(self.snd_una, top) as u64;
         if self.rec.ca_state != CaState::Loss {
@@ -422,6 +446,58 @@ impl Tcb {
         self.rec.rescue_rxt = None;
         self.rec.tlp_end = None;
         self.rec.tlp_pending = false;
+    }
+
+    // ----- F-RTO (RFC 5682) -----
+
+    /// F-RTO's steps 2 and 3 on an acceptable ACK after a timeout.
+    fn frto_on_ack(&mut self, advanced: bool, dup: bool) {
+        match self.rec.frto {
+            Frto::Off => {}
+            Frto::AwaitFirstAck { recover } => {
+                // Step 2: a duplicate ACK, or one for everything outstanding,
+                // decides nothing: conventional recovery (step 2a).
+                if dup || self.snd_una.ge(recover) {
+                    self.rec.frto = Frto::Off;
+                    return;
+                }
+                if !advanced {
+                    return;
+                }
+                // Step 2b: new data acknowledged, not the retransmission
+                // alone perhaps: send two new segments instead of going back.
+                let data_end = self.data_end();
+                let wnd_end = self.snd_una + self.snd_wnd as usize;
+                if self.snd_max.lt(data_end) && self.snd_max.lt(wnd_end) {
+                    self.snd_nxt = self.snd_max;
+                    self.rec.recovery_cwnd = Some(self.flight() + 2 * self.snd_mss);
+                    self.rec.frto = Frto::AwaitSecondAck;
+                } else {
+                    self.rec.frto = Frto::Off;
+                }
+            }
+            Frto::AwaitSecondAck => {
+                if !(dup || advanced) {
+                    return;
+                }
+                self.rec.frto = Frto::Off;
+                self.rec.recovery_cwnd = None;
+                if advanced {
+                    // Step 3b: data never retransmitted was acknowledged: the
+                    // timeout was spurious (RFC 5682 §2.1); undo the reduction
+                    // (the response of RFC 4015 §4).
+                    debug!(parent: &self.span, "F-RTO: spurious timeout");
+                    self.rec.undo_retrans = None;
+                    self.undo_reduction();
+                    self.rec.ca_state = CaState::Open;
+                } else {
+                    // Step 3a: a duplicate ACK: the timeout was real; go back
+                    // to the first unacknowledged segment.
+                    debug!(parent: &self.span, "F-RTO: timeout was real");
+                    self.snd_nxt = self.snd_una;
+                }
+            }
+        }
     }
 
     // ----- RACK-TLP (RFC 8985) -----
@@ -438,7 +514,8 @@ impl Tcb {
 
     /// After an acceptable ACK: RACK's loss detection (RFC 8985 §6.2) and
     /// re-arming the loss-detection timer.
-    pub(super) fn after_ack_recovery(&mut self, now: Instant, ack: Seq, dup: bool) {
+    pub(super) fn after_ack_recovery(&mut self, now: Instant, ack: Seq, old_una: Seq, dup: bool) {
+        self.frto_on_ack(self.snd_una.gt(old_una), dup);
         if !self.rec.sack_on || !self.state.is_synchronized() {
             return;
         }
