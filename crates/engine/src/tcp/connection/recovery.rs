@@ -425,9 +425,9 @@ impl Tcb {
     /// Loss-recovery bookkeeping of a retransmission timeout (RFC 6298 §5.4,
     /// RFC 6675 §5.1): the controller has reduced the window already.
     pub(super) fn on_rto_recovery(&mut self, _now: Instant) {
-        // F-RTO (RFC 5682 §2.1 step 1) for a first timeout without SACK (with
-        // SACK, D-SACK and RACK do this job).
-        self.rec.frto = if !self.rec.sack_on && self.rto_is_first() {
+        // F-RTO (RFC 5682 §2.1 step 1) after the first timeout of an episode
+        // (with SACK too, as Linux's default; D-SACK undo works as well).
+        self.rec.frto = if self.rto_is_first() {
             Frto::AwaitFirstAck {
                 recover: self.snd_max,
             }
@@ -466,6 +466,8 @@ impl Tcb {
                 }
                 // Step 2b: new data acknowledged, not the retransmission
                 // alone perhaps: send two new segments instead of going back.
+                // Without new data to send, or room in the peer's window,
+                // the recommended action is conventional recovery.
                 let data_end = self.data_end();
                 let wnd_end = self.snd_una + self.snd_wnd as usize;
                 if self.snd_max.lt(data_end) && self.snd_max.lt(wnd_end) {
