@@ -960,6 +960,7 @@ impl Tcb {
         let old_wnd = self.snd_wnd;
         // SACK blocks first (RFC 6675 §5): they tell what the ACK delivered.
         let newly_sacked = self.on_sack_blocks(now, ack, &seg.sack_blocks);
+        let old_una = self.snd_una;
         let mut dup = false;
         if ack.gt(self.snd_una) {
             self.on_new_ack(now, ack);
@@ -984,7 +985,7 @@ impl Tcb {
         }
         self.update_persist(now);
         // RACK (RFC 8985 §6.2) and the loss-detection timer.
-        self.after_ack_recovery(now, ack, dup);
+        self.after_ack_recovery(now, ack, old_una, dup);
         true
     }
 
@@ -1283,7 +1284,8 @@ impl Tcb {
         self.backoff = (self.backoff + 1).min(16);
         // RFC 5681 §3.1 eq. 4 and Karn's rule (no RTT sample from a retransmission).
         if self.state.is_synchronized() {
-            self.cc.on_rto(now, self.flight());
+            let first = self.rto_is_first();
+            self.cc.on_rto(now, self.flight(), first);
             self.on_rto_recovery(now);
         }
         self.recover = None;

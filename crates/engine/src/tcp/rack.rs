@@ -84,10 +84,18 @@ impl Rack {
         self.sent.back().map(|s| (s.start, s.end))
     }
 
-    /// An ACK arrived at `now`: everything below `una` is acknowledged and
-    /// `is_sacked` tells which segments above it are SACKed (RFC 8985 §6.2
-    /// steps 1–3, RACK_update for each newly delivered segment).
-    pub(crate) fn on_ack(&mut self, una: Seq, now: Instant, is_sacked: impl Fn(Seq, Seq) -> bool) {
+    /// An ACK arrived at `now`: everything below `una` is acknowledged and,
+    /// if `any_sacked`, `is_sacked` tells which segments above it are SACKed
+    /// (RFC 8985 §6.2 steps 1–3, RACK_update for each newly delivered
+    /// segment). Returns an RTT sample from the newest delivered segment that
+    /// was never retransmitted (Karn), if any.
+    pub(crate) fn on_ack(
+        &mut self,
+        una: Seq,
+        now: Instant,
+        any_sacked: bool,
+        is_sacked: impl Fn(Seq, Seq) -> bool,
+    ) -> Option<Duration> {
         let mut delivered = Vec::new();
         while let Some(front) = self.sent.front() {
             if front.end.le(una) {
@@ -99,15 +107,23 @@ impl Rack {
                 break;
             }
         }
-        for s in self.sent.iter_mut() {
-            if !s.sacked && is_sacked(s.start, s.end) {
-                s.sacked = true;
-                delivered.push(*s);
+        if any_sacked {
+            for s in self.sent.iter_mut() {
+                if !s.sacked && is_sacked(s.start, s.end) {
+                    s.sacked = true;
+                    delivered.push(*s);
+                }
             }
         }
+        let sample = delivered
+            .iter()
+            .filter(|s| !s.retransmitted)
+            .max_by_key(|s| s.xmit)
+            .map(|s| now - s.xmit);
         for s in delivered {
             self.update(s, now);
         }
+        sample
     }
 
     /// RACK_update (§6.2 step 2) and reordering detection (step 3).
@@ -224,7 +240,8 @@ mod tests {
             r.on_sent(Seq(i * 100), Seq(i * 100 + 100), ms(u64::from(i)));
         }
         // At 50 ms, segment 2 is SACKed (RTT 48 ms): 0 and 1 were sent before it.
-        r.on_ack(Seq(0), ms(50), |s, e| s == Seq(200) && e == Seq(300));
+        let rtt = r.on_ack(Seq(0), ms(50), true, |s, e| s == Seq(200) && e == Seq(300));
+        assert_eq!(rtt, Some(Duration::from_millis(48)));
         let (lost, timer) = r.detect_loss(ms(50), Duration::from_millis(5));
         assert!(lost.is_empty());
         // Segment 0: sent at 0, + 48 + 5 = 53 ms; segment 1 at 54 ms.
@@ -255,9 +272,9 @@ mod tests {
             r.reo_wnd(false, 3, Duration::from_millis(40)),
             Duration::ZERO
         );
-        r.on_ack(Seq(0), ms(40), |s, _| s == Seq(200));
+        r.on_ack(Seq(0), ms(40), true, |s, _| s == Seq(200));
         assert!(!r.reordering_seen);
-        r.on_ack(Seq(100), ms(41), |s, _| s == Seq(200));
+        r.on_ack(Seq(100), ms(41), true, |s, _| s == Seq(200));
         assert!(r.reordering_seen);
         assert_eq!(
             r.reo_wnd(true, 3, Duration::from_millis(40)),

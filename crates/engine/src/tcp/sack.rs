@@ -36,6 +36,11 @@ pub(crate) struct SackUpdate {
 const MAX_SCOREBOARD: usize = 64;
 
 impl Scoreboard {
+    /// Forgets every block: the receiver reneged (RFC 2018 §8).
+    pub(crate) fn clear(&mut self) {
+        self.blocks.clear();
+    }
+
     /// Whether nothing is SACKed.
     pub(crate) fn is_empty(&self) -> bool {
         self.blocks.is_empty()

@@ -230,3 +230,66 @@ fn a_spurious_timeout_is_undone_when_its_retransmission_comes_back_as_dsack() {
     assert_eq!(info.ca_state, CaState::Open);
     assert_eq!(info.timeouts, 1);
 }
+
+/// A passive open without SACK whose peer offers four segments of window;
+/// `data` is written and the first four segments go out. Returns (connection,
+/// ISS, IRS, the time they went out).
+fn frto_setup(h: &mut Harness, data: &[u8]) -> (SocketHandle, u32, u32, Instant) {
+    let (_l, c, iss, irs) = h.established_passive();
+    h.send(h.peer(irs + 1, iss + 1).win(4 * 1460));
+    assert_eq!(h.engine.send(h.now, c, data), Ok(data.len()));
+    assert_eq!(
+        brief(&h.recv_all(), iss + 1),
+        (0..4).map(b).collect::<Vec<_>>()
+    );
+    (c, iss, irs, h.now)
+}
+
+fn b(i: usize) -> (u32, usize, bool) {
+    ((i * 1460) as u32, 1460, false)
+}
+
+#[test]
+fn frto_detects_a_spurious_timeout_and_undoes_it() {
+    let mut h = Harness::new();
+    let data = pattern(0, 8 * 1460);
+    let (c, iss, irs, t0) = frto_setup(&mut h, &data);
+    let s = |i: usize| iss + 1 + (i * 1460) as u32;
+    // The path stalls: the RTO (200 ms) resends segment 0.
+    assert_eq!(brief(&h.fire_at(t0 + ms(200)), iss + 1), vec![b(0)]);
+    assert_eq!(h.engine.tcp_info(c).unwrap().cwnd, 1460);
+    // RFC 5682 §2.1 step 2b: the first ACK acknowledges new data (the
+    // originals of 0 and 1 arrived late): two new segments go out instead
+    // of retransmissions.
+    h.send(h.peer(irs + 1, s(2)).win(4 * 1460));
+    assert_eq!(brief(&h.recv_all(), iss + 1), vec![b(4), b(5)]);
+    // Step 3b: the second ACK acknowledges data never retransmitted: the
+    // timeout was spurious; the window is restored and new data flows on.
+    h.send(h.peer(irs + 1, s(4)).win(4 * 1460));
+    let info = h.engine.tcp_info(c).unwrap();
+    assert_eq!(info.spurious_undos, 1);
+    assert_eq!((info.cwnd, info.ssthresh), (14_600, usize::MAX));
+    assert_eq!(info.ca_state, CaState::Open);
+    assert_eq!(brief(&h.recv_all(), iss + 1), vec![b(6), b(7)]);
+    assert_eq!(h.engine.tcp_info(c).unwrap().bytes_retrans, 1460);
+}
+
+#[test]
+fn frto_falls_back_to_go_back_n_when_the_timeout_was_real() {
+    let mut h = Harness::new();
+    let data = pattern(0, 8 * 1460);
+    let (c, iss, irs, t0) = frto_setup(&mut h, &data);
+    let s = |i: usize| iss + 1 + (i * 1460) as u32;
+    assert_eq!(brief(&h.fire_at(t0 + ms(200)), iss + 1), vec![b(0)]);
+    // Segments 1–3 were lost: the retransmission of 0 is acknowledged, two
+    // new segments go out (step 2b; the peer's window now reaches them),
+    // and they bring duplicate ACKs.
+    h.send(h.peer(irs + 1, s(1)).win(5 * 1460));
+    assert_eq!(brief(&h.recv_all(), iss + 1), vec![b(4), b(5)]);
+    h.send(h.peer(irs + 1, s(1)).win(5 * 1460));
+    // Step 3a: the timeout was real: go-back-N from segment 1 with the
+    // reduced window (two segments after one ACK in slow start).
+    assert_eq!(brief(&h.recv_all(), iss + 1), vec![b(1), b(2)]);
+    let info = h.engine.tcp_info(c).unwrap();
+    assert_eq!((info.spurious_undos, info.ssthresh), (0, 10_220));
+}

@@ -20,8 +20,12 @@ const SERIALIZE: Duration = Duration::from_nanos(1500 * 8 * 10);
 enum Fate {
     Deliver,
     Drop,
-    /// Delivered this much later than usual (reordering).
+    /// Delivered this much later than usual, overtaken by what follows
+    /// (reordering).
     Delay(Duration),
+    /// Held until this long after the start, then delivered in order (a
+    /// stalled path).
+    HoldUntil(Duration),
 }
 
 /// A data segment from A as the link sees it.
@@ -32,6 +36,8 @@ struct DataSeg {
     /// 0 for new data (beyond all sent before), then 1, 2, … for each
     /// retransmission of this offset.
     transmission: u32,
+    /// When it was sent, since the start.
+    at: Duration,
 }
 
 /// The outcome of one transfer.
@@ -64,8 +70,10 @@ fn transfer(config: Config, total: usize, mut fate: impl FnMut(DataSeg) -> Fate)
     let mut seen: BTreeMap<usize, u32> = BTreeMap::new();
     // The end of the data A has sent so far (stream offset).
     let mut sent_end = 0usize;
-    // When A's side of the link is free again.
+    // When A's side of the link is free again, and when the last packet
+    // that keeps its place in the queue arrives at B.
     let mut wire_free = start;
+    let mut last_to_b = start;
     let mut out = Outcome::default();
     let mut buf = vec![0u8; 1500];
     let mut rbuf = vec![0u8; 64 * 1024];
@@ -105,6 +113,7 @@ fn transfer(config: Config, total: usize, mut fate: impl FnMut(DataSeg) -> Fate)
             let seg = parse(&p);
             wire_free = wire_free.max(now) + SERIALIZE;
             let mut at = wire_free + DELAY;
+            let mut in_order = true;
             if !seg.payload.is_empty() {
                 let offset = seg.seq.wrapping_sub(iss.0.wrapping_add(1)) as usize;
                 let new = offset >= sent_end;
@@ -116,6 +125,7 @@ fn transfer(config: Config, total: usize, mut fate: impl FnMut(DataSeg) -> Fate)
                 let ds = DataSeg {
                     offset,
                     transmission: if new { 0 } else { (*t).max(1) },
+                    at: now - start,
                 };
                 out.segments += 1;
                 match fate(ds) {
@@ -124,8 +134,18 @@ fn transfer(config: Config, total: usize, mut fate: impl FnMut(DataSeg) -> Fate)
                         out.dropped += 1;
                         continue;
                     }
-                    Fate::Delay(d) => at = at + d,
+                    Fate::Delay(d) => {
+                        at = at + d;
+                        in_order = false;
+                    }
+                    Fate::HoldUntil(t) => at = at.max(start + t),
                 }
+            }
+            if in_order {
+                // A FIFO link: nothing overtakes, and packets leave it one
+                // serialization time apart.
+                at = at.max(last_to_b + SERIALIZE);
+                last_to_b = at;
             }
             order += 1;
             link.insert((at, order), (true, p));
@@ -306,5 +326,35 @@ fn tail_loss_is_repaired() {
         } else {
             assert!(o.info.timeouts <= 1, "{name}: {:?}", o.info);
         }
+    }
+}
+
+#[test]
+fn a_stalled_path_causes_a_timeout_that_is_undone() {
+    // From 150 ms into the transfer the path stalls for 400 ms: whatever A
+    // sends meanwhile is held and arrives, in order, from 560 ms on. The RTO fires though
+    // nothing is lost; F-RTO (without SACK) or D-SACK (with it) finds the
+    // timeout spurious and restores the window.
+    //
+    // A send buffer larger than the peer's window, so that new data waits
+    // when the stall ends (F-RTO sends new data to tell).
+    let stall = Duration::from_millis(150)..Duration::from_millis(550);
+    for (name, cfg) in variants() {
+        let cfg = Config {
+            send_buffer: 1 << 20,
+            ..cfg
+        };
+        let o = transfer(cfg, TOTAL, |d| {
+            if stall.contains(&d.at) {
+                Fate::HoldUntil(Duration::from_millis(560))
+            } else {
+                Fate::Deliver
+            }
+        });
+        report(&format!("stall / {name}"), &o);
+        assert!(o.info.timeouts >= 1, "{name}: {:?}", o.info);
+        assert!(o.info.spurious_undos >= 1, "{name}: {:?}", o.info);
+        // F-RTO sent new data rather than resending the held window.
+        assert!(o.info.bytes_retrans <= 2 * 1460, "{name}: {:?}", o.info);
     }
 }

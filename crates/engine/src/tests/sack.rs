@@ -367,3 +367,24 @@ fn sack_blocks_on_data_segments_come_out_of_the_mss() {
         assert!(build(s, LOCAL_IP, REMOTE_IP).len() <= 1500);
     }
 }
+
+#[test]
+fn a_receiver_that_reneges_on_its_sacks_is_not_believed_again() {
+    let mut h = Harness::new();
+    let (c, iss, irs) = sack_passive(&mut h);
+    let base = iss + 1;
+    let s = |i: usize| base + (i * 1460) as u32;
+    let data = pattern(0, 4 * 1460);
+    assert_eq!(h.engine.send(h.now, c, &data), Ok(data.len()));
+    assert_eq!(h.recv_all().len(), 4);
+    h.advance(ms(10));
+    h.send(h.peer(irs + 1, s(0)).sack(&[(s(1), s(4))]));
+    assert_eq!(h.engine.tcp_info(c).unwrap().sacked, 3 * 1460);
+    h.recv_all();
+    // Segment 0 is acknowledged, but the peer has thrown 1–3 away: SND.UNA
+    // is now inside a SACKed block (RFC 2018 §8). The blocks are forgotten,
+    // so a timeout resends the data rather than skipping it.
+    h.advance(ms(10));
+    h.send(h.peer(irs + 1, s(1)));
+    assert_eq!(h.engine.tcp_info(c).unwrap().sacked, 0);
+}

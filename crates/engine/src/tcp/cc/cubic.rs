@@ -245,9 +245,12 @@ impl CongestionControl for Cubic {
         self.cwnd = cwnd as f64;
     }
 
-    fn on_rto(&mut self, _now: Instant, _in_flight: usize) {
+    fn on_rto(&mut self, _now: Instant, _in_flight: usize, first: bool) {
         // RFC 9438 §4.8: ssthresh as for a congestion event, cwnd one segment.
-        self.reduce();
+        if first {
+            self.reduce();
+        }
+        self.epoch = None;
         self.cwnd = self.mss_f();
     }
 
@@ -412,7 +415,9 @@ mod tests {
     #[test]
     fn undo_restores_window_and_w_max() {
         let mut c = Cubic::new(1000, 10);
-        c.on_rto(Instant::ZERO, 10_000);
+        c.on_rto(Instant::ZERO, 10_000, true);
+        c.on_rto(Instant::ZERO, 1_000, false);
+        assert_eq!((c.cwnd(), c.ssthresh()), (1000, 7000));
         assert_eq!((c.cwnd(), c.ssthresh()), (1000, 7000));
         c.on_spurious();
         assert_eq!((c.cwnd(), c.ssthresh()), (10_000, usize::MAX));

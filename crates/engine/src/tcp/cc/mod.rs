@@ -58,7 +58,10 @@ pub(crate) trait CongestionControl: std::fmt::Debug + Send {
     /// step 4 limits it to FlightSize + SMSS; with SACK no limit applies).
     fn on_recovery_end(&mut self, now: Instant, limit: usize);
     /// A retransmission timeout: back to one segment (RFC 5681 §3.1, eq. 4).
-    fn on_rto(&mut self, now: Instant, in_flight: usize);
+    /// Unless `first` (the loss episode was already answered: a repeated
+    /// timeout, or a timeout in fast recovery), ssthresh is held constant
+    /// (RFC 5681 §3.1: "the value of ssthresh is held constant").
+    fn on_rto(&mut self, now: Instant, in_flight: usize, first: bool);
     /// The last reduction was needless (a spurious retransmission): undo it.
     fn on_spurious(&mut self);
     /// Takes over the window and threshold of another controller.

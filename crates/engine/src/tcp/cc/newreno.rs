@@ -80,8 +80,11 @@ impl CongestionControl for NewReno {
         self.acked_in_ca = 0;
     }
 
-    fn on_rto(&mut self, _now: Instant, in_flight: usize) {
-        self.reduce(in_flight);
+    fn on_rto(&mut self, _now: Instant, in_flight: usize, first: bool) {
+        if first {
+            self.reduce(in_flight);
+        }
+        self.acked_in_ca = 0;
         self.cwnd = self.mss;
     }
 
@@ -127,7 +130,10 @@ mod tests {
         assert_eq!(c.cwnd(), 10_000);
         c.on_ack(&ack(1000));
         assert_eq!(c.cwnd(), 11_000);
-        c.on_rto(Instant::ZERO, 20_000);
+        c.on_rto(Instant::ZERO, 20_000, true);
+        assert_eq!((c.cwnd(), c.ssthresh()), (1000, 10_000));
+        // A repeated timeout holds ssthresh (RFC 5681 §3.1).
+        c.on_rto(Instant::ZERO, 1_000, false);
         assert_eq!((c.cwnd(), c.ssthresh()), (1000, 10_000));
         for _ in 0..9 {
             c.on_ack(&ack(1000));
@@ -163,7 +169,7 @@ mod tests {
     fn spurious_reduction_is_undone_once() {
         let mut c = NewReno::new(1000, 10);
         c.on_ack(&ack(10_000));
-        c.on_rto(Instant::ZERO, 20_000);
+        c.on_rto(Instant::ZERO, 20_000, true);
         assert_eq!((c.cwnd(), c.ssthresh()), (1000, 10_000));
         c.on_spurious();
         assert_eq!((c.cwnd(), c.ssthresh()), (20_000, usize::MAX));

@@ -82,10 +82,27 @@ pub(crate) struct Recovery {
     /// The peer's longest delayed ACK, added to the PTO of a lone segment.
     max_ack_delay: std::time::Duration,
 
+    /// F-RTO's progress after a timeout (RFC 5682).
+    frto: Frto,
+    /// An RTT sample from RACK's record of the last ACK.
+    ack_rtt: Option<std::time::Duration>,
+
     // Pacing.
     pacing: bool,
     /// When the next paced segment may go.
     next_send: Option<Instant>,
+}
+
+/// The steps of F-RTO (RFC 5682 §2.1) after a retransmission timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Frto {
+    /// Not running: conventional recovery.
+    Off,
+    /// The first segment was retransmitted; waiting for the first ACK.
+    AwaitFirstAck { recover: Seq },
+    /// Two new segments went out instead of retransmissions; waiting for
+    /// the second ACK to tell a spurious timeout from a real one.
+    AwaitSecondAck,
 }
 
 /// What the connection's retransmission timer is armed for.
@@ -130,6 +147,8 @@ impl Recovery {
             tlp_dsacked: false,
             // RFC 8985 §7.2: WCDelAckT, 200 ms, unless the peer is known better.
             max_ack_delay: std::time::Duration::from_millis(200),
+            ack_rtt: None,
+            frto: Frto::Off,
             pacing: cfg.pacing,
             next_send: None,
         }
@@ -180,7 +199,6 @@ impl Tcb {
         ack: Seq,
         blocks: &[Option<(Seq, Seq)>; 3],
     ) -> usize {
-        let _ = now;
         if !self.rec.sack_on {
             return 0;
         }
@@ -197,6 +215,20 @@ impl Tcb {
         if let Some((left, right)) = update.dsack {
             self.on_dsack(left, right);
         }
+        if self.rec.scoreboard.sacked_end(una).is_some() {
+            // SND.UNA itself SACKed but not acknowledged: the receiver
+            // dropped data it had SACKed (RFC 2018 §8): forget the blocks.
+            debug!(parent: &self.span, "SACK reneging");
+            self.rec.scoreboard.clear();
+        }
+        // RACK's view of what was delivered (RFC 8985 §6.2), and an RTT
+        // sample per ACK for the controller.
+        let any_sacked = !self.rec.scoreboard.is_empty();
+        let scoreboard = &self.rec.scoreboard;
+        self.rec.ack_rtt = self
+            .rec
+            .rack
+            .on_ack(una, now, any_sacked, |l, r| scoreboard.covers(l, r));
         update.newly_sacked
     }
 
@@ -319,6 +351,7 @@ impl Tcb {
                 // keeps cwnd at (about) twice what it has in flight.
                 let used = self.rec.flight_hwm.max(self.rec.last_round_hwm);
                 let app_limited = used.saturating_mul(2) < self.cc.cwnd();
+                let rtt = rtt.or(self.rec.ack_rtt.take());
                 self.cc.on_ack(&AckEvent {
                     acked,
                     rtt,
@@ -382,9 +415,25 @@ impl Tcb {
         }
     }
 
+    /// Whether a timeout starts a new loss episode: not when the window was
+    /// already reduced for this one (a repeated timeout, or one during fast
+    /// recovery), as Linux's `tcp_enter_loss`.
+    pub(super) fn rto_is_first(&self) -> bool {
+        !matches!(self.rec.ca_state, CaState::Recovery | CaState::Loss)
+    }
+
     /// Loss-recovery bookkeeping of a retransmission timeout (RFC 6298 §5.4,
     /// RFC 6675 §5.1): the controller has reduced the window already.
     pub(super) fn on_rto_recovery(&mut self, _now: Instant) {
+        // F-RTO (RFC 5682 §2.1 step 1) after the first timeout of an episode
+        // (with SACK too, as Linux's default; D-SACK undo works as well).
+        self.rec.frto = if self.rto_is_first() {
+            Frto::AwaitFirstAck {
+                recover: self.snd_max,
+            }
+        } else {
+            Frto::Off
+        };
         let top = self.snd_max.min(self.data_end());
         self.rec.lost += self.rec.scoreboard.unsacked_bytes(self.snd_una, top) as u64;
         if self.rec.ca_state != CaState::Loss {
@@ -397,6 +446,60 @@ impl Tcb {
         self.rec.rescue_rxt = None;
         self.rec.tlp_end = None;
         self.rec.tlp_pending = false;
+    }
+
+    // ----- F-RTO (RFC 5682) -----
+
+    /// F-RTO's steps 2 and 3 on an acceptable ACK after a timeout.
+    fn frto_on_ack(&mut self, advanced: bool, dup: bool) {
+        match self.rec.frto {
+            Frto::Off => {}
+            Frto::AwaitFirstAck { recover } => {
+                // Step 2: a duplicate ACK, or one for everything outstanding,
+                // decides nothing: conventional recovery (step 2a).
+                if dup || self.snd_una.ge(recover) {
+                    self.rec.frto = Frto::Off;
+                    return;
+                }
+                if !advanced {
+                    return;
+                }
+                // Step 2b: new data acknowledged, not the retransmission
+                // alone perhaps: send two new segments instead of going back.
+                // Without new data to send, or room in the peer's window,
+                // the recommended action is conventional recovery.
+                let data_end = self.data_end();
+                let wnd_end = self.snd_una + self.snd_wnd as usize;
+                if self.snd_max.lt(data_end) && self.snd_max.lt(wnd_end) {
+                    self.snd_nxt = self.snd_max;
+                    self.rec.recovery_cwnd = Some(self.flight() + 2 * self.snd_mss);
+                    self.rec.frto = Frto::AwaitSecondAck;
+                } else {
+                    self.rec.frto = Frto::Off;
+                }
+            }
+            Frto::AwaitSecondAck => {
+                if !(dup || advanced) {
+                    return;
+                }
+                self.rec.frto = Frto::Off;
+                self.rec.recovery_cwnd = None;
+                if advanced {
+                    // Step 3b: data never retransmitted was acknowledged: the
+                    // timeout was spurious (RFC 5682 §2.1); undo the reduction
+                    // (the response of RFC 4015 §4).
+                    debug!(parent: &self.span, "F-RTO: spurious timeout");
+                    self.rec.undo_retrans = None;
+                    self.undo_reduction();
+                    self.rec.ca_state = CaState::Open;
+                } else {
+                    // Step 3a: a duplicate ACK: the timeout was real; go back
+                    // to the first unacknowledged segment.
+                    debug!(parent: &self.span, "F-RTO: timeout was real");
+                    self.snd_nxt = self.snd_una;
+                }
+            }
+        }
     }
 
     // ----- RACK-TLP (RFC 8985) -----
@@ -413,16 +516,19 @@ impl Tcb {
 
     /// After an acceptable ACK: RACK's loss detection (RFC 8985 §6.2) and
     /// re-arming the loss-detection timer.
-    pub(super) fn after_ack_recovery(&mut self, now: Instant, ack: Seq, dup: bool) {
+    pub(super) fn after_ack_recovery(&mut self, now: Instant, ack: Seq, old_una: Seq, dup: bool) {
+        self.frto_on_ack(self.snd_una.gt(old_una), dup);
         if !self.rec.sack_on || !self.state.is_synchronized() {
             return;
         }
         self.tlp_process_ack(now, ack, dup);
-        let scoreboard = &self.rec.scoreboard;
-        self.rec
-            .rack
-            .on_ack(self.snd_una, now, |l, r| scoreboard.covers(l, r));
-        self.rack_detect(now);
+        if self.rec.scoreboard.is_empty() && self.rec.ca_state == CaState::Open {
+            // Nothing SACKed: all that was delivered was acknowledged in
+            // order, so nothing sent before it can be outstanding.
+            self.rec.reo_timer = None;
+        } else {
+            self.rack_detect(now);
+        }
         self.rearm_loss_timer(now);
     }
 
