@@ -466,42 +466,81 @@ async fn stress(bad: LinkConfig) {
     let down = pattern(LEN, 2);
     let (up_hash, down_hash) = (Sha256::digest(&up), Sha256::digest(&down));
 
-    /// Writes `out` and reads to the end at once, counting received bytes in `progress`.
-    async fn exchange(s: TcpStream, out: Vec<u8>, progress: Arc<AtomicU64>) -> Vec<u8> {
-        let (mut r, mut w) = tokio::io::split(s);
-        let writer = tokio::spawn(async move {
-            w.write_all(&out).await.expect("write");
-            w.shutdown().await.expect("shutdown");
-            w
-        });
+    /// Writes `out` and reads to the end at once on one stream, counting received
+    /// bytes in `progress`; whenever nothing happens for 5 s, leaves the stream's
+    /// info in `stuck` for the stall report.
+    async fn exchange(
+        mut s: TcpStream,
+        out: Vec<u8>,
+        progress: Arc<AtomicU64>,
+        stuck: Arc<std::sync::Mutex<Option<synack::TcpInfo>>>,
+    ) -> Vec<u8> {
+        use std::pin::Pin;
+        use std::task::Poll;
+        use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+        let (mut sent, mut shut, mut eof) = (0, false, false);
         let mut got = Vec::with_capacity(LEN);
         let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = r.read(&mut buf).await.expect("read");
-            if n == 0 {
-                break;
+        while !(eof && shut) {
+            let step = std::future::poll_fn(|cx| {
+                let mut moved = false;
+                if !shut {
+                    let r = if sent < out.len() {
+                        Pin::new(&mut s)
+                            .poll_write(cx, &out[sent..])
+                            .map_ok(|n| sent += n)
+                    } else {
+                        Pin::new(&mut s).poll_shutdown(cx).map_ok(|()| shut = true)
+                    };
+                    match r {
+                        Poll::Ready(Ok(())) => moved = true,
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => {}
+                    }
+                }
+                if !eof {
+                    let mut rb = ReadBuf::new(&mut buf);
+                    match Pin::new(&mut s).poll_read(cx, &mut rb) {
+                        Poll::Ready(Ok(())) => {
+                            let n = rb.filled().len();
+                            eof = n == 0;
+                            got.extend_from_slice(rb.filled());
+                            progress.fetch_add(n as u64, Ordering::Relaxed);
+                            moved = true;
+                        }
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => {}
+                    }
+                }
+                if moved {
+                    Poll::Ready(Ok(()))
+                } else {
+                    Poll::Pending
+                }
+            });
+            match tokio::time::timeout(Duration::from_secs(5), step).await {
+                Ok(r) => r.expect("stream I/O"),
+                Err(_) => *stuck.lock().unwrap() = s.info().ok(),
             }
-            got.extend_from_slice(&buf[..n]);
-            progress.fetch_add(n as u64, Ordering::Relaxed);
         }
-        let _w = writer.await.expect("writer");
         got
     }
 
     let listener = TcpListener::bind(&sb, SocketAddr::from((RECEIVER, PORT)))
         .await
         .unwrap();
-    let p = progress.clone();
+    let (server_stuck, client_stuck) = (Arc::default(), Arc::default());
+    let (p, stuck) = (progress.clone(), Arc::clone(&server_stuck));
     let server = tokio::spawn(async move {
         let (s, _) = listener.accept().await.expect("accept");
-        exchange(s, down, p).await
+        exchange(s, down, p, stuck).await
     });
-    let p = progress.clone();
+    let (p, stuck) = (progress.clone(), Arc::clone(&client_stuck));
     let client = tokio::spawn(async move {
         let s = TcpStream::connect(&sa, SocketAddr::from((RECEIVER, PORT)))
             .await
             .expect("connect");
-        exchange(s, up, p).await
+        exchange(s, up, p, stuck).await
     });
 
     // Watch for stalls: the longest stretch of simulated time without new bytes.
@@ -524,6 +563,8 @@ async fn stress(bad: LinkConfig) {
                 client_stack.stats(),
                 sb.stats()
             );
+            println!("  client stream: {:?}", client_stuck.lock().unwrap());
+            println!("  server stream: {:?}", server_stuck.lock().unwrap());
         }
         assert!(
             longest <= Duration::from_secs(60),
