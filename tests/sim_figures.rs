@@ -26,6 +26,11 @@ use synack::{Config, Stack};
 use synack_sim::{CaptureBuffer, CapturePoint, HostConfig, HostEnd, LinkConfig, Network};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// Whether figures 1, 2 and 6a assert their targets (utilisation >= 90 %,
+/// Jain's index >= 0.95). Today's NewReno engine without SACK misses them (each
+/// run prints "TARGET NOT MET"); turn this on once CUBIC/SACK/RACK are merged.
+const ENFORCE_CONGESTION_TARGETS: bool = false;
+
 const RECEIVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
 const PORT: u16 = 5001;
 const MSS_BYTES: f64 = 1460.0;
@@ -264,8 +269,9 @@ async fn figure_1_utilisation() {
     let receiver = stack(receiver, RECEIVER, 2);
     let counters = synack_sink(&receiver, 1).await;
     let goodput = utilisation(senders.remove(0), &counters).await;
-    print_utilisation("1 — utilisation, synack → synack", goodput, &net);
+    let ok = print_utilisation("1 — utilisation, synack → synack", goodput, &net);
     assert!(goodput > 0.0, "the flow moved data");
+    assert!(ok || !ENFORCE_CONGESTION_TARGETS, "utilisation target");
 }
 
 // ---------------------------------------------------------------------------------
@@ -314,6 +320,10 @@ async fn figure_2_fairness() {
     );
     verdict("fairness", index >= 0.95, "Jain's index >= 0.95");
     assert!(rates.iter().all(|r| *r > 0.0), "every flow moved data");
+    assert!(
+        index >= 0.95 || !ENFORCE_CONGESTION_TARGETS,
+        "fairness target"
+    );
 }
 
 // ---------------------------------------------------------------------------------

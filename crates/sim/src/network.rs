@@ -158,7 +158,12 @@ struct Net {
     clock_deadline: Option<u64>,
     /// Hosts' receivers to wake once the lock is released.
     to_wake: Vec<Waker>,
+    /// Empty packet buffers given back by hosts, handed out again by `alloc`.
+    pool: Vec<Packet>,
 }
+
+/// The most empty buffers the network keeps for reuse.
+const POOL_BUFFERS: usize = 4096;
 
 impl Net {
     /// Simulated nanoseconds since the network was made.
@@ -388,6 +393,7 @@ impl Network {
                 router: RouterStats::default(),
                 clock_deadline: None,
                 to_wake: Vec::new(),
+                pool: Vec::new(),
             }),
             notify: notify.clone(),
         });
@@ -548,6 +554,8 @@ impl fmt::Debug for Link {
 ///
 /// Sending never blocks: packets go into the uplink, whose queue drops what does
 /// not fit. Receiving returns the packets the downlink has delivered by now.
+/// Buffers given back with [`recycle`](Device::recycle) go to a pool the whole
+/// network shares, and [`alloc`](Device::alloc) hands them out again.
 pub struct HostEnd {
     shared: Arc<Shared>,
     host: usize,
@@ -644,6 +652,22 @@ impl Device for HostEnd {
             net.advance(now);
         });
         Poll::Ready(Ok(n))
+    }
+
+    fn alloc(&mut self) -> Packet {
+        let reused = self.shared.lock().pool.pop();
+        reused.unwrap_or_else(|| Vec::with_capacity(self.config.mtu))
+    }
+
+    fn recycle(&mut self, mut packet: Packet) {
+        if packet.capacity() < self.config.mtu {
+            return;
+        }
+        packet.clear();
+        let mut net = self.shared.lock();
+        if net.pool.len() < POOL_BUFFERS {
+            net.pool.push(packet);
+        }
     }
 }
 

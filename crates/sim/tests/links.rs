@@ -475,3 +475,24 @@ async fn same_seed_same_pcap_bytes() {
     );
     assert!(arrived.windows(2).all(|w| w[0].micros <= w[1].micros));
 }
+
+#[tokio::test(start_paused = true)]
+async fn buffers_are_recycled() {
+    let net = Network::new(1);
+    let (mut a, mut b) = two_hosts(&net, LinkConfig::new(), LinkConfig::new());
+    let mut p = a.alloc();
+    assert!(p.is_empty() && p.capacity() >= 1500);
+    p.extend_from_slice(&packet(B, 1, 100));
+    let ptr = p.as_ptr();
+    send(&mut a, vec![p]);
+    let mut got = recv_until(&net, &mut b, 5 * MS).await;
+    let (_, p) = got.pop().unwrap();
+    assert_eq!(p.as_ptr(), ptr, "the packet is not copied on its way");
+    b.recycle(p);
+    let again = a.alloc();
+    assert_eq!(again.as_ptr(), ptr, "alloc hands out the recycled buffer");
+    assert!(again.is_empty());
+    // Buffers too small for the MTU are not kept.
+    b.recycle(Vec::with_capacity(10));
+    assert_ne!(a.alloc().capacity(), 10);
+}
