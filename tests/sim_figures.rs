@@ -712,13 +712,14 @@ async fn figure_6a_utilisation_smoltcp_receiver() {
     let host = smol_receiver(receiver);
     let counters = smol_sink(&host, 1);
     let goodput = utilisation(senders.remove(0), &counters).await;
-    print_utilisation("6a — utilisation, synack → smoltcp", goodput, &net);
+    let ok = print_utilisation("6a — utilisation, synack → smoltcp", goodput, &net);
     assert!(
         host.error().is_none(),
         "smoltcp host failed: {:?}",
         host.error()
     );
     assert!(goodput > 0.0, "the flow moved data");
+    assert!(ok || !ENFORCE_CONGESTION_TARGETS, "utilisation target");
 }
 
 #[tokio::test(start_paused = true)]
