@@ -1071,7 +1071,10 @@ impl Tcb {
     fn pure_ack(&mut self) -> Outbound {
         let window = self.advertise_window(false);
         Outbound {
-            seq: self.snd_nxt,
+            // SND.MAX, not SND.NXT (which falls back after a timeout), as BSD's
+            // tcp_output does: the peer already holds the data below SND.MAX, and
+            // an ACK with an older SEG.SEQ fails its RFC 9293 §3.10.7.4 check.
+            seq: self.snd_max,
             ack: Some(self.rcv_nxt),
             ctl: Ctl::None,
             window,
