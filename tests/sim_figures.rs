@@ -206,6 +206,13 @@ fn jain(xs: &[f64]) -> f64 {
     sum * sum / (xs.len() as f64 * squares)
 }
 
+/// Held while a figure prints, so figures run in parallel do not interleave lines.
+static PRINT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn print_lock() -> std::sync::MutexGuard<'static, ()> {
+    PRINT.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn verdict(name: &str, ok: bool, target: &str) {
     if ok {
         println!("  {name}: target {target} met");
@@ -247,7 +254,8 @@ fn util_path(seed: u64) -> Dumbbell {
 fn print_utilisation(peer: &str, goodput: f64, net: &Network) -> bool {
     let port = net.downlink(RECEIVER).unwrap().stats();
     let share = goodput / (UTIL_RATE as f64 / 1e6);
-    println!("Figure {peer}: 1 flow, 100 Mbit/s, 40 ms RTT, 1 BDP queue");
+    let _print = print_lock();
+    println!("\nFigure {peer}: 1 flow, 100 Mbit/s, 40 ms RTT, 1 BDP queue");
     println!(
         "  goodput {goodput:.1} Mbit/s from 5 s to 25 s = {:.1} % of the link rate; bottleneck dropped {} of {} packets",
         share * 100.0,
@@ -308,8 +316,9 @@ async fn figure_2_fairness() {
     let index = jain(&rates);
     let total: f64 = rates.iter().sum();
     let port = net.downlink(RECEIVER).unwrap().stats();
+    let _print = print_lock();
     println!(
-        "Figure 2 — fairness: 4 flows started 2 s apart, 100 Mbit/s bottleneck, 40 ms RTT, 1 BDP queue, 30 s"
+        "\nFigure 2 — fairness: 4 flows started 2 s apart, 100 Mbit/s bottleneck, 40 ms RTT, 1 BDP queue, 30 s"
     );
     for (i, r) in rates.iter().enumerate() {
         println!("  flow {i}: {r:.1} Mbit/s over 10–30 s");
@@ -383,7 +392,8 @@ fn print_loss(
 ) -> bool {
     let model = mathis_mbps();
     let port = net.downlink(RECEIVER).unwrap().stats();
-    println!("Figure {title}: 8 MiB, 1 % random loss, 10 Mbit/s, 20 ms RTT");
+    let _print = print_lock();
+    println!("\nFigure {title}: 8 MiB, 1 % random loss, 10 Mbit/s, 20 ms RTT");
     println!(
         "  {goodput:.2} Mbit/s in {:.1} s; Mathis model {model:.2} Mbit/s (ratio {:.2}); link rate 10 Mbit/s",
         took.as_secs_f64(),
@@ -585,8 +595,9 @@ async fn stress(bad: LinkConfig) {
     let at_server = server.await.expect("server");
     let at_client = client.await.expect("client");
     let (us, ds) = (up_link.stats(), down_link.stats());
+    let _print = print_lock();
     println!(
-        "Figure 4 — stress: 8 MiB each way, 10 % loss, 5 % duplication, 5 % reordering (+15 ms), 1 % corruption, both ways"
+        "\nFigure 4 — stress: 8 MiB each way, 10 % loss, 5 % duplication, 5 % reordering (+15 ms), 1 % corruption, both ways"
     );
     println!(
         "  done in {:.1} s simulated; longest stall {:.2} s; up: lost {}, duplicated {}, reordered {}, corrupted {}; down: lost {}, duplicated {}, reordered {}, corrupted {}",
@@ -673,8 +684,9 @@ fn figure_5_determinism() {
     let first = captured_run(5);
     let second = captured_run(5);
     let other = captured_run(6);
+    let _print = print_lock();
     println!(
-        "Figure 5 — determinism: 2 MiB over a lossy, jittery path, seed 5 twice and seed 6: captures of {} and {} bytes; identical: {}; seed 6 differs: {}",
+        "\nFigure 5 — determinism: 2 MiB over a lossy, jittery path, seed 5 twice and seed 6: captures of {} and {} bytes; identical: {}; seed 6 differs: {}",
         first.0.len(),
         first.1.len(),
         first == second,
