@@ -22,7 +22,11 @@ pub struct Config {
     pub min_rto: Duration,
     /// Upper bound on the RTO. Default 120 s, as Linux.
     pub max_rto: Duration,
-    /// SYN (and SYN-ACK) retransmissions before giving up. Default 6, as Linux.
+    /// SYN retransmissions before a connect gives up with `TimedOut`. Default 7:
+    /// the attempt lasts 247 s, meeting RFC 1122 §4.2.3.5 ("R2 for a SYN
+    /// segment MUST be ... at least 3 minutes"). Linux's default of 6 gives up
+    /// after 127 s; an application wanting less sets this, a connect timeout,
+    /// or a `tokio::time::timeout` (the RFC lets the application give up sooner).
     pub syn_retries: u32,
     /// Data retransmissions before giving up with `TimedOut`. Default 15, as Linux.
     pub data_retries: u32,
@@ -64,6 +68,9 @@ pub struct Config {
     /// controller's pacing rate instead of sent in bursts (per socket:
     /// [`Engine::set_pacing`](crate::Engine::set_pacing)). Default off.
     pub pacing: bool,
+    /// SYN-ACK retransmissions before a half-open passive connection is dropped
+    /// from the SYN queue. Default 5, as Linux's `tcp_synack_retries` (63 s).
+    pub synack_retries: u32,
 }
 
 impl Default for Config {
@@ -76,7 +83,7 @@ impl Default for Config {
             initial_rto: Duration::from_secs(1),
             min_rto: Duration::from_millis(200),
             max_rto: Duration::from_secs(120),
-            syn_retries: 6,
+            syn_retries: 7,
             data_retries: 15,
             msl: Duration::from_secs(30),
             fin_wait2_timeout: Duration::from_secs(60),
@@ -92,6 +99,7 @@ impl Default for Config {
             congestion: CongestionAlgorithm::Cubic,
             sack: true,
             pacing: false,
+            synack_retries: 5,
         }
     }
 }

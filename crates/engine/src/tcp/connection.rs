@@ -338,6 +338,7 @@ pub(crate) struct Tcb {
 #[derive(Debug, Clone, Copy)]
 struct TcbConfig {
     syn_retries: u32,
+    synack_retries: u32,
     data_retries: u32,
     time_wait: Duration,
     fin_wait2_timeout: Duration,
@@ -425,6 +426,7 @@ impl Tcb {
             info: TcpInfo::default(),
             cfg: TcbConfig {
                 syn_retries: cfg.syn_retries,
+                synack_retries: cfg.synack_retries,
                 data_retries: cfg.data_retries,
                 time_wait: cfg.msl * 2,
                 fin_wait2_timeout: cfg.fin_wait2_timeout,
@@ -1253,6 +1255,9 @@ impl Tcb {
     /// off, and give up after the configured number of tries.
     fn on_retransmit_timeout(&mut self, now: Instant) {
         let limit = match self.state {
+            // RFC 1122 §4.2.3.5: R2 for a SYN at least 3 minutes; a passive
+            // open's SYN-ACK is bounded separately (Linux's tcp_synack_retries).
+            State::SynReceived if self.passive => self.cfg.synack_retries,
             State::SynSent | State::SynReceived => self.cfg.syn_retries,
             _ => self.cfg.data_retries,
         };

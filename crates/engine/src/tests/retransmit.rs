@@ -42,6 +42,7 @@ fn our_syn(port: u16, iss: u32) -> Seg {
 
 #[test]
 fn syn_is_retransmitted_at_1_3_7_seconds_and_gives_up_after_syn_retries() {
+    // RFC 1122 §4.2.3.5: a SYN is retransmitted for at least 3 minutes.
     let mut h = Harness::new();
     let t0 = h.now;
     let c = h.engine.connect(h.now, remote()).unwrap();
@@ -50,15 +51,19 @@ fn syn_is_retransmitted_at_1_3_7_seconds_and_gives_up_after_syn_retries() {
     assert_eq!(syn, our_syn(h.port, syn.seq));
     // RFC 6298 §2.1: initial RTO 1 s; §5.5: doubled on each expiry.
     let mut at = t0;
-    for k in 0..6 {
+    for k in 0..7 {
         at = at + secs(1 << k);
         assert_eq!(h.fire_one_at(at), syn, "retransmission {}", k + 1);
         assert_eq!(h.engine.connect_result(c), Ok(false));
     }
-    assert_eq!(at, t0 + secs(63));
-    // syn_retries = 6: the seventh expiry (64 s later) ends the attempt.
+    assert_eq!(at, t0 + secs(127));
+    // syn_retries = 7: the eighth expiry (the RTO capped at `max_rto`, 120 s,
+    // later) ends the attempt after 247 s: more than the 3 minutes RFC 1122
+    // requires.
     while h.engine.poll_event().is_some() {}
-    assert_eq!(h.fire_at(t0 + secs(127)), vec![]);
+    assert_eq!(h.engine.poll_timeout(), Some(t0 + secs(247)));
+    assert_eq!(h.engine.connect_result(c), Ok(false));
+    assert_eq!(h.fire_at(t0 + secs(247)), vec![]);
     assert_eq!(h.engine.connect_result(c), Err(Error::TimedOut));
     assert_eq!(h.engine.state(c), Ok(State::Closed));
     assert_eq!(
@@ -70,7 +75,7 @@ fn syn_is_retransmitted_at_1_3_7_seconds_and_gives_up_after_syn_retries() {
         })
     );
     assert_eq!(h.engine.poll_timeout(), None);
-    assert_eq!(h.engine.tcp_info(c).unwrap().timeouts, 7);
+    assert_eq!(h.engine.tcp_info(c).unwrap().timeouts, 8);
     h.engine.close(h.now, c);
     assert_eq!(h.engine.socket_count(), 0);
 }
