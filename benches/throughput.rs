@@ -1,5 +1,6 @@
 //! Bulk throughput of one TCP flow: synack ↔ synack over a `MemoryLink`, next to
-//! the kernel's TCP over loopback through `tokio::net`, in the same run.
+//! the kernel's TCP over loopback through `tokio::net` and smoltcp ↔ smoltcp over
+//! the same `MemoryLink`, in the same run.
 //!
 //! ```sh
 //! cargo bench --bench throughput              # 256 MiB per flow
@@ -16,11 +17,17 @@
 //!
 //! synack runs with its default configuration (256 KiB socket buffers) on a
 //! link with checksum offload; the kernel with its defaults on `lo`.
+//! smoltcp (0.14, the interop tests' `SmolHost`: one `Interface` per end, each in
+//! a tokio task) runs with 256 KiB socket buffers too, Nagle on, and its
+//! default 10 ms delayed ACK.
 //! Runtimes: tokio multi-thread with 2 workers, and current-thread.
+
+#[path = "../tests/common/smol.rs"]
+mod smol;
 
 use std::hint::black_box;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use synack::device::{MemoryLink, MemoryLinkConfig};
@@ -68,6 +75,7 @@ impl Flavor {
 enum Transport {
     Kernel,
     Synack { mtu: usize },
+    Smoltcp { mtu: usize },
 }
 
 /// One run.
@@ -127,6 +135,8 @@ fn main() {
         Transport::Kernel,
         Transport::Synack { mtu: 1500 },
         Transport::Synack { mtu: 65535 },
+        Transport::Smoltcp { mtu: 1500 },
+        Transport::Smoltcp { mtu: 65535 },
     ];
     let mut rows = Vec::new();
     for flavor in [Flavor::Multi, Flavor::Current] {
@@ -172,6 +182,7 @@ fn label(t: Transport) -> String {
     match t {
         Transport::Kernel => format!("kernel TCP, loopback (MTU {})", lo_mtu()),
         Transport::Synack { mtu } => format!("synack ↔ synack, MemoryLink MTU {mtu}"),
+        Transport::Smoltcp { mtu } => format!("smoltcp ↔ smoltcp, MemoryLink MTU {mtu}"),
     }
 }
 
@@ -189,23 +200,34 @@ fn print_table(rows: &[Row], opts: &Options) {
     );
     println!();
     println!(
-        "| flow | runtime | best Gbit/s | median Gbit/s | synack/kernel (best) | synack/kernel (median) | RTOs / fast retx |"
+        "| flow | runtime | best Gbit/s | median Gbit/s | /kernel (best) | /kernel (median) | synack/smoltcp (median) | RTOs / fast retx |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
     for row in rows {
         let kernel = rows
             .iter()
             .find(|r| r.transport == Transport::Kernel && r.flavor == row.flavor);
         let ratio = |f: fn(&Row) -> f64| match (row.transport, kernel) {
-            (Transport::Synack { .. }, Some(k)) if f(k) > 0.0 => format!("{:.2}", f(row) / f(k)),
+            (Transport::Kernel, _) => "—".into(),
+            (_, Some(k)) if f(k) > 0.0 => format!("{:.2}", f(row) / f(k)),
+            _ => "—".into(),
+        };
+        // synack against smoltcp at the same MTU and runtime.
+        let vs_smoltcp = match row.transport {
+            Transport::Synack { mtu } => rows
+                .iter()
+                .find(|r| r.transport == Transport::Smoltcp { mtu } && r.flavor == row.flavor)
+                .filter(|r| r.median() > 0.0)
+                .map(|r| format!("{:.2}", row.median() / r.median()))
+                .unwrap_or_else(|| "—".into()),
             _ => "—".into(),
         };
         let losses = match row.transport {
             Transport::Synack { .. } => format!("{} / {}", row.timeouts, row.fast_retransmits),
-            Transport::Kernel => "—".into(),
+            _ => "—".into(),
         };
         println!(
-            "| {} | {} | {:.2} | {:.2} | {} | {} | {losses} |",
+            "| {} | {} | {:.2} | {:.2} | {} | {} | {vs_smoltcp} | {losses} |",
             label(row.transport),
             row.flavor.name(),
             row.best(),
@@ -223,6 +245,7 @@ async fn run(transport: Transport, opts: &Options) -> io::Result<Sample> {
         match transport {
             Transport::Kernel => kernel_flow(opts).await,
             Transport::Synack { mtu } => synack_flow(mtu, opts).await,
+            Transport::Smoltcp { mtu } => smoltcp_flow(mtu, opts).await,
         }
     };
     tokio::time::timeout(DEADLINE, flow)
@@ -269,6 +292,35 @@ async fn synack_flow(mtu: usize, opts: &Options) -> io::Result<Sample> {
             let mut s = synack::net::TcpStream::connect_on(&client, (SERVER, 5001)).await?;
             let start = send(&mut s, size).await?;
             Ok((start, Some(settle(&s).await?)))
+        }
+    });
+    let elapsed = finish(sender, receiver, opts.size).await;
+    drop((client, server));
+    elapsed
+}
+
+/// smoltcp ↔ smoltcp over the same link as synack's flow.
+async fn smoltcp_flow(mtu: usize, opts: &Options) -> io::Result<Sample> {
+    let (a, b) = MemoryLink::pair(MemoryLinkConfig::default().with_mtu(mtu));
+    let server = smol::SmolHost::spawn(a, SERVER, 24);
+    let client = smol::SmolHost::spawn(b, CLIENT, 24);
+    let mut listener = server.listen(5001)?;
+    let receiver = tokio::spawn({
+        let verify = opts.verify;
+        async move {
+            let s = listener.accept().await?;
+            receive(s, verify).await
+        }
+    });
+    let size = opts.size;
+    let sender = tokio::spawn({
+        let client = client.clone();
+        async move {
+            let mut s = client.connect(SocketAddrV4::new(SERVER, 5001)).await?;
+            let start = send(&mut s, size).await?;
+            // Outside the timed part: let smoltcp deliver the rest and the FIN.
+            s.flush().await?;
+            Ok((start, None))
         }
     });
     let elapsed = finish(sender, receiver, opts.size).await;
