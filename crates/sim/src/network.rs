@@ -1,0 +1,660 @@
+//! The network: hosts, their links to one router, the event queue and the clock task.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::fmt;
+use std::io::{self, Write};
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use synack_device::{Capabilities, ChecksumOffload, Device, Medium, Packet};
+use tokio::sync::Notify;
+
+use crate::capture::{Capture, CapturePoint};
+use crate::link::{LinkConfig, LinkState, LinkStats};
+
+/// Settings of a host joined to the router (see [`Network::add_host`]).
+///
+/// ```
+/// use std::net::Ipv4Addr;
+/// use std::time::Duration;
+/// use synack_sim::{HostConfig, LinkConfig};
+///
+/// let host = HostConfig::new(Ipv4Addr::new(192, 0, 2, 1))
+///     .uplink(LinkConfig::new().delay(Duration::from_millis(5)))
+///     .downlink(LinkConfig::new().rate_bps(10_000_000).queue_packets(50));
+/// assert_eq!(host.mtu, 1500);
+/// assert!(!host.checksum_offload);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HostConfig {
+    /// The host's IPv4 address: the router sends packets for it down its downlink.
+    pub addr: Ipv4Addr,
+    /// The MTU the host's device announces (default 1500). The links' own MTUs
+    /// may be smaller, to make a path MTU black hole.
+    pub mtu: usize,
+    /// Whether the host's device announces checksum offload (default `false`).
+    /// Leave it off on links that corrupt: the stack must compute and verify checksums.
+    pub checksum_offload: bool,
+    /// The link from the host to the router.
+    pub uplink: LinkConfig,
+    /// The router's output port towards the host: its queue and the link to the host.
+    pub downlink: LinkConfig,
+}
+
+impl HostConfig {
+    /// A host at `addr` with MTU 1500, no checksum offload and perfect links.
+    pub fn new(addr: Ipv4Addr) -> HostConfig {
+        HostConfig {
+            addr,
+            mtu: 1500,
+            checksum_offload: false,
+            uplink: LinkConfig::default(),
+            downlink: LinkConfig::default(),
+        }
+    }
+
+    /// Sets the device MTU.
+    pub fn mtu(mut self, mtu: usize) -> Self {
+        self.mtu = mtu;
+        self
+    }
+
+    /// Sets whether the device announces checksum offload.
+    pub fn checksum_offload(mut self, on: bool) -> Self {
+        self.checksum_offload = on;
+        self
+    }
+
+    /// Sets the link from the host to the router.
+    pub fn uplink(mut self, link: LinkConfig) -> Self {
+        self.uplink = link;
+        self
+    }
+
+    /// Sets the router's output port towards the host.
+    pub fn downlink(mut self, link: LinkConfig) -> Self {
+        self.downlink = link;
+        self
+    }
+}
+
+/// Counters of the router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RouterStats {
+    /// Packets forwarded to an output port.
+    pub forwarded: u64,
+    /// Packets dropped because they were not IPv4 or no host has their destination.
+    pub unroutable: u64,
+}
+
+/// Where a link's packets go when they arrive.
+#[derive(Debug, Clone, Copy)]
+enum Sink {
+    Router,
+    Host(usize),
+}
+
+struct LinkEntry {
+    state: LinkState,
+    sink: Sink,
+    captures: Vec<Capture>,
+}
+
+struct HostState {
+    uplink: usize,
+    downlink: usize,
+    inbox: VecDeque<Packet>,
+    waker: Option<Waker>,
+    gone: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EventKind {
+    /// The packet's last bit leaves the link's transmitter.
+    Depart,
+    /// The packet reaches the far end of the link.
+    Arrive,
+}
+
+struct Event {
+    at: u64,
+    seq: u64,
+    link: usize,
+    kind: EventKind,
+    packet: Packet,
+}
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Event {}
+impl PartialOrd for Event {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Event {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+/// Everything behind the network's lock.
+struct Net {
+    epoch: tokio::time::Instant,
+    seed: u64,
+    links: Vec<LinkEntry>,
+    hosts: Vec<HostState>,
+    routes: HashMap<Ipv4Addr, usize>,
+    events: BinaryHeap<Reverse<Event>>,
+    seq: u64,
+    router: RouterStats,
+    /// When the clock task will next look at the event queue.
+    clock_deadline: Option<u64>,
+    /// Hosts' receivers to wake once the lock is released.
+    to_wake: Vec<Waker>,
+}
+
+impl Net {
+    /// Simulated nanoseconds since the network was made.
+    fn now(&self) -> u64 {
+        let d = tokio::time::Instant::now().saturating_duration_since(self.epoch);
+        u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn schedule(&mut self, at: u64, link: usize, kind: EventKind, packet: Packet) {
+        self.seq += 1;
+        self.events.push(Reverse(Event {
+            at,
+            seq: self.seq,
+            link,
+            kind,
+            packet,
+        }));
+    }
+
+    fn next_event(&self) -> Option<u64> {
+        self.events.peek().map(|Reverse(e)| e.at)
+    }
+
+    /// Runs every event due at or before `now`, in time order.
+    fn advance(&mut self, now: u64) {
+        while self.next_event().is_some_and(|at| at <= now) {
+            let Some(Reverse(ev)) = self.events.pop() else {
+                break;
+            };
+            match ev.kind {
+                EventKind::Depart => self.depart(ev.at, ev.link, ev.packet),
+                EventKind::Arrive => self.arrive(ev.at, ev.link, ev.packet),
+            }
+        }
+    }
+
+    /// A packet enters `link` at `at`.
+    fn ingress(&mut self, at: u64, link: usize, packet: Packet) {
+        let entry = &mut self.links[link];
+        for c in &mut entry.captures {
+            if c.point == CapturePoint::Ingress {
+                c.record(at, &packet);
+            }
+        }
+        if let Ok(departs) = entry.state.enqueue(at, packet.len()) {
+            self.schedule(departs, link, EventKind::Depart, packet);
+        }
+    }
+
+    fn depart(&mut self, at: u64, link: usize, mut packet: Packet) {
+        let outcome = self.links[link].state.wire(at, &mut packet);
+        if let Some(arrival) = outcome.arrival {
+            let copy = outcome.duplicate.then(|| packet.clone());
+            self.schedule(arrival, link, EventKind::Arrive, packet);
+            if let Some(copy) = copy {
+                self.schedule(arrival, link, EventKind::Arrive, copy);
+            }
+        }
+    }
+
+    fn arrive(&mut self, at: u64, link: usize, packet: Packet) {
+        let entry = &mut self.links[link];
+        entry.state.stats.delivered_packets += 1;
+        entry.state.stats.delivered_bytes += packet.len() as u64;
+        for c in &mut entry.captures {
+            if c.point == CapturePoint::Egress {
+                c.record(at, &packet);
+            }
+        }
+        match entry.sink {
+            Sink::Host(h) => {
+                let host = &mut self.hosts[h];
+                if host.gone {
+                    return;
+                }
+                host.inbox.push_back(packet);
+                if let Some(w) = host.waker.take() {
+                    self.to_wake.push(w);
+                }
+            }
+            Sink::Router => self.route(at, packet),
+        }
+    }
+
+    fn route(&mut self, at: u64, packet: Packet) {
+        let dst = (packet.len() >= 20 && packet[0] >> 4 == 4)
+            .then(|| Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]));
+        match dst.and_then(|d| self.routes.get(&d).copied()) {
+            Some(h) => {
+                self.router.forwarded += 1;
+                let downlink = self.hosts[h].downlink;
+                self.ingress(at, downlink, packet);
+            }
+            None => {
+                tracing::trace!(?dst, "sim router: unroutable packet dropped");
+                self.router.unroutable += 1;
+            }
+        }
+    }
+
+    fn add_link(&mut self, config: LinkConfig, sink: Sink) -> usize {
+        let index = self.links.len();
+        // Each link draws from its own stream, so the impairments of one link
+        // do not shift the random choices of another.
+        let seed = self.seed ^ (index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.links.push(LinkEntry {
+            state: LinkState::new(config, seed),
+            sink,
+            captures: Vec::new(),
+        });
+        index
+    }
+}
+
+/// The part of a network every handle shares with the clock task.
+struct Shared {
+    net: Mutex<Net>,
+    /// Wakes the clock task when an event earlier than its deadline appears.
+    notify: Arc<Notify>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Net> {
+        self.net.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on the network, then wakes whoever it made ready (outside the lock),
+    /// and the clock task if the next event is now earlier than its deadline.
+    fn with<R>(&self, f: impl FnOnce(&mut Net) -> R) -> R {
+        let (r, wake, poke) = {
+            let mut net = self.lock();
+            let r = f(&mut net);
+            let next = net.next_event();
+            let poke = next.is_some_and(|n| net.clock_deadline.is_none_or(|d| n < d));
+            if poke {
+                net.clock_deadline = next;
+            }
+            (r, std::mem::take(&mut net.to_wake), poke)
+        };
+        for w in wake {
+            w.wake();
+        }
+        if poke {
+            self.notify.notify_one();
+        }
+        r
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Let the clock task notice that the network is gone.
+        self.notify.notify_one();
+    }
+}
+
+/// The task that runs events when they fall due and wakes the hosts they reach.
+async fn clock(weak: Weak<Shared>, notify: Arc<Notify>) {
+    loop {
+        let next = {
+            let Some(shared) = weak.upgrade() else {
+                return;
+            };
+            let (wake, next) = {
+                let mut net = shared.lock();
+                let now = net.now();
+                net.advance(now);
+                let next = net.next_event();
+                net.clock_deadline = next;
+                let at = next.map(|n| net.epoch + Duration::from_nanos(n));
+                (std::mem::take(&mut net.to_wake), at)
+            };
+            for w in wake {
+                w.wake();
+            }
+            next
+        };
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    biased;
+                    () = notify.notified() => {}
+                    () = tokio::time::sleep_until(at) => {}
+                }
+            }
+            None => notify.notified().await,
+        }
+    }
+}
+
+/// A simulated network: hosts joined by one router, each over its own pair of links.
+///
+/// Packets a host sends go up its uplink to the router, which sends each to the
+/// output port of the host with the packet's destination address: that port's
+/// queue and link are the destination's downlink. Several flows towards one host
+/// thus share one bottleneck queue.
+///
+/// Time is tokio's: run under `#[tokio::test(start_paused = true)]` and a long
+/// transfer takes simulated seconds but little real time. Every random choice
+/// comes from the seed, so with paused time a run is the same, packet for
+/// packet, every time.
+///
+/// Making a network spawns its clock task on the current tokio runtime; the
+/// task ends when the network, its hosts and links are all dropped.
+#[derive(Clone)]
+pub struct Network {
+    shared: Arc<Shared>,
+}
+
+impl Network {
+    /// An empty network whose random choices all follow from `seed`.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn new(seed: u64) -> Network {
+        let notify = Arc::new(Notify::new());
+        let shared = Arc::new(Shared {
+            net: Mutex::new(Net {
+                epoch: tokio::time::Instant::now(),
+                seed,
+                links: Vec::new(),
+                hosts: Vec::new(),
+                routes: HashMap::new(),
+                events: BinaryHeap::new(),
+                seq: 0,
+                router: RouterStats::default(),
+                clock_deadline: None,
+                to_wake: Vec::new(),
+            }),
+            notify: notify.clone(),
+        });
+        tokio::spawn(clock(Arc::downgrade(&shared), notify));
+        Network { shared }
+    }
+
+    /// Joins a host to the router and returns its end, a [`Device`] for a stack.
+    ///
+    /// Fails with `AddrInUse` if a host already has the address.
+    pub fn add_host(&self, config: HostConfig) -> io::Result<HostEnd> {
+        let shared = self.shared.clone();
+        self.shared.with(|net| {
+            if net.routes.contains_key(&config.addr) {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("a host with address {} is already joined", config.addr),
+                ));
+            }
+            let h = net.hosts.len();
+            let uplink = net.add_link(config.uplink, Sink::Router);
+            let downlink = net.add_link(config.downlink, Sink::Host(h));
+            net.hosts.push(HostState {
+                uplink,
+                downlink,
+                inbox: VecDeque::new(),
+                waker: None,
+                gone: false,
+            });
+            net.routes.insert(config.addr, h);
+            Ok(HostEnd {
+                shared,
+                host: h,
+                config,
+            })
+        })
+    }
+
+    /// The link from the host at `addr` to the router; `NotFound` if there is no such host.
+    pub fn uplink(&self, addr: Ipv4Addr) -> io::Result<Link> {
+        self.host_link(addr, true)
+    }
+
+    /// The router's output port towards the host at `addr`; `NotFound` if there is no such host.
+    pub fn downlink(&self, addr: Ipv4Addr) -> io::Result<Link> {
+        self.host_link(addr, false)
+    }
+
+    fn host_link(&self, addr: Ipv4Addr, up: bool) -> io::Result<Link> {
+        let net = self.shared.lock();
+        let h =
+            net.routes.get(&addr).copied().ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, format!("no host at {addr}"))
+            })?;
+        let host = &net.hosts[h];
+        Ok(Link {
+            shared: self.shared.clone(),
+            index: if up { host.uplink } else { host.downlink },
+        })
+    }
+
+    /// The router's counters.
+    pub fn router_stats(&self) -> RouterStats {
+        self.shared.lock().router
+    }
+
+    /// Simulated time since the network was made.
+    pub fn elapsed(&self) -> Duration {
+        Duration::from_nanos(self.shared.lock().now())
+    }
+}
+
+impl fmt::Debug for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let net = self.shared.lock();
+        f.debug_struct("Network")
+            .field("hosts", &net.hosts.len())
+            .field("pending_events", &net.events.len())
+            .field("router", &net.router)
+            .finish()
+    }
+}
+
+/// A handle to one direction of a link: read its counters, change its settings,
+/// capture its packets.
+#[derive(Clone)]
+pub struct Link {
+    shared: Arc<Shared>,
+    index: usize,
+}
+
+impl Link {
+    /// The link's current settings.
+    pub fn config(&self) -> LinkConfig {
+        self.shared.lock().links[self.index].state.config
+    }
+
+    /// Changes the link's settings from now on. Packets already queued keep the
+    /// departure time they were given; packets not yet on the wire meet the new
+    /// loss, corruption, duplication, reordering and delay.
+    pub fn set_config(&self, config: LinkConfig) {
+        self.shared.with(|net| {
+            let now = net.now();
+            net.advance(now);
+            net.links[self.index].state.config = config;
+        });
+    }
+
+    /// The link's counters.
+    pub fn stats(&self) -> LinkStats {
+        self.shared.lock().links[self.index].state.stats
+    }
+
+    /// Starts writing the packets seen at `point` to `writer` as a pcap file
+    /// (raw IPv4, microsecond timestamps of simulated time since the network
+    /// began, so captures under paused time are byte-for-byte reproducible).
+    ///
+    /// Writes are not buffered here: wrap a file in a `BufWriter` and call
+    /// [`flush_captures`](Link::flush_captures) when done (dropping the network
+    /// also flushes). Fails if the file header cannot be written.
+    pub fn capture(
+        &self,
+        point: CapturePoint,
+        writer: impl Write + Send + 'static,
+    ) -> io::Result<()> {
+        let capture = Capture::new(point, Box::new(writer))?;
+        self.shared.lock().links[self.index].captures.push(capture);
+        Ok(())
+    }
+
+    /// Flushes this link's captures; reports the first write error any of them met.
+    pub fn flush_captures(&self) -> io::Result<()> {
+        let mut net = self.shared.lock();
+        let mut result = Ok(());
+        for c in &mut net.links[self.index].captures {
+            if let Err(e) = c.flush()
+                && result.is_ok()
+            {
+                result = Err(e);
+            }
+        }
+        result
+    }
+}
+
+impl fmt::Debug for Link {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let net = self.shared.lock();
+        let l = &net.links[self.index];
+        f.debug_struct("Link")
+            .field("config", &l.state.config)
+            .field("stats", &l.state.stats)
+            .finish()
+    }
+}
+
+/// A host's end of the network: the [`Device`] a stack runs on.
+///
+/// Sending never blocks: packets go into the uplink, whose queue drops what does
+/// not fit. Receiving returns the packets the downlink has delivered by now.
+pub struct HostEnd {
+    shared: Arc<Shared>,
+    host: usize,
+    config: HostConfig,
+}
+
+impl HostEnd {
+    /// The host's settings as it was joined (its links may have changed since).
+    pub fn config(&self) -> &HostConfig {
+        &self.config
+    }
+
+    /// The link from this host to the router.
+    pub fn uplink(&self) -> Link {
+        let index = self.shared.lock().hosts[self.host].uplink;
+        Link {
+            shared: self.shared.clone(),
+            index,
+        }
+    }
+
+    /// The router's output port towards this host.
+    pub fn downlink(&self) -> Link {
+        let index = self.shared.lock().hosts[self.host].downlink;
+        Link {
+            shared: self.shared.clone(),
+            index,
+        }
+    }
+}
+
+impl fmt::Debug for HostEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HostEnd")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Device for HostEnd {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            medium: Medium::Ip,
+            mtu: self.config.mtu,
+            checksum: ChecksumOffload {
+                rx: self.config.checksum_offload,
+                tx: self.config.checksum_offload,
+            },
+        }
+    }
+
+    fn poll_recv(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut Vec<Packet>,
+        max: usize,
+    ) -> Poll<io::Result<usize>> {
+        if max == 0 {
+            return Poll::Ready(Ok(0));
+        }
+        let host = self.host;
+        self.shared.with(|net| {
+            let now = net.now();
+            net.advance(now);
+            let h = &mut net.hosts[host];
+            let n = h.inbox.len().min(max);
+            if n == 0 {
+                match &h.waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => h.waker = Some(cx.waker().clone()),
+                }
+                return Poll::Pending;
+            }
+            out.extend(h.inbox.drain(..n));
+            Poll::Ready(Ok(n))
+        })
+    }
+
+    fn poll_send(
+        &mut self,
+        _cx: &mut Context<'_>,
+        packets: &mut VecDeque<Packet>,
+    ) -> Poll<io::Result<usize>> {
+        let host = self.host;
+        let n = packets.len();
+        self.shared.with(|net| {
+            let now = net.now();
+            net.advance(now);
+            let uplink = net.hosts[host].uplink;
+            for packet in packets.drain(..) {
+                net.ingress(now, uplink, packet);
+            }
+            // Zero-delay paths deliver at once.
+            net.advance(now);
+        });
+        Poll::Ready(Ok(n))
+    }
+}
+
+impl Drop for HostEnd {
+    fn drop(&mut self) {
+        let host = self.host;
+        self.shared.with(|net| {
+            let h = &mut net.hosts[host];
+            h.gone = true;
+            h.inbox.clear();
+            h.waker = None;
+        });
+    }
+}
