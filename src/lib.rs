@@ -18,6 +18,7 @@
 
 mod error;
 pub mod net;
+pub mod sim;
 mod stack;
 
 pub use stack::{EnterGuard, Scoped, Stack, StackBuilder};
