@@ -121,6 +121,29 @@ fn oneway_partition_and_hold() {
 }
 
 #[test]
+fn set_link_shapes_a_host() {
+    let mut sim = Builder::new().seed(5).link(path()).build();
+    sim.host("server", echo_server);
+    sim.client("client", async {
+        let mut s = TcpStream::connect("server:7").await?;
+        sim::set_link("server", path().blackhole())?;
+        s.write_all(b"lost").await?;
+        let mut buf = [0; 4];
+        let read = tokio::time::timeout(Duration::from_secs(1), s.read_exact(&mut buf));
+        assert!(read.await.is_err());
+        let (up, down) = sim::links("server")?;
+        assert!(down.stats().dropped() > 0);
+        let slow = path().delay(Duration::from_millis(200));
+        sim::set_link("server", slow)?;
+        assert_eq!(up.config(), slow);
+        tokio::time::timeout(Duration::from_secs(30), s.read_exact(&mut buf)).await??;
+        assert_eq!(&buf, b"lost");
+        Ok(())
+    });
+    sim.run().unwrap();
+}
+
+#[test]
 fn crash_is_silent_and_bounce_resets() {
     let mut sim = Builder::new().seed(4).link(path()).build();
     sim.host("server", || async {

@@ -552,6 +552,8 @@ impl World {
         fabric::lock(&self.fabric).set_live(host, None);
         let (tasks, stack) = {
             let mut st = self.hosts[host].state.borrow_mut();
+            // What the old incarnation's futures still report is stale from now on.
+            st.generation += 1;
             (std::mem::take(&mut st.tasks), st.stack.take())
         };
         for t in tasks {
@@ -603,7 +605,8 @@ fn current_host() -> Option<usize> {
 /// # Panics
 ///
 /// Outside a host's or client's future during [`Sim::run`], as `tokio::spawn`
-/// panics outside a runtime.
+/// panics outside a runtime. On a host that has just crashed itself, the task
+/// is spawned already aborted.
 pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
 where
     F: Future + 'static,
@@ -616,7 +619,10 @@ where
     let rec = &world.hosts[host];
     let mut st = rec.state.borrow_mut();
     let Some(stack) = st.stack.clone() else {
-        panic!("synack::sim::spawn called on a crashed host");
+        // The host crashed under the caller (it crashed itself): the task dies with it.
+        let task = tokio::task::spawn_local(future);
+        task.abort();
+        return task;
     };
     let task = tokio::task::spawn_local(HostScoped {
         host,
