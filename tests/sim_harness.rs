@@ -227,6 +227,18 @@ fn errors_end_the_run() {
         sim::partition("a", "b").unwrap_err().kind(),
         io::ErrorKind::NotFound
     );
+
+    let mut sim = Builder::new()
+        .first_addr("192.0.2.250".parse().unwrap())
+        .build();
+    for i in 0..6 {
+        sim.client(&format!("c{i}"), async { Ok(()) });
+    }
+    assert!(sim.run().unwrap_err().to_string().contains("do not fit"));
+    let mut sim = Builder::new().build();
+    sim.client("x", async { Ok(()) })
+        .client("X", async { Ok(()) });
+    assert!(sim.run().unwrap_err().to_string().contains("two hosts"));
 }
 
 /// A lossy, jittery run of several transfers; returns its log, pcaps and what the clients saw.

@@ -149,7 +149,8 @@ impl Builder {
         self
     }
 
-    /// The first host's address; the others follow it in order of declaration.
+    /// The first host's address; the others follow it in order of declaration,
+    /// all in its /24 (and all hosts' stacks are on that /24).
     pub fn first_addr(mut self, addr: Ipv4Addr) -> Self {
         self.first_addr = addr;
         self
@@ -253,7 +254,7 @@ impl Sim {
     /// `TimedOut` when simulated time passes the [duration
     /// limit](Builder::duration). Clients run once: a second run fails with
     /// `InvalidInput`, as does a run with two hosts of one name or more hosts
-    /// than addresses.
+    /// than fit in the /24 of the [first address](Builder::first_addr).
     ///
     /// # Panics
     ///
@@ -280,9 +281,15 @@ impl Sim {
                 return Err(invalid(format!("client {:?} has already run", d.name)));
             }
         }
+        // Every stack is on one /24 with the first address.
         let first = u32::from(self.builder.first_addr);
-        if u64::from(first) + self.decls.len() as u64 > u64::from(u32::MAX) {
-            return Err(invalid("more hosts than addresses".into()));
+        let last = u64::from(first) + (self.decls.len() as u64).saturating_sub(1);
+        if last >> 8 != u64::from(first >> 8) || last & 0xff == 0xff {
+            return Err(invalid(format!(
+                "{} hosts do not fit in the /24 from {}",
+                self.decls.len(),
+                self.builder.first_addr
+            )));
         }
         Ok(())
     }
