@@ -11,6 +11,9 @@
 //! stack ([`Stack::enter`], or [`Stack::scope`] for spawned tasks), so that
 //! `TcpStream::connect(addr)` needs no stack argument.
 //!
+//! [`sim`] runs many stacks on one simulated network, turmoil-style: hosts by
+//! name, partitions, crashes and restarts, deterministic under a seed.
+//!
 //! The protocol lives in the sans-IO [`synack_engine`]; this crate is the thin
 //! async front end that drives it.
 
@@ -18,6 +21,8 @@
 
 mod error;
 pub mod net;
+#[cfg(feature = "sim")]
+pub mod sim;
 mod stack;
 
 pub use stack::{EnterGuard, Scoped, Stack, StackBuilder};
