@@ -462,6 +462,41 @@ macro_rules! battery {
                 Ok(())
             }
 
+            /// SO_REUSEPORT: two listeners that both set it share a port and
+            /// between them accept every connection; a third without it gets
+            /// `AddrInUse`.
+            #[tokio::test]
+            async fn reuseport_listeners_share_a_port() -> io::Result<()> {
+                let env = env();
+                let first = env.server(async { TcpSocket::new_v4() }).await?;
+                first.set_reuseport(true)?;
+                first.bind(SocketAddr::new(env.ip, 0))?;
+                let addr = first.local_addr()?;
+                let l1 = first.listen(64)?;
+                let second = env.server(async { TcpSocket::new_v4() }).await?;
+                second.set_reuseport(true)?;
+                second.bind(addr)?;
+                let l2 = second.listen(64)?;
+                let third = env.server(async { TcpSocket::new_v4() }).await?;
+                let err = third.bind(addr).unwrap_err();
+                assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+                const N: usize = 16;
+                let mut clients = Vec::new();
+                for _ in 0..N {
+                    clients.push(env.client(TcpStream::connect(addr)).await?);
+                }
+                // Every connection is accepted by one of the two.
+                let mut accepted = 0;
+                while accepted < N {
+                    tokio::select! {
+                        r = l1.accept() => { r?; }
+                        r = l2.accept() => { r?; }
+                    }
+                    accepted += 1;
+                }
+                Ok(())
+            }
+
             /// `set_zero_linger`: dropping the stream resets the connection, so
             /// the peer's read fails with `ConnectionReset` instead of EOF.
             #[tokio::test]

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use std::time::Duration;
 
-use synack_engine::{Keepalive, SocketOptions};
+use synack_engine::{Keepalive, Reuse, SocketOptions};
 
 use crate::error::{ipv6_unsupported, to_io};
 use crate::net::{TcpListener, TcpStream};
@@ -22,8 +22,8 @@ use crate::stack::Stack;
 /// reserves the port until the socket connects, listens or is dropped.
 ///
 /// Buffer sizes read back as they were set (Linux reports twice the value).
-/// `SO_REUSEPORT` is recorded and read back, but two listeners on one port are
-/// not supported: the second `listen` fails with `AddrInUse`.
+/// With `SO_REUSEPORT` on all of them, several listeners share one port, and
+/// its new connections are spread over them by a hash of the peer's address.
 ///
 /// ```
 /// use std::net::Ipv4Addr;
@@ -52,9 +52,8 @@ pub struct TcpSocket {
 #[derive(Debug, Clone, Copy, Default)]
 struct SocketState {
     opts: SocketOptions,
-    reuseport: bool,
-    /// The address `bind` reserved, and the `SO_REUSEADDR` it reserved it with.
-    bound: Option<(SocketAddrV4, bool)>,
+    /// The address `bind` reserved, and the sharing it reserved it with.
+    bound: Option<(SocketAddrV4, Reuse)>,
 }
 
 impl TcpSocket {
@@ -94,15 +93,17 @@ impl TcpSocket {
         Ok(self.state().opts.reuseaddr)
     }
 
-    /// `SO_REUSEPORT`: recorded only; see the type's documentation.
+    /// `SO_REUSEPORT`: listeners that all set it may share a port; the
+    /// port's new connections are spread over them by a hash of the peer's
+    /// address, as Linux does.
     pub fn set_reuseport(&self, reuseport: bool) -> io::Result<()> {
-        self.state().reuseport = reuseport;
+        self.state().opts.reuseport = reuseport;
         Ok(())
     }
 
     /// Whether `SO_REUSEPORT` is set.
     pub fn reuseport(&self) -> io::Result<bool> {
-        Ok(self.state().reuseport)
+        Ok(self.state().opts.reuseport)
     }
 
     /// `SO_SNDBUF`: the send buffer of the connection this socket becomes
@@ -205,10 +206,10 @@ impl TcpSocket {
                 "the socket is already bound",
             ));
         }
-        let reuseaddr = state.opts.reuseaddr;
+        let reuse = state.opts.reuse();
         let mut st = self.stack.shared().lock();
-        let addr = st.engine.bind(addr, reuseaddr).map_err(to_io)?;
-        state.bound = Some((addr, reuseaddr));
+        let addr = st.engine.bind(addr, reuse).map_err(to_io)?;
+        state.bound = Some((addr, reuse));
         Ok(())
     }
 
@@ -235,9 +236,9 @@ impl TcpSocket {
     fn release(&self) -> (SocketAddrV4, SocketOptions) {
         let mut state = self.state();
         let local = match state.bound.take() {
-            Some((addr, reuseaddr)) => {
+            Some((addr, reuse)) => {
                 let mut st = self.stack.shared().lock();
-                st.engine.unbind(addr.port(), reuseaddr);
+                st.engine.unbind(addr.port(), reuse);
                 addr
             }
             None => SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),

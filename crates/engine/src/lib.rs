@@ -67,7 +67,7 @@ pub use config::Config;
 pub use conn_opts::Keepalive;
 pub use error::Error;
 pub use seq::Seq;
-pub use socket_api::{Readiness, SocketOptions};
+pub use socket_api::{Readiness, Reuse, SocketOptions};
 pub use tcp::cc::CongestionAlgorithm;
 pub use tcp::connection::{CaState, State, TcpInfo, Timer};
 pub use time::Instant;
@@ -213,7 +213,8 @@ pub struct Engine {
     slots: Vec<Slot>,
     free_slots: Vec<u32>,
     conns: HashMap<(SocketAddrV4, SocketAddrV4), SocketHandle>,
-    listeners: HashMap<u16, SocketHandle>,
+    /// Listeners by port: one, or several that all set `SO_REUSEPORT`.
+    listeners: HashMap<u16, Vec<SocketHandle>>,
     wheel: Wheel<(SocketHandle, Timer)>,
     tx_queue: VecDeque<SocketHandle>,
     replies: VecDeque<Reply>,
@@ -362,8 +363,14 @@ impl Engine {
             Some(Socket::Conn(tcb)) if self.conns.get(&(tcb.local, tcb.remote)) == Some(&h) => {
                 self.conns.remove(&(tcb.local, tcb.remote));
             }
-            Some(Socket::Listener(l)) if self.listeners.get(&l.local.port()) == Some(&h) => {
-                self.listeners.remove(&l.local.port());
+            Some(Socket::Listener(l)) => {
+                let port = l.local.port();
+                if let Some(group) = self.listeners.get_mut(&port) {
+                    group.retain(|&x| x != h);
+                    if group.is_empty() {
+                        self.listeners.remove(&port);
+                    }
+                }
             }
             _ => {}
         }
@@ -389,11 +396,16 @@ impl Engine {
             p if self.listeners.contains_key(&p) => return Err(Error::AddrInUse),
             p => p,
         };
+        Ok(self.add_listener(port, backlog))
+    }
+
+    /// Makes a listener on our address and `port` (its checks done).
+    fn add_listener(&mut self, port: u16, backlog: usize) -> SocketHandle {
         let local = SocketAddrV4::new(self.iface.addr, port);
         let backlog = backlog.clamp(1, self.config.max_backlog.max(1));
         let h = self.alloc_slot(Socket::Listener(Listener::new(local, backlog)));
-        self.listeners.insert(port, h);
-        Ok(h)
+        self.listeners.entry(port).or_default().push(h);
+        h
     }
 
     /// Takes the next established connection from a listener's accept queue, or
@@ -986,7 +998,14 @@ impl Engine {
                 self.free_slot(h);
             }
         }
-        if let Some(&lh) = self.listeners.get(&local.port()) {
+        if let Some(group) = self.listeners.get(&local.port()) {
+            // SO_REUSEPORT: the listeners of a port share its connections by
+            // a hash of the peer's address, so one peer's segments always meet
+            // the same listener (as Linux's `reuseport_select_sock`).
+            let lh = match group.len() {
+                1 => group[0],
+                n => group[reuseport_pick(remote, n)],
+            };
             self.listen_segment(now, lh, local, remote, seg);
             return;
         }
@@ -1025,6 +1044,7 @@ impl Engine {
         let mut tcb = Tcb::accept_syn(&cfg, local, remote, iss, self.iface.mtu, seg);
         tcb.nodelay = opts.nodelay;
         tcb.reuseaddr = opts.reuseaddr;
+        tcb.reuseport = opts.reuseport;
         // Accepted connections inherit the listener's keepalive and linger
         // (as Linux copies the socket options to the child).
         tcb.keepalive = opts.keepalive;
@@ -1265,4 +1285,14 @@ impl std::fmt::Debug for Engine {
             .field("stats", &self.stats)
             .finish()
     }
+}
+
+/// Which of `n` SO_REUSEPORT listeners takes a connection from `remote`: a
+/// fixed mix of the peer's address and port (splitmix64's finaliser).
+fn reuseport_pick(remote: SocketAddrV4, n: usize) -> usize {
+    let mut x = (u64::from(u32::from(*remote.ip())) << 16) | u64::from(remote.port());
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    (x % n as u64) as usize
 }

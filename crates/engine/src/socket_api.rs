@@ -29,12 +29,35 @@ pub struct SocketOptions {
     /// connections (for instance one in TIME-WAIT) still use, if they set it
     /// too; a listener always conflicts. Accepted connections inherit it.
     pub reuseaddr: bool,
+    /// `SO_REUSEPORT`: several listeners may share a port if all set it; the
+    /// port's connections are spread over them by a hash of the peer's
+    /// address. Accepted connections inherit it.
+    pub reuseport: bool,
     /// `SO_KEEPALIVE` with its `TCP_KEEPIDLE`/`TCP_KEEPINTVL`/`TCP_KEEPCNT`
     /// settings; `None`: off (see [`Engine::set_keepalive`]).
     pub keepalive: Option<crate::Keepalive>,
     /// `SO_LINGER` (see [`Engine::set_linger`]): `Some(Duration::ZERO)` makes
     /// close reset the connection.
     pub linger: Option<std::time::Duration>,
+}
+
+impl SocketOptions {
+    /// The sharing of the port these options allow.
+    pub fn reuse(&self) -> Reuse {
+        Reuse {
+            addr: self.reuseaddr,
+            port: self.reuseport,
+        }
+    }
+}
+
+/// How a socket lets others share its port: `SO_REUSEADDR` and `SO_REUSEPORT`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reuse {
+    /// `SO_REUSEADDR`.
+    pub addr: bool,
+    /// `SO_REUSEPORT`.
+    pub port: bool,
 }
 
 /// Readiness of a socket by direction, as `epoll` reports it.
@@ -52,22 +75,24 @@ pub struct Readiness {
     pub error: bool,
 }
 
-/// Ports reserved by [`Engine::bind`]: per port, how many sockets hold it and
-/// how many of those set `SO_REUSEADDR`.
+/// Ports reserved by [`Engine::bind`]: per port, how many sockets hold it,
+/// how many of those set `SO_REUSEADDR` and how many `SO_REUSEPORT`.
 #[derive(Debug, Default)]
-pub(crate) struct BoundPorts(HashMap<u16, (u32, u32)>);
+pub(crate) struct BoundPorts(HashMap<u16, (u32, u32, u32)>);
 
 impl BoundPorts {
     pub(crate) fn contains(&self, port: u16) -> bool {
         self.0.contains_key(&port)
     }
 
-    /// Whether a socket with `reuseaddr` may share `port` with the holders:
-    /// only if it and every holder set the option.
-    fn allows(&self, port: u16, reuseaddr: bool) -> bool {
+    /// Whether a socket with `reuse` may share `port` with the holders: only
+    /// if it and every holder set the same option.
+    fn allows(&self, port: u16, reuse: Reuse) -> bool {
         match self.0.get(&port) {
             None => true,
-            Some(&(holders, reusing)) => reuseaddr && holders == reusing,
+            Some(&(holders, addr, port)) => {
+                (reuse.addr && holders == addr) || (reuse.port && holders == port)
+            }
         }
     }
 }
@@ -89,15 +114,30 @@ impl Engine {
     }
 
     /// Whether `port` may be bound by a new socket, as Linux's `bind(2)`
-    /// decides: never if a listener has it; if other sockets bound it or
-    /// connections use it (TIME-WAIT included), only when they and this one
-    /// all set `reuseaddr` (accepted connections inherit the listener's).
-    pub fn port_free(&self, port: u16, reuseaddr: bool) -> bool {
-        if self.listeners.contains_key(&port) || !self.bound_ports.allows(port, reuseaddr) {
+    /// decides: if listeners have it, only when they and this socket all set
+    /// `SO_REUSEPORT`; if other sockets bound it or connections use it
+    /// (TIME-WAIT included), only when they and this one all set `reuseaddr`,
+    /// or all `reuseport` (accepted connections inherit the listener's).
+    pub fn port_free(&self, port: u16, reuse: Reuse) -> bool {
+        if let Some(group) = self.listeners.get(&port) {
+            let shared = group.iter().all(|&l| {
+                matches!(
+                    self.slot(l).and_then(|s| s.socket.as_ref()),
+                    Some(Socket::Listener(x)) if x.options.reuseport
+                )
+            });
+            if !(reuse.port && shared) {
+                return false;
+            }
+        }
+        if !self.bound_ports.allows(port, reuse) {
             return false;
         }
         !self.conns.iter().any(|(&(local, _), &h)| {
-            local.port() == port && !(reuseaddr && self.tcb(h).is_ok_and(|t| t.reuseaddr))
+            local.port() == port
+                && !self
+                    .tcb(h)
+                    .is_ok_and(|t| (reuse.addr && t.reuseaddr) || (reuse.port && t.reuseport))
         })
     }
 
@@ -110,25 +150,27 @@ impl Engine {
     /// Errors: [`Error::AddrNotAvailable`] if the address is not the stack's (or
     /// no port is free), [`Error::AddrInUse`] if the port is taken (see
     /// [`port_free`](Engine::port_free)).
-    pub fn bind(&mut self, local: SocketAddrV4, reuseaddr: bool) -> Result<SocketAddrV4, Error> {
+    pub fn bind(&mut self, local: SocketAddrV4, reuse: Reuse) -> Result<SocketAddrV4, Error> {
         self.check_local(local)?;
         let port = match local.port() {
             0 => self.ephemeral_port(None)?,
-            p if !self.port_free(p, reuseaddr) => return Err(Error::AddrInUse),
+            p if !self.port_free(p, reuse) => return Err(Error::AddrInUse),
             p => p,
         };
-        let entry = self.bound_ports.0.entry(port).or_insert((0, 0));
+        let entry = self.bound_ports.0.entry(port).or_insert((0, 0, 0));
         entry.0 += 1;
-        entry.1 += u32::from(reuseaddr);
+        entry.1 += u32::from(reuse.addr);
+        entry.2 += u32::from(reuse.port);
         Ok(SocketAddrV4::new(*local.ip(), port))
     }
 
     /// Gives back a reservation made by [`bind`](Engine::bind) with the same
-    /// `reuseaddr`.
-    pub fn unbind(&mut self, port: u16, reuseaddr: bool) {
+    /// `reuse`.
+    pub fn unbind(&mut self, port: u16, reuse: Reuse) {
         if let Some(entry) = self.bound_ports.0.get_mut(&port) {
             entry.0 = entry.0.saturating_sub(1);
-            entry.1 = entry.1.saturating_sub(u32::from(reuseaddr));
+            entry.1 = entry.1.saturating_sub(u32::from(reuse.addr));
+            entry.2 = entry.2.saturating_sub(u32::from(reuse.port));
             if entry.0 == 0 {
                 self.bound_ports.0.remove(&port);
             }
@@ -144,11 +186,18 @@ impl Engine {
         backlog: usize,
         opts: SocketOptions,
     ) -> Result<SocketHandle, Error> {
-        if local.port() != 0 && !self.port_free(local.port(), opts.reuseaddr) {
-            self.check_local(local)?;
+        if local.port() == 0 {
+            let h = self.listen(local, backlog)?;
+            self.listener_mut(h)?.options = opts;
+            return Ok(h);
+        }
+        self.check_local(local)?;
+        if !self.port_free(local.port(), opts.reuse()) {
             return Err(Error::AddrInUse);
         }
-        let h = self.listen(local, backlog)?;
+        // Free: no listener on the port, or only SO_REUSEPORT ones and this
+        // one sets it too.
+        let h = self.add_listener(local.port(), backlog);
         self.listener_mut(h)?.options = opts;
         Ok(h)
     }
@@ -170,6 +219,7 @@ impl Engine {
         let tcb = self.tcb_mut(h)?;
         tcb.nodelay = opts.nodelay;
         tcb.reuseaddr = opts.reuseaddr;
+        tcb.reuseport = opts.reuseport;
         // Keepalive arms itself once the connection is established.
         tcb.keepalive = opts.keepalive;
         tcb.linger = opts.linger;
@@ -271,7 +321,83 @@ mod tests {
     use smoltcp::wire::{Ipv4Packet, TcpControl};
 
     use crate::tests::*;
-    use crate::{Error, SocketOptions, State};
+    use crate::{Error, Reuse, SocketOptions, State};
+
+    const NONE: Reuse = Reuse {
+        addr: false,
+        port: false,
+    };
+    const ADDR: Reuse = Reuse {
+        addr: true,
+        port: false,
+    };
+
+    /// SO_REUSEPORT: listeners that all set it share a port and its
+    /// connections (each peer always meets the same listener); one without it
+    /// cannot join, nor can a plain `bind`.
+    #[test]
+    fn reuseport_listeners_share_a_port_and_its_connections() {
+        let mut h = Harness::new();
+        let rp = SocketOptions {
+            reuseport: true,
+            ..SocketOptions::default()
+        };
+        let l1 = h.engine.listen_with(local(), 64, rp).unwrap();
+        let l2 = h.engine.listen_with(local(), 64, rp).unwrap();
+        assert_eq!(
+            h.engine.listen_with(local(), 64, opts()),
+            Err(Error::AddrInUse)
+        );
+        assert_eq!(h.engine.bind(local(), ADDR), Err(Error::AddrInUse));
+        let port_only = Reuse {
+            addr: false,
+            port: true,
+        };
+        assert!(h.engine.port_free(LOCAL_PORT, port_only));
+        // 32 peers connect: every handshake completes on one of the two.
+        let mut per_listener = [0usize; 2];
+        for i in 0..32u16 {
+            let syn = Seg {
+                src_port: 40000 + i,
+                seq: 1000,
+                ctl: TcpControl::Syn,
+                ..Seg::default()
+            };
+            h.send(syn);
+            let synack = h.recv_one();
+            assert_eq!(synack.ctl, TcpControl::Syn);
+            h.send(Seg {
+                src_port: 40000 + i,
+                seq: 1001,
+                ack: Some(synack.seq + 1),
+                ..Seg::default()
+            });
+            h.recv_none();
+            let got: Vec<usize> = [l1, l2]
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| h.engine.accept(**l).is_ok())
+                .map(|(k, _)| k)
+                .collect();
+            assert_eq!(got.len(), 1, "connection {i} accepted once");
+            per_listener[got[0]] += 1;
+        }
+        assert!(
+            per_listener.iter().all(|&n| n > 0),
+            "both listeners get connections: {per_listener:?}"
+        );
+        // Closing one leaves the other with the port.
+        h.engine.close(h.now, l1);
+        h.send(Seg {
+            src_port: 41000,
+            seq: 5000,
+            ctl: TcpControl::Syn,
+            ..Seg::default()
+        });
+        assert_eq!(h.recv_one().ctl, TcpControl::Syn);
+        assert_eq!(h.engine.stats().rx_no_socket, 0);
+        let _ = l2;
+    }
 
     fn opts() -> SocketOptions {
         SocketOptions::default()
@@ -383,17 +509,17 @@ mod tests {
         let tw = h.engine.conns.get(&(local(), remote())).copied().unwrap();
         assert_eq!(h.engine.state(tw), Ok(State::TimeWait));
 
-        assert!(!h.engine.port_free(LOCAL_PORT, false));
-        assert_eq!(h.engine.bind(local(), false), Err(Error::AddrInUse));
+        assert!(!h.engine.port_free(LOCAL_PORT, NONE));
+        assert_eq!(h.engine.bind(local(), NONE), Err(Error::AddrInUse));
         assert_eq!(
             h.engine.listen_with(local(), 8, opts()),
             Err(Error::AddrInUse)
         );
-        assert_eq!(h.engine.bind(local(), true), Ok(local()));
+        assert_eq!(h.engine.bind(local(), ADDR), Ok(local()));
         let l2 = h.engine.listen_with(local(), 8, o).unwrap();
         // A listener always conflicts, with or without the option.
         assert_eq!(h.engine.listen_with(local(), 8, o), Err(Error::AddrInUse));
-        assert_eq!(h.engine.bind(local(), true), Err(Error::AddrInUse));
+        assert_eq!(h.engine.bind(local(), ADDR), Err(Error::AddrInUse));
         h.engine.close(h.now, l2);
     }
 
@@ -401,14 +527,14 @@ mod tests {
     fn bind_picks_an_ephemeral_port_and_checks_the_address() {
         let mut h = Harness::new();
         let any = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
-        let got = h.engine.bind(any, false).unwrap();
+        let got = h.engine.bind(any, NONE).unwrap();
         let (lo, hi) = h.engine.config().ephemeral_ports;
         assert!((lo..=hi).contains(&got.port()));
         // A listener on port 0 does not get the reserved port.
         let l = h.engine.listen(any, 8).unwrap();
         assert_ne!(h.engine.local_addr(l).unwrap().port(), got.port());
         let other = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 77), 80);
-        assert_eq!(h.engine.bind(other, false), Err(Error::AddrNotAvailable));
+        assert_eq!(h.engine.bind(other, NONE), Err(Error::AddrNotAvailable));
     }
 
     #[test]
@@ -443,20 +569,20 @@ mod tests {
     #[test]
     fn bind_reserves_the_port_until_unbind() {
         let mut h = Harness::new();
-        assert_eq!(h.engine.bind(local(), false), Ok(local()));
-        assert_eq!(h.engine.bind(local(), true), Err(Error::AddrInUse));
+        assert_eq!(h.engine.bind(local(), NONE), Ok(local()));
+        assert_eq!(h.engine.bind(local(), ADDR), Err(Error::AddrInUse));
         assert_eq!(
             h.engine.listen_with(local(), 8, opts()),
             Err(Error::AddrInUse)
         );
-        h.engine.unbind(LOCAL_PORT, false);
+        h.engine.unbind(LOCAL_PORT, NONE);
         // Both with SO_REUSEADDR: they share it, as on Linux.
-        assert_eq!(h.engine.bind(local(), true), Ok(local()));
-        assert_eq!(h.engine.bind(local(), true), Ok(local()));
-        assert_eq!(h.engine.bind(local(), false), Err(Error::AddrInUse));
-        h.engine.unbind(LOCAL_PORT, true);
-        h.engine.unbind(LOCAL_PORT, true);
-        assert!(h.engine.port_free(LOCAL_PORT, false));
+        assert_eq!(h.engine.bind(local(), ADDR), Ok(local()));
+        assert_eq!(h.engine.bind(local(), ADDR), Ok(local()));
+        assert_eq!(h.engine.bind(local(), NONE), Err(Error::AddrInUse));
+        h.engine.unbind(LOCAL_PORT, ADDR);
+        h.engine.unbind(LOCAL_PORT, ADDR);
+        assert!(h.engine.port_free(LOCAL_PORT, NONE));
     }
 
     #[test]
@@ -464,7 +590,7 @@ mod tests {
         let mut h = Harness::new();
         let c = h.engine.connect(h.now, remote()).unwrap();
         let mine = h.engine.local_addr(c).unwrap();
-        assert_eq!(h.engine.bind(mine, true), Err(Error::AddrInUse));
+        assert_eq!(h.engine.bind(mine, ADDR), Err(Error::AddrInUse));
         let o = SocketOptions {
             reuseaddr: true,
             ..opts()
@@ -473,7 +599,7 @@ mod tests {
         let any = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
         let c2 = h.engine.connect_with(h.now, any, other, o).unwrap();
         let theirs = h.engine.local_addr(c2).unwrap();
-        assert_eq!(h.engine.bind(theirs, false), Err(Error::AddrInUse));
-        assert_eq!(h.engine.bind(theirs, true), Ok(theirs));
+        assert_eq!(h.engine.bind(theirs, NONE), Err(Error::AddrInUse));
+        assert_eq!(h.engine.bind(theirs, ADDR), Ok(theirs));
     }
 }

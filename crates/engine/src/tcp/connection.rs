@@ -280,6 +280,8 @@ pub(crate) struct Tcb {
     pub(crate) ttl: u8,
     /// `SO_REUSEADDR`: another socket with it may bind this connection's port.
     pub(crate) reuseaddr: bool,
+    /// `SO_REUSEPORT`, inherited from the listener that accepted it.
+    pub(crate) reuseport: bool,
     /// The handle was given up: nobody will read; close on its own.
     pub(crate) released: bool,
     pub(crate) error: Option<Error>,
@@ -415,6 +417,7 @@ impl Tcb {
             nodelay: false,
             ttl: cfg.ttl,
             reuseaddr: false,
+            reuseport: false,
             released: false,
             error: None,
             soft_error: None,
