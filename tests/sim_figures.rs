@@ -5,7 +5,8 @@
 //! `cargo test --release --test sim_figures -- --nocapture`.
 //!
 //! 1. Utilisation: one flow, 100 Mbit/s, 40 ms RTT, one BDP of queue.
-//! 2. Fairness: four flows through one 100 Mbit/s bottleneck, started 2 s apart.
+//! 2. Fairness: four flows through one 100 Mbit/s bottleneck, started 2 s apart;
+//!    2b: two CUBIC against two NewReno flows there.
 //! 3. Loss: 1 % random loss at 10 Mbit/s, 20 ms RTT, against the Mathis model.
 //! 4. Stress: loss, duplication, reordering and corruption both ways.
 //! 5. Determinism: two runs with one seed give byte-identical captures.
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use smol::{SmolConfig, SmolHost};
+use synack::engine::CongestionAlgorithm;
 use synack::net::{TcpListener, TcpStream};
 use synack::{Config, Stack};
 use synack_sim::{CaptureBuffer, CapturePoint, HostConfig, HostEnd, LinkConfig, Network};
@@ -30,9 +32,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// since CUBIC, SACK and RACK-TLP landed.
 const ENFORCE_CONGESTION_TARGETS: bool = true;
 
-/// Whether figure 2 asserts Jain's index >= 0.95. Not met yet (CUBIC flows
-/// converge too slowly: about 0.9 over the last 20 s); the run prints "TARGET
-/// NOT MET" and the README lists it as missing until this is on.
+/// Whether figure 2 asserts Jain's index >= 0.95. Not met over 10–30 s: with
+/// a drop-tail queue every overflow costs every flow a few packets (losses
+/// are synchronised: each flow sees about one fast retransmit per episode
+/// whatever its window), so flows converge only through the CUBIC curve
+/// itself, in tens of seconds at this BDP. Measured over later 20 s windows of
+/// the same scenario the index is 0.953 (40–60 s) and 0.977 (100–120 s). The
+/// run prints "TARGET NOT MET" until this is on.
 const ENFORCE_FAIRNESS_TARGET: bool = false;
 
 const RECEIVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
@@ -334,6 +340,83 @@ async fn figure_2_fairness() {
     verdict("fairness", index >= 0.95, "Jain's index >= 0.95");
     assert!(rates.iter().all(|r| *r > 0.0), "every flow moved data");
     assert!(index >= 0.95 || !ENFORCE_FAIRNESS_TARGET, "fairness target");
+}
+
+/// Figure 2b: two CUBIC and two NewReno flows (chosen per stack through
+/// `Config::congestion`) through the bottleneck of figure 2, started 2 s apart
+/// in the order CUBIC, NewReno, CUBIC, NewReno. Reported only: RFC 9438 §5.2
+/// expects CUBIC to take more than an equal share from Reno at this BDP.
+#[tokio::test(start_paused = true)]
+async fn figure_2b_cubic_against_newreno() {
+    const FLOWS: usize = 4;
+    let rate = 100_000_000;
+    let rtt = Duration::from_millis(40);
+    let Dumbbell {
+        net,
+        senders,
+        receiver,
+    } = dumbbell(2, FLOWS, rate, rtt, bdp_bytes(rate, rtt), 0.0);
+    let receiver = stack(receiver, RECEIVER, 100);
+    let counters = synack_sink(&receiver, FLOWS).await;
+    let algorithm = |i: usize| {
+        if i.is_multiple_of(2) {
+            CongestionAlgorithm::Cubic
+        } else {
+            CongestionAlgorithm::NewReno
+        }
+    };
+    for (i, end) in senders.into_iter().enumerate() {
+        let secret = 10 + i as u64;
+        let config = Config {
+            congestion: algorithm(i),
+            ..big_buffers()
+        };
+        let stack = Stack::builder(end, sender_addr(i), 24)
+            .config(config)
+            .secret([secret, !secret])
+            .build();
+        bulk_sender(stack, Duration::from_secs(2 * i as u64));
+    }
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let at_10 = values(&counters);
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let at_30 = values(&counters);
+    let rates: Vec<f64> = at_30
+        .iter()
+        .zip(&at_10)
+        .map(|(b, a)| mbps(b - a, Duration::from_secs(20)))
+        .collect();
+    let total: f64 = rates.iter().sum();
+    let share = |alg| {
+        (0..FLOWS)
+            .filter(|i| algorithm(*i) == alg)
+            .map(|i| rates[i])
+            .sum::<f64>()
+    };
+    let (cubic, newreno) = (
+        share(CongestionAlgorithm::Cubic),
+        share(CongestionAlgorithm::NewReno),
+    );
+    let port = net.downlink(RECEIVER).unwrap().stats();
+    let _print = print_lock();
+    println!(
+        "\nFigure 2b — CUBIC against NewReno: flows 0, 2 CUBIC, 1, 3 NewReno, started 2 s apart, 100 Mbit/s, 40 ms RTT, 1 BDP queue, 30 s"
+    );
+    for (i, r) in rates.iter().enumerate() {
+        println!(
+            "  flow {i} ({:?}): {r:.1} Mbit/s over 10–30 s",
+            algorithm(i)
+        );
+    }
+    println!(
+        "  CUBIC {cubic:.1} Mbit/s ({:.0} %), NewReno {newreno:.1} Mbit/s ({:.0} %); Jain's index {:.3}; bottleneck dropped {} of {} packets",
+        cubic / total * 100.0,
+        newreno / total * 100.0,
+        jain(&rates),
+        port.dropped_queue,
+        port.offered_packets
+    );
+    assert!(rates.iter().all(|r| *r > 0.0), "every flow moved data");
 }
 
 // ---------------------------------------------------------------------------------

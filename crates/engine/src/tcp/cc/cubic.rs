@@ -43,6 +43,7 @@ struct Saved {
     cwnd: f64,
     ssthresh: usize,
     w_max: f64,
+    cwnd_prior: f64,
 }
 
 /// The CUBIC window of one connection. Windows are kept in bytes as `f64`
@@ -59,6 +60,9 @@ pub(crate) struct Cubic {
     epoch: Option<(Instant, f64, f64)>,
     /// W_est, the Reno-friendly estimate (§4.3), bytes.
     w_est: f64,
+    /// cwnd_prior: the window when ssthresh was last set (§4.6), bytes; once
+    /// W_est reaches it, α_cubic becomes 1 (§4.3).
+    cwnd_prior: f64,
     /// The smallest RTT seen, for the W_cubic(t + RTT) target.
     min_rtt: Option<Duration>,
     hystart: Hystart,
@@ -77,6 +81,7 @@ impl Cubic {
             w_max: 0.0,
             epoch: None,
             w_est: 0.0,
+            cwnd_prior: 0.0,
             min_rtt: None,
             hystart: Hystart::SlowStart,
             last_round_min_rtt: None,
@@ -102,8 +107,10 @@ impl Cubic {
             cwnd: self.cwnd,
             ssthresh: self.ssthresh,
             w_max: self.w_max,
+            cwnd_prior: self.cwnd_prior,
         });
         let cwnd = self.cwnd;
+        self.cwnd_prior = cwnd;
         self.w_max = if cwnd < self.w_max {
             cwnd * (1.0 + BETA) / 2.0
         } else {
@@ -216,8 +223,15 @@ impl CongestionControl for Cubic {
             .min_rtt
             .unwrap_or(Duration::from_millis(100))
             .as_secs_f64();
-        // §4.3: W_est grows by α_cubic segments per window acknowledged.
-        self.w_est += ALPHA * acked / self.cwnd * self.mss_f();
+        // §4.3: W_est grows by α_cubic segments per window acknowledged;
+        // once it has reached cwnd_prior, α_cubic is 1 ("the sender SHOULD
+        // set α_cubic to 1"), so it grows as fast as Reno from there.
+        let alpha = if self.w_est >= self.cwnd_prior {
+            1.0
+        } else {
+            ALPHA
+        };
+        self.w_est += alpha * acked / self.cwnd * self.mss_f();
         let cubic_now = self.w_cubic(t, k, origin);
         if cubic_now < self.w_est {
             // §4.3: the Reno-friendly region.
@@ -260,6 +274,7 @@ impl CongestionControl for Cubic {
             self.cwnd = self.cwnd.max(s.cwnd);
             self.ssthresh = self.ssthresh.max(s.ssthresh);
             self.w_max = s.w_max;
+            self.cwnd_prior = s.cwnd_prior;
             self.epoch = None;
         }
     }
@@ -268,6 +283,7 @@ impl CongestionControl for Cubic {
         self.cwnd = cwnd.max(self.mss) as f64;
         self.ssthresh = ssthresh;
         self.w_max = self.cwnd;
+        self.cwnd_prior = self.cwnd;
         self.epoch = None;
         if ssthresh != usize::MAX {
             self.hystart = Hystart::Done;
@@ -343,6 +359,14 @@ mod tests {
         assert!(c.cwnd() > 110_000, "cwnd {}", c.cwnd());
     }
 
+    /// One RTT of 1 ms in which every segment of the window is acknowledged.
+    fn one_round(c: &mut Cubic, now: &mut Instant) {
+        *now = *now + Duration::from_millis(1);
+        for _ in 0..c.cwnd() / 1000 {
+            c.on_ack(&ack(*now, 1000, Some(Duration::from_millis(1)), false));
+        }
+    }
+
     #[test]
     fn reno_friendly_region_grows_at_least_like_aimd() {
         let mut c = Cubic::new(1000, 10);
@@ -350,16 +374,47 @@ mod tests {
         c.on_congestion_event(Instant::ZERO, 10_000);
         let start = c.cwnd();
         let mut now = Instant::ZERO;
-        for _ in 0..20 {
-            now = now + Duration::from_millis(1);
-            for _ in 0..c.cwnd() / 1000 {
-                c.on_ack(&ack(now, 1000, Some(Duration::from_millis(1)), false));
-            }
+        for _ in 0..5 {
+            one_round(&mut c, &mut now);
         }
-        // α = 0.53 segments per RTT: about 10 segments in 20 RTTs, where
-        // NewReno's one per RTT would give 20.
+        // Below cwnd_prior, α_cubic = 0.53 segments per RTT: about 2.6
+        // segments in 5 RTTs, where NewReno's one per RTT would give 5.
         let grown = c.cwnd() - start;
-        assert!((8_000..12_000).contains(&grown), "grew {grown}");
+        assert!((2_000..3_300).contains(&grown), "grew {grown}");
+    }
+
+    #[test]
+    fn reno_friendly_alpha_becomes_one_once_w_est_reaches_cwnd_prior() {
+        // RFC 9438 §4.3: "Once W_est has grown to reach the cwnd at the time
+        // of most recently setting ssthresh -- that is, W_est >= cwnd_prior --
+        // the sender SHOULD set α_cubic to 1".
+        let mut c = Cubic::new(1000, 10);
+        c.on_congestion_event(Instant::ZERO, 10_000);
+        assert_eq!(c.cwnd_prior, 10_000.0);
+        let mut now = Instant::ZERO;
+        let mut rounds = 0;
+        while c.cwnd() < 10_000 {
+            one_round(&mut c, &mut now);
+            rounds += 1;
+            assert!(rounds < 20, "W_est never reached cwnd_prior");
+        }
+        // From here on, one segment per RTT (as Reno): 10 in 10 RTTs, not 5.3.
+        let start = c.cwnd();
+        for _ in 0..10 {
+            one_round(&mut c, &mut now);
+        }
+        let grown = c.cwnd() - start;
+        assert!((9_000..11_500).contains(&grown), "grew {grown}");
+    }
+
+    #[test]
+    fn undo_restores_cwnd_prior() {
+        let mut c = Cubic::new(1000, 10);
+        c.on_congestion_event(Instant::ZERO, 10_000);
+        c.on_congestion_event(Instant::ZERO, 7_000);
+        assert_eq!(c.cwnd_prior, 7_000.0);
+        c.on_spurious();
+        assert_eq!(c.cwnd_prior, 10_000.0);
     }
 
     #[test]
