@@ -33,7 +33,6 @@ use std::future::Future;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -79,39 +78,6 @@ const RECENT: usize = 64;
 // ---------------------------------------------------------------------------------
 // Small helpers
 // ---------------------------------------------------------------------------------
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-/// Checks the environment; prints `SKIPPED: <reason>` and returns `None` when the
-/// test cannot run here, otherwise returns a fresh namespace.
-fn start(prefix: &str) -> Option<NetNs> {
-    if let Err(reason) = netns::can_run() {
-        netns::skip(&reason);
-        return None;
-    }
-    if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-    }
-    Some(NetNs::new(prefix).expect("creating a network namespace"))
-}
-
-/// A TUN interface name unique to this process and call (IFNAMSIZ: at most 15).
-fn tun_name(tag: char) -> String {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let name = format!("sk{tag}{}n{n}", std::process::id());
-    assert!(name.len() <= 15, "{name} too long for an interface name");
-    name
-}
 
 /// Deterministic pseudo-random bytes (xorshift64*), so misplaced data shows up.
 fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
@@ -669,7 +635,7 @@ struct Setup {
 /// namespace), gives the kernel 192.0.2.1/24 on it, and starts synack on it as
 /// 192.0.2.2/24.
 fn setup(ns: &NetNs, tag: char, test: &str) -> Setup {
-    let name = tun_name(tag);
+    let name = netns::tun_name("sk", tag);
     let rt = tokio::runtime::Handle::current();
     let tun = ns
         .in_ns(|| {
@@ -953,8 +919,10 @@ async fn synack_http_server(listener: TcpListener, body: Arc<Vec<u8>>) -> io::Re
 fn kernel_connects_to_synack() {
     // Declared first, dropped last: the namespace outlives the runtime (and with
     // it the stack and the TUN), also when the body panics.
-    let Some(ns) = start("k2s") else { return };
-    let rt = runtime();
+    let Some(ns) = netns::start("k2s") else {
+        return;
+    };
+    let rt = netns::runtime();
     rt.block_on(async {
         within(
             TEST_TIMEOUT,
@@ -1282,8 +1250,10 @@ async fn synack_echo_client(stack: &Stack, data: &[u8]) -> SynackClientReport {
 #[test]
 fn synack_connects_to_kernel() {
     // Declared first, dropped last (see kernel_connects_to_synack).
-    let Some(ns) = start("s2k") else { return };
-    let rt = runtime();
+    let Some(ns) = netns::start("s2k") else {
+        return;
+    };
+    let rt = netns::runtime();
     rt.block_on(async {
         within(
             TEST_TIMEOUT,

@@ -25,7 +25,7 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -51,32 +51,6 @@ const FIN: u8 = 0x01;
 const SYN: u8 = 0x02;
 const RST: u8 = 0x04;
 const ACK: u8 = 0x10;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-/// A fresh namespace, or `None` (printing why) when the test cannot run here.
-fn start(prefix: &str) -> Option<NetNs> {
-    if let Err(reason) = netns::can_run() {
-        netns::skip(&reason);
-        return None;
-    }
-    Some(NetNs::new(prefix).expect("creating a network namespace"))
-}
-
-/// A TUN interface name unique to this process and call (at most 15 bytes).
-fn tun_name(tag: char) -> String {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let name = format!("sh{tag}{}n{n}", std::process::id());
-    assert!(name.len() <= 15, "{name} too long for an interface name");
-    name
-}
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
@@ -199,7 +173,7 @@ impl<D: Device> Device for Gate<D> {
 /// Creates the TUN inside `ns`, gives the kernel its address, and starts synack
 /// on it with a pcap capture to `pcap` behind a [`Gate`].
 fn setup(ns: &NetNs, tag: char, pcap: &Path, config: Config) -> (Stack, GateSwitch) {
-    let name = tun_name(tag);
+    let name = netns::tun_name("sh", tag);
     let rt = tokio::runtime::Handle::current();
     let tun = ns
         .in_ns(|| {
@@ -407,13 +381,13 @@ fn check_connection(segs: &[Seg], port: u16, zero_from_synack: bool) {
 
 #[test]
 fn window_scale_timestamps_and_zero_windows_both_ways() {
-    let Some(ns) = start("hostws") else {
+    let Some(ns) = netns::start("hostws") else {
         return;
     };
     // Small kernel buffers so its window closes soon (per-namespace sysctl).
     let _ = ns.exec(["sysctl", "-qw", "net.ipv4.tcp_rmem=4096 32768 65536"]);
     let pcap = TempFile::new("wsts");
-    let rt = runtime();
+    let rt = netns::runtime();
     let (passive_port, active_port) = rt.block_on(async {
         let config = Config {
             recv_buffer: 128 * 1024,
@@ -518,11 +492,11 @@ fn window_scale_timestamps_and_zero_windows_both_ways() {
 
 #[test]
 fn simultaneous_close_against_the_kernel() {
-    let Some(ns) = start("hostsc") else {
+    let Some(ns) = netns::start("hostsc") else {
         return;
     };
     let pcap = TempFile::new("simclose");
-    let rt = runtime();
+    let rt = netns::runtime();
     let port = rt.block_on(async {
         let (stack, gate) = setup(&ns, 's', &pcap.0, Config::default());
         let (ready_tx, ready_rx) = mpsc::channel();

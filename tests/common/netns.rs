@@ -83,6 +83,42 @@ pub fn can_run_or_skip() -> bool {
 }
 
 /// The effective uid, from `/proc/self/status` (no `unsafe`, no extra nix feature).
+/// The namespace tests' runtime: multi-thread with 2 workers.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// A fresh namespace named after `prefix`, or `None` (printing `SKIPPED:` and
+/// why, see [`skip`]) when namespace tests cannot run here. With `RUST_LOG`
+/// set, also installs a tracing subscriber writing to the test's output.
+pub fn start(prefix: &str) -> Option<NetNs> {
+    if let Err(reason) = can_run() {
+        skip(&reason);
+        return None;
+    }
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+    Some(NetNs::new(prefix).expect("creating a network namespace"))
+}
+
+/// A TUN interface name unique to this process and call: `prefix` (two
+/// letters per test file), `tag`, the pid and a counter (IFNAMSIZ: at most 15).
+pub fn tun_name(prefix: &str, tag: char) -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = format!("{prefix}{tag}{}n{n}", std::process::id());
+    assert!(name.len() <= 15, "{name} too long for an interface name");
+    name
+}
+
 fn effective_uid() -> io::Result<u32> {
     let status = std::fs::read_to_string("/proc/self/status")?;
     status
