@@ -333,7 +333,11 @@ fn config(rng: &mut Rng) -> Config {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 64,
+        // 64 per run; `PROPTEST_CASES=N` for a longer soak.
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(64),
         failure_persistence: None,
         ..ProptestConfig::default()
     })]
