@@ -17,6 +17,7 @@
 //! The protocol lives in the sans-IO [`synack_engine`]; this crate is the thin
 //! async front end that drives it.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod error;
