@@ -467,6 +467,10 @@ struct Seg {
     window: u16,
     mss: Option<u16>,
     wscale: Option<u8>,
+    /// SACK permitted (RFC 2018), in a SYN.
+    sack_ok: bool,
+    /// The timestamps option (RFC 7323): TSval, TSecr.
+    timestamp: Option<(u32, u32)>,
 }
 
 /// The `Write` given to [`Pcap`]: parses the records, optionally copies them to
@@ -611,6 +615,8 @@ impl Seg {
             window: tcp.window_len(),
             mss: opts.max_segment_size,
             wscale: opts.window_scale,
+            sack_ok: opts.sack_permitted,
+            timestamp: opts.timestamp,
         })
     }
 
@@ -669,6 +675,14 @@ impl Seg {
         }
         if let Some(ws) = self.wscale {
             let _ = write!(line, " wscale={ws}");
+        }
+        if self.sack_ok {
+            line.push_str(" sackOK");
+        }
+        if let Some((tsval, tsecr)) = self.timestamp
+            && self.syn
+        {
+            let _ = write!(line, " TS val {tsval} ecr {tsecr}");
         }
         line
     }
