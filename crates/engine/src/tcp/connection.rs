@@ -413,7 +413,11 @@ impl Tcb {
             retries: 0,
             dup_acks: 0,
             recover: None,
-            cc: new_controller(cfg.congestion, snd_mss, cfg.initial_window_segments),
+            cc: {
+                let mut cc = new_controller(cfg.congestion, snd_mss, cfg.initial_window_segments);
+                cc.set_paced(cfg.pacing);
+                cc
+            },
             nodelay: false,
             ttl: cfg.ttl,
             reuseaddr: false,
@@ -963,6 +967,7 @@ impl Tcb {
         }
         let window = u32::from(seg.window) << self.snd_wscale;
         let old_wnd = self.snd_wnd;
+        let (delivered_before, lost_before) = self.delivered_and_lost();
         // SACK blocks first (RFC 6675 §5): they tell what the ACK delivered.
         let newly_sacked = self.on_sack_blocks(now, ack, &seg.sack_blocks);
         let old_una = self.snd_una;
@@ -991,6 +996,11 @@ impl Tcb {
         self.update_persist(now);
         // RACK (RFC 8985 §6.2) and the loss-detection timer.
         self.after_ack_recovery(now, ack, old_una, dup);
+        // Proportional Rate Reduction (RFC 6937) of what may go out now.
+        let (delivered, lost) = self.delivered_and_lost();
+        let safe = self.snd_una.gt(old_una) && lost == lost_before;
+        let delivered = usize::try_from(delivered - delivered_before).unwrap_or(usize::MAX);
+        self.prr_on_ack(delivered, safe);
         true
     }
 

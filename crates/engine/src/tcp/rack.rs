@@ -19,6 +19,13 @@ struct Sent {
     end: Seq,
     /// When it was last (re)transmitted.
     xmit: Instant,
+    /// The order of that transmission among all of the connection's: what
+    /// "sent after" means when two segments share a clock reading (a burst
+    /// within one tick of a coarse clock). RFC 8985 §6.2's RACK_sent_after
+    /// breaks such ties by sequence number, which gets a retransmission
+    /// wrong: sent after new data in the same tick, it would count as sent
+    /// before it, and be marked lost as soon as that data is SACKed.
+    order: u64,
     retransmitted: bool,
     /// Delivered by a SACK.
     sacked: bool,
@@ -34,9 +41,12 @@ const MAX_SENT: usize = 1 << 16;
 #[derive(Debug, Default)]
 pub(crate) struct Rack {
     sent: VecDeque<Sent>,
-    /// RACK.xmit_ts and RACK.end_seq: the most recently sent delivered segment.
+    /// RACK.xmit_ts and the transmission order of the most recently sent
+    /// delivered segment (in place of RACK.end_seq, see [`Sent::order`]).
     xmit_ts: Option<Instant>,
-    end_seq: Seq,
+    xmit_order: u64,
+    /// The order the next transmission gets.
+    next_order: u64,
     /// RACK.rtt: the RTT of that segment.
     rtt: Duration,
     /// The minimum RTT seen.
@@ -55,6 +65,8 @@ impl Rack {
         if !start.lt(end) {
             return;
         }
+        let order = self.next_order;
+        self.next_order += 1;
         let new = self.sent.back().is_none_or(|b| b.end.le(start));
         if new {
             if self.sent.len() >= MAX_SENT {
@@ -64,6 +76,7 @@ impl Rack {
                 start,
                 end,
                 xmit: now,
+                order,
                 retransmitted: false,
                 sacked: false,
                 lost: false,
@@ -73,6 +86,7 @@ impl Rack {
         for s in self.sent.iter_mut() {
             if s.start.lt(end) && start.lt(s.end) {
                 s.xmit = now;
+                s.order = order;
                 s.retransmitted = true;
                 s.lost = false;
             }
@@ -139,13 +153,11 @@ impl Rack {
             Some(f) if f.ge(s.end) => {}
             _ => self.fack = Some(s.end),
         }
-        let newer = match self.xmit_ts {
-            None => true,
-            Some(t) => s.xmit > t || (s.xmit == t && s.end.gt(self.end_seq)),
-        };
-        if newer {
+        // RACK_sent_after(Segment.xmit_ts, Segment.end_seq, RACK.xmit_ts,
+        // RACK.end_seq), by transmission order.
+        if self.xmit_ts.is_none() || s.order > self.xmit_order {
             self.xmit_ts = Some(s.xmit);
-            self.end_seq = s.end;
+            self.xmit_order = s.order;
             self.rtt = rtt;
         }
     }
@@ -183,15 +195,15 @@ impl Rack {
     ) -> (Vec<(Seq, Seq)>, Option<Instant>) {
         let mut lost = Vec::new();
         let mut timer: Option<Instant> = None;
-        let Some(xmit_ts) = self.xmit_ts else {
+        if self.xmit_ts.is_none() {
             return (lost, None);
-        };
+        }
         for s in self.sent.iter_mut() {
             if s.sacked || s.lost {
                 continue;
             }
-            let before = s.xmit < xmit_ts || (s.xmit == xmit_ts && s.end.le(self.end_seq));
-            if !before {
+            // Sent before the most recently sent delivered segment.
+            if s.order >= self.xmit_order {
                 continue;
             }
             let deadline = s.xmit + self.rtt + reo_wnd;
@@ -251,6 +263,37 @@ mod tests {
         let (lost, timer) = r.detect_loss(ms(54), Duration::from_millis(5));
         assert_eq!((lost, timer), (vec![(Seq(100), Seq(200))], None));
         // Segment 3 was sent after the delivered one: never lost by RACK yet.
+    }
+
+    #[test]
+    fn a_retransmission_in_the_same_tick_as_newer_data_counts_as_sent_after_it() {
+        let mut r = Rack::default();
+        for i in 0..3u32 {
+            r.on_sent(Seq(i * 100), Seq(i * 100 + 100), ms(0));
+        }
+        // At 50 ms segment 0 is retransmitted and segment 3 sent, in that
+        // order, in one tick of the clock.
+        r.on_sent(Seq(0), Seq(100), ms(50));
+        r.on_sent(Seq(300), Seq(400), ms(50));
+        // Segment 3 is SACKed at 100 ms: the retransmission went out before
+        // it and is lost once RACK.rtt (50 ms) has passed since: at once.
+        r.on_ack(Seq(0), ms(100), true, |s, e| s == Seq(300) && e == Seq(400));
+        let (lost, _) = r.detect_loss(ms(100), Duration::ZERO);
+        assert!(lost.contains(&(Seq(0), Seq(100))));
+        // The other way round: segment 4 goes, then segment 0 again, in one tick.
+        let mut r = Rack::default();
+        for i in 0..4u32 {
+            r.on_sent(Seq(i * 100), Seq(i * 100 + 100), ms(0));
+        }
+        r.on_sent(Seq(400), Seq(500), ms(50));
+        r.on_sent(Seq(0), Seq(100), ms(50));
+        // SACKing segment 4 says nothing of the later retransmission (RFC
+        // 8985's tie-break by sequence number would call it lost).
+        r.on_ack(Seq(0), ms(100), true, |s, e| s == Seq(400) && e == Seq(500));
+        let (lost, _) = r.detect_loss(ms(100), Duration::ZERO);
+        assert!(!lost.contains(&(Seq(0), Seq(100))), "{lost:?}");
+        // Segments 1–3, sent at 0, are lost.
+        assert_eq!(lost.len(), 3);
     }
 
     #[test]

@@ -218,10 +218,16 @@ fn sack_recovery_repairs_two_holes_in_one_round_without_a_timeout() {
     let info = h.engine.tcp_info(c).unwrap();
     assert_eq!(info.ca_state, CaState::Recovery);
     assert_eq!(info.fast_retransmits, 1);
-    // CUBIC: cwnd = ssthresh = 0.7 · 10 segments (RFC 9438 §4.6).
-    assert_eq!((info.cwnd, info.ssthresh), (10_220, 10_220));
+    // CUBIC: ssthresh = 0.7 · 10 segments (RFC 9438 §4.6). The window is
+    // Proportional Rate Reduction's (RFC 6937 §3.1): pipe (8 segments, 4–11;
+    // 0 is lost) + CEIL(prr_delivered · ssthresh / RecoverFS) − prr_out =
+    // 11 680 + ⌈1 460 · 10 220 / 13 140⌉ − 0 = 12 816, RecoverFS being the
+    // 12 segments outstanding less the 3 SACKed. The retransmission of 0
+    // itself went out regardless (RFC 6675 §5 step 3).
+    assert_eq!((info.cwnd, info.ssthresh), (12_816, 10_220));
     assert_eq!(info.sacked, 3 * 1460);
-    // pipe = 8 segments not lost (4–11) + 1 retransmitted = 9 > 7: nothing.
+    // pipe = 8 segments not lost (4–11) + 1 retransmitted = 9 > 7: PRR
+    // allows ⌈2 · 1 460 · 7/9⌉ − 1 460 = 812 bytes, less than a segment: nothing.
     h.advance(ms(1));
     h.send(ack(&[(s(1), s(5))]));
     h.recv_none();
@@ -281,14 +287,20 @@ fn rescue_retransmission_repairs_a_lost_tail() {
         h.send(h.peer(irs + 1, s(0)).sack(&[(s(1), s(k))]));
         h.recv_none();
     }
-    // The third duplicate: recovery, segment 0 again. Nothing SACKed lies
-    // above segment 5, so it is neither lost (IsLost) nor a rule 3 hole; the
+    // The third duplicate: recovery, segment 0 again. pipe (segments 4 and
+    // 5) is below ssthresh (7 segments), so Proportional Rate Reduction's
+    // slow-start bound applies (RFC 6937 §3.1): one segment for the one
+    // delivered, no more (the ACK did not advance SND.UNA, so no extra
+    // segment: draft-ietf-tcpm-prr-rfc6937bis's SafeACK). That is the
+    // retransmission.
+    h.send(h.peer(irs + 1, s(0)).sack(&[(s(1), s(4))]));
+    assert_eq!(brief(&h.recv_all(), base), vec![b(0)]);
+    // Segment 4 arrives: one more segment may go. Nothing SACKed lies above
+    // segment 5, so it is neither lost (IsLost) nor a rule 3 hole; the
     // rescue retransmission (NextSeg rule 4, RFC 6675 §4) sends it, once, so
     // the tail is repaired without a timeout.
-    h.send(h.peer(irs + 1, s(0)).sack(&[(s(1), s(4))]));
-    assert_eq!(brief(&h.recv_all(), base), vec![b(0), b(5)]);
     h.send(h.peer(irs + 1, s(0)).sack(&[(s(1), s(5))]));
-    h.recv_none();
+    assert_eq!(brief(&h.recv_all(), base), vec![b(5)]);
     h.send(h.peer(irs + 1, s(6)));
     let info = h.engine.tcp_info(c).unwrap();
     assert_eq!(
@@ -322,12 +334,13 @@ fn go_back_n_after_a_timeout_skips_sacked_data() {
     // RACK (RFC 8985 §6.2): 0 and 1 were sent before 2; once RACK.rtt plus
     // the reordering window (min RTT / 4 = 12.5 ms) has passed they are
     // lost: at 62.5 ms, on the wheel's next millisecond tick. Recovery
-    // resends them, and segment 3 as the rescue retransmission (RFC 6675
-    // NextSeg rule 4).
-    assert_eq!(brief(&h.fire_at(t0 + ms(63)), base), vec![b(0), b(1), b(3)]);
+    // begins without an ACK: Proportional Rate Reduction counts one segment
+    // delivered (as Linux's `tcp_rack_reo_timeout`), so one segment goes,
+    // the first hole (RFC 6937 §3.1, slow-start bound).
+    assert_eq!(brief(&h.fire_at(t0 + ms(63)), base), vec![b(0)]);
     assert_eq!(h.engine.tcp_info(c).unwrap().ca_state, CaState::Recovery);
-    // All three are lost as well: the RTO (200 ms) fires and
-    // resends segment 0 alone (cwnd one segment).
+    // It is lost as well: the RTO (200 ms) fires and resends segment 0
+    // alone (cwnd one segment).
     let rto = h.engine.poll_timeout().unwrap();
     assert_eq!(rto, h.now + ms(200));
     assert_eq!(brief(&h.fire_at(rto), base), vec![b(0)]);
@@ -340,7 +353,7 @@ fn go_back_n_after_a_timeout_skips_sacked_data() {
     let info = h.engine.tcp_info(c).unwrap();
     assert_eq!(
         (info.ca_state, info.bytes_retrans),
-        (CaState::Open, 6 * 1460)
+        (CaState::Open, 4 * 1460)
     );
 }
 
@@ -387,4 +400,103 @@ fn a_receiver_that_reneges_on_its_sacks_is_not_believed_again() {
     h.advance(ms(10));
     h.send(h.peer(irs + 1, s(1)));
     assert_eq!(h.engine.tcp_info(c).unwrap().sacked, 0);
+}
+
+/// Proportional Rate Reduction (RFC 6937 §3.1): while `pipe` is above
+/// ssthresh, recovery sends ssthresh/RecoverFS of what each ACK delivers, so
+/// the reduction is spread over the round trip instead of a silence followed
+/// by one segment per ACK (RFC 6675 alone), and ends with about ssthresh in
+/// flight.
+#[test]
+fn proportional_rate_reduction_spreads_the_reduction_over_the_round() {
+    let mut h = Harness::new();
+    let (c, iss, irs) = sack_passive(&mut h);
+    let data = pattern(0, 80 * 1460);
+    let base = iss + 1;
+    let s = |i: usize| base + (i * 1460) as u32;
+    assert_eq!(h.engine.send(h.now, c, &data), Ok(data.len()));
+    assert_eq!(h.recv_all().len(), 10);
+    // Slow start: one ACK per segment takes cwnd from 10 to 20 segments,
+    // each ACK letting two segments out.
+    h.advance(ms(50));
+    let mut second = Vec::new();
+    for i in 1..=10 {
+        h.send(h.peer(irs + 1, s(i)));
+        second.extend(h.recv_all());
+    }
+    assert_eq!(brief(&second, base), (10..30).map(b).collect::<Vec<_>>());
+    assert_eq!(h.engine.tcp_info(c).unwrap().cwnd, 20 * 1460);
+    // Segment 10 is lost; 11, 12, ... arrive and are SACKed one per ACK.
+    h.advance(ms(50));
+    let port = h.port;
+    let sack_to = |k: usize| {
+        Seg {
+            dst_port: port,
+            seq: irs + 1,
+            ack: Some(s(10)),
+            ..Seg::default()
+        }
+        .sack(&[(s(11), s(k))])
+    };
+    // Limited transmit (RFC 3042) for the first two.
+    h.send(sack_to(12));
+    assert_eq!(brief(&h.recv_all(), base), vec![b(30)]);
+    h.send(sack_to(13));
+    assert_eq!(brief(&h.recv_all(), base), vec![b(31)]);
+    // The third starts recovery: ssthresh = 0.7 · 20 = 14 segments (CUBIC);
+    // RecoverFS = 22 segments outstanding (10–31) less 2 SACKed before this
+    // ACK = 20 segments... less the third, which this ACK delivers and PRR
+    // counts as delivered: RecoverFS is taken after the SACK is processed,
+    // 19 segments, and prr_delivered starts with this ACK's segment.
+    h.send(sack_to(14));
+    assert_eq!(brief(&h.recv_all(), base), vec![b(10)]);
+    let info = h.engine.tcp_info(c).unwrap();
+    assert_eq!(
+        (info.ca_state, info.ssthresh),
+        (CaState::Recovery, 14 * 1460)
+    );
+    // After n segments delivered in recovery, PRR has let out at most
+    // ⌈n · 14/19⌉ segments' worth of bytes, in whole segments (and never
+    // less than the retransmission, which goes regardless) while pipe is
+    // above ssthresh; once pipe is down to ssthresh, one segment per segment
+    // delivered keeps it there. New data, one segment per ACK at most, and
+    // from the second ACK of recovery on (RFC 6675 alone would stay silent
+    // until pipe fell below cwnd = ssthresh).
+    let mut sent = 1;
+    let mut next_new = 32;
+    for n in 2..=19 {
+        let k = 13 + n; // SACKed now: 11 .. k
+        h.send(sack_to(k));
+        let out = brief(&h.recv_all(), base);
+        assert!(
+            out.len() <= 1,
+            "one segment per ACK at most, after {n}: {out:?}"
+        );
+        for seg in &out {
+            assert_eq!(*seg, b(next_new));
+            next_new += 1;
+        }
+        sent += out.len();
+        let share = ((n * 14 * 1460).div_ceil(19) / 1460).max(1);
+        assert!(
+            sent <= share,
+            "after {n} delivered: {sent} sent, share {share}"
+        );
+        if n == 3 {
+            assert_eq!(sent, 2, "the reduction is proportional from the start");
+        }
+        let i = h.engine.tcp_info(c).unwrap();
+        let pipe = i.bytes_in_flight - i.sacked;
+        assert!(pipe >= i.ssthresh, "after {n} delivered: pipe {pipe}");
+    }
+    // The whole flight of the loss is delivered: ssthresh's worth was sent,
+    // spread over the round instead of after a silence.
+    assert_eq!(sent, 14);
+    // The retransmission arrives: everything up to the recovery point is
+    // acknowledged, recovery ends with cwnd = ssthresh and about ssthresh in
+    // flight, so no burst follows.
+    h.send(h.peer(irs + 1, s(32)));
+    let info = h.engine.tcp_info(c).unwrap();
+    assert_eq!((info.ca_state, info.cwnd), (CaState::Open, 14 * 1460));
+    assert!(h.recv_all().len() <= 2);
 }

@@ -24,7 +24,8 @@ const MIN_RTT_DIVISOR: u32 = 8;
 const N_RTT_SAMPLE: u32 = 8;
 const CSS_GROWTH_DIVISOR: f64 = 4.0;
 const CSS_ROUNDS: u32 = 5;
-/// RFC 9406 §4.3: L, the most an ACK may grow the window by, in segments, when not paced.
+/// RFC 9406 §4.3: L, the most an ACK may grow the window by, in segments,
+/// when not paced (infinite when paced).
 const L: usize = 8;
 
 /// The phase of HyStart++ (RFC 9406 §4.2).
@@ -66,6 +67,8 @@ pub(crate) struct Cubic {
     /// The smallest RTT seen, for the W_cubic(t + RTT) target.
     min_rtt: Option<Duration>,
     hystart: Hystart,
+    /// The connection paces: no L limit in slow start.
+    paced: bool,
     last_round_min_rtt: Option<Duration>,
     current_round_min_rtt: Option<Duration>,
     rtt_samples: u32,
@@ -84,6 +87,7 @@ impl Cubic {
             cwnd_prior: 0.0,
             min_rtt: None,
             hystart: Hystart::SlowStart,
+            paced: false,
             last_round_min_rtt: None,
             current_round_min_rtt: None,
             rtt_samples: 0,
@@ -203,7 +207,12 @@ impl CongestionControl for Cubic {
         let acked = ev.acked as f64;
         if self.in_slow_start() {
             // RFC 9406 §4.2: at most L·SMSS per ACK, a quarter of it in CSS.
-            let inc = acked.min((L * self.mss) as f64) / divisor;
+            let limit = if self.paced {
+                f64::INFINITY
+            } else {
+                (L * self.mss) as f64
+            };
+            let inc = acked.min(limit) / divisor;
             self.cwnd = (self.cwnd + inc).min(self.ssthresh.max(self.cwnd as usize) as f64);
             return;
         }
@@ -279,6 +288,10 @@ impl CongestionControl for Cubic {
         }
     }
 
+    fn set_paced(&mut self, paced: bool) {
+        self.paced = paced;
+    }
+
     fn take_over(&mut self, cwnd: usize, ssthresh: usize) {
         self.cwnd = cwnd.max(self.mss) as f64;
         self.ssthresh = ssthresh;
@@ -311,6 +324,18 @@ mod tests {
             app_limited: false,
             round_start,
         }
+    }
+
+    #[test]
+    fn slow_start_growth_per_ack_is_limited_to_l_segments_unless_paced() {
+        // RFC 9406 §4.3: L = 8 without pacing, infinity with it.
+        let mut c = Cubic::new(1000, 10);
+        c.on_ack(&ack(Instant::ZERO, 20_000, None, false));
+        assert_eq!(c.cwnd(), 10_000 + 8_000);
+        let mut c = Cubic::new(1000, 10);
+        c.set_paced(true);
+        c.on_ack(&ack(Instant::ZERO, 20_000, None, false));
+        assert_eq!(c.cwnd(), 10_000 + 20_000);
     }
 
     #[test]

@@ -64,6 +64,10 @@ pub(crate) trait CongestionControl: std::fmt::Debug + Send {
     fn on_rto(&mut self, now: Instant, in_flight: usize, first: bool);
     /// The last reduction was needless (a spurious retransmission): undo it.
     fn on_spurious(&mut self);
+    /// Whether the connection paces its segments: HyStart++ then lets an ACK
+    /// grow the window by all it acknowledges (RFC 9406 §4.3: "A paced TCP
+    /// implementation SHOULD use L = infinity").
+    fn set_paced(&mut self, _paced: bool) {}
     /// Takes over the window and threshold of another controller.
     fn take_over(&mut self, cwnd: usize, ssthresh: usize);
     /// The congestion window, bytes.

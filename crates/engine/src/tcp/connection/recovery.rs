@@ -47,9 +47,13 @@ pub(crate) struct Recovery {
     ca_state: CaState,
     /// In `Loss` until SND.UNA reaches this (SND.MAX at the timeout).
     loss_end: Seq,
-    /// Without SACK, the window inflated by duplicate ACKs in fast recovery
-    /// (RFC 6582 §3.2 steps 2, 3 and 5); the controller's cwnd otherwise.
+    /// The window in fast recovery: without SACK, inflated by duplicate ACKs
+    /// (RFC 6582 §3.2 steps 2, 3 and 5); with SACK, `pipe` plus what
+    /// Proportional Rate Reduction allows (RFC 6937 §3). The controller's
+    /// cwnd otherwise.
     recovery_cwnd: Option<usize>,
+    /// Proportional Rate Reduction's counters during SACK recovery (RFC 6937).
+    prr: Option<Prr>,
     /// The end of the current round trip (SND.MAX when it began).
     round_end: Seq,
     /// The most bytes in flight in this round trip and the one before (RFC 7661's pipeACK, roughly).
@@ -93,6 +97,50 @@ pub(crate) struct Recovery {
     next_send: Option<Instant>,
 }
 
+/// Proportional Rate Reduction (RFC 6937 §3): in recovery the sender sends
+/// ssthresh/RecoverFS of what is delivered, so the window comes down to
+/// ssthresh smoothly across the round trip instead of stopping at once (RFC
+/// 6675's cwnd = ssthresh) and then bursting; once `pipe` is below ssthresh
+/// the slow-start reduction bound (PRR-SSRB) lets it grow back, by at most
+/// what was delivered plus one segment per ACK.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Prr {
+    /// RecoverFS: the bytes outstanding, not SACKed, when recovery began.
+    recover_fs: usize,
+    /// prr_delivered: bytes delivered (cumulatively ACKed or SACKed) since.
+    delivered: usize,
+    /// prr_out: bytes sent (retransmitted or new) since.
+    out: usize,
+}
+
+impl Prr {
+    /// sndcnt for an ACK that delivered `delivered_data` (already counted in
+    /// `self.delivered`), with `pipe` bytes in the network (RFC 6937 §3.1).
+    /// `safe`: the ACK advanced SND.UNA and showed no new loss; only then may
+    /// the slow-start reduction bound add a segment (the SafeACK rule of
+    /// draft-ietf-tcpm-prr-rfc6937bis, as Linux).
+    fn sndcnt(
+        &self,
+        pipe: usize,
+        ssthresh: usize,
+        delivered_data: usize,
+        mss: usize,
+        safe: bool,
+    ) -> usize {
+        if pipe > ssthresh {
+            // Proportional part: CEIL(prr_delivered · ssthresh / RecoverFS) − prr_out.
+            let fs = self.recover_fs.max(1) as u128;
+            let target = (self.delivered as u128 * ssthresh as u128).div_ceil(fs);
+            (target as usize).saturating_sub(self.out)
+        } else {
+            // PRR-SSRB: MIN(ssthresh − pipe, MAX(prr_delivered − prr_out, DeliveredData) + MSS).
+            let limit = self.delivered.saturating_sub(self.out).max(delivered_data)
+                + if safe { mss } else { 0 };
+            (ssthresh - pipe).min(limit)
+        }
+    }
+}
+
 /// The steps of F-RTO (RFC 5682 §2.1) after a retransmission timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Frto {
@@ -128,6 +176,7 @@ impl Recovery {
             ca_state: CaState::Open,
             loss_end: iss,
             recovery_cwnd: None,
+            prr: None,
             round_end: iss,
             flight_hwm: 0,
             last_round_hwm: 0,
@@ -169,6 +218,7 @@ impl Tcb {
     /// Switches to another controller, which takes over the window.
     pub(crate) fn replace_controller(&mut self, mut cc: Box<dyn CongestionControl>) {
         cc.take_over(self.cc.cwnd(), self.cc.ssthresh());
+        cc.set_paced(self.rec.pacing);
         self.cc = cc;
     }
 
@@ -266,6 +316,7 @@ impl Tcb {
         debug!(parent: &self.span, "spurious retransmission: window reduction undone");
         self.cc.on_spurious();
         self.rec.recovery_cwnd = None;
+        self.rec.prr = None;
         self.rec.spurious_undos += 1;
         // As Linux's undo: recovery (or loss) is over; what is still missing
         // is found again by duplicate ACKs, SACKs or the timer.
@@ -335,6 +386,7 @@ impl Tcb {
                 };
                 self.cc.on_recovery_end(now, limit);
                 self.rec.recovery_cwnd = None;
+                self.rec.prr = None;
                 self.rec.rescue_rxt = None;
                 self.rec.ca_state = CaState::Open;
             }
@@ -409,6 +461,15 @@ impl Tcb {
             self.rec.high_rxt = self.snd_una;
             self.rec.rescue_rxt = None;
             self.snd_nxt = self.snd_max;
+            // RFC 6937 §3: RecoverFS, less what the receiver holds already
+            // (its delivery was counted when it was SACKed).
+            let recover_fs = flight.saturating_sub(self.rec.scoreboard.sacked_bytes());
+            self.rec.prr = Some(Prr {
+                recover_fs,
+                delivered: 0,
+                out: 0,
+            });
+            self.rec.recovery_cwnd = Some(self.sack_pipe());
         } else {
             // RFC 6582 §3.2 step 2: cwnd = ssthresh + 3·SMSS.
             self.rec.recovery_cwnd = Some(self.cc.cwnd() + DUP_THRESH * self.snd_mss);
@@ -442,6 +503,7 @@ impl Tcb {
         self.rec.ca_state = CaState::Loss;
         self.rec.loss_end = self.snd_max;
         self.rec.recovery_cwnd = None;
+        self.rec.prr = None;
         self.rec.high_rxt = self.snd_una;
         self.rec.rescue_rxt = None;
         self.rec.tlp_end = None;
@@ -484,6 +546,7 @@ impl Tcb {
                 }
                 self.rec.frto = Frto::Off;
                 self.rec.recovery_cwnd = None;
+                self.rec.prr = None;
                 if advanced {
                     // Step 3b: data never retransmitted was acknowledged: the
                     // timeout was spurious (RFC 5682 §2.1); undo the reduction
@@ -628,6 +691,9 @@ impl Tcb {
             TimerMode::Rto => false,
             TimerMode::Reorder => {
                 self.rack_detect(now);
+                // As Linux's `tcp_rack_reo_timeout`: PRR as if one segment
+                // had been delivered (no ACK came), not a safe ACK.
+                self.prr_on_ack(self.snd_mss, false);
                 self.rearm_loss_timer(now);
                 if !self.timer_armed(super::Timer::Retransmit) {
                     self.set_timer(
@@ -732,6 +798,7 @@ impl Tcb {
     /// Turns pacing on or off.
     pub(crate) fn set_pacing(&mut self, on: bool) {
         self.rec.pacing = on;
+        self.cc.set_paced(on);
         if !on {
             self.rec.next_send = None;
             self.set_timer(super::Timer::Pacing, None);
@@ -830,6 +897,48 @@ impl Tcb {
     /// The next segment of SACK-based recovery: RFC 6675 §5 step (C) with
     /// `NextSeg` of §4, or `None` when `pipe` fills the window.
     pub(super) fn sack_output(&mut self, now: Instant) -> Option<Outbound> {
+        let out = self.sack_next(now)?;
+        if let Some(prr) = self.rec.prr.as_mut() {
+            prr.out += out.payload_len;
+        }
+        Some(out)
+    }
+
+    /// `pipe` of RFC 6675 §4 now.
+    fn sack_pipe(&self) -> usize {
+        let top = self.snd_max.min(self.data_end());
+        let lost = self.lost_boundary();
+        self.rec
+            .scoreboard
+            .pipe(self.snd_una, top, self.rec.high_rxt, lost)
+    }
+
+    /// Proportional Rate Reduction on an ACK in SACK recovery (RFC 6937 §3.1):
+    /// `delivered_data` bytes were delivered by it; the window becomes `pipe`
+    /// plus sndcnt. `safe` as for [`Prr::sndcnt`].
+    pub(super) fn prr_on_ack(&mut self, delivered_data: usize, safe: bool) {
+        if !self.sack_recovery() {
+            return;
+        }
+        let pipe = self.sack_pipe();
+        let ssthresh = self.cc.ssthresh();
+        let mss = self.snd_mss;
+        let Some(prr) = self.rec.prr.as_mut() else {
+            return;
+        };
+        prr.delivered += delivered_data;
+        let sndcnt = prr.sndcnt(pipe, ssthresh, delivered_data, mss, safe);
+        self.rec.recovery_cwnd = Some(pipe + sndcnt);
+    }
+
+    /// Bytes delivered to the peer so far (cumulatively ACKed or SACKed) and
+    /// bytes marked lost so far.
+    pub(super) fn delivered_and_lost(&self) -> (u64, u64) {
+        (self.rec.delivered, self.rec.lost)
+    }
+
+    /// The next segment of [`sack_output`](Self::sack_output).
+    fn sack_next(&mut self, now: Instant) -> Option<Outbound> {
         let data_end = self.data_end();
         let top = self.snd_max.min(data_end);
         let mss = self.seg_max();
