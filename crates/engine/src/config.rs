@@ -66,7 +66,9 @@ pub struct Config {
     pub sack: bool,
     /// Pace new data: segments are spread over the round trip at the
     /// controller's pacing rate instead of sent in bursts (per socket:
-    /// [`Engine::set_pacing`](crate::Engine::set_pacing)). Default off.
+    /// [`Engine::set_pacing`](crate::Engine::set_pacing)); HyStart++ then
+    /// lets an ACK grow the window by all it acknowledges (RFC 9406 §4.3,
+    /// L = infinity). Default off.
     pub pacing: bool,
     /// SYN-ACK retransmissions before a half-open passive connection is dropped
     /// from the SYN queue. Default 5, as Linux's `tcp_synack_retries` (63 s).
