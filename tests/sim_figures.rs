@@ -301,9 +301,9 @@ async fn figure_1_utilisation() {
 // 2. Fairness
 // ---------------------------------------------------------------------------------
 
-/// One run of the fairness scenario: four CUBIC flows through one 100 Mbit/s
-/// bottleneck (40 ms RTT, one BDP of drop-tail queue), flow `i` starting at
-/// `i` · (2 s + `skew`), paced or not.
+/// One run of the fairness scenario: four flows through one 100 Mbit/s
+/// bottleneck (40 ms RTT, one BDP of drop-tail queue), flow `i` using
+/// `algorithm(i)` and starting at `i` · (2 s + `skew`), paced or not.
 struct FairnessRun {
     /// Each flow's goodput over 10–30 s, Mbit/s.
     rates: Vec<f64>,
@@ -312,7 +312,11 @@ struct FairnessRun {
     offered: u64,
 }
 
-async fn fairness_run(skew: Duration, pacing: bool) -> FairnessRun {
+async fn fairness_run(
+    skew: Duration,
+    pacing: bool,
+    algorithm: impl Fn(usize) -> CongestionAlgorithm,
+) -> FairnessRun {
     const FLOWS: usize = 4;
     let rate = 100_000_000;
     let rtt = Duration::from_millis(40);
@@ -327,6 +331,7 @@ async fn fairness_run(skew: Duration, pacing: bool) -> FairnessRun {
         let secret = 10 + i as u64;
         let config = Config {
             pacing,
+            congestion: algorithm(i),
             ..big_buffers()
         };
         let stack = Stack::builder(end, sender_addr(i), 24)
@@ -355,7 +360,7 @@ async fn fairness_run(skew: Duration, pacing: bool) -> FairnessRun {
 
 #[tokio::test(start_paused = true)]
 async fn figure_2_fairness() {
-    let run = fairness_run(Duration::ZERO, false).await;
+    let run = fairness_run(Duration::ZERO, false, |_| CongestionAlgorithm::Cubic).await;
     let total: f64 = run.rates.iter().sum();
     let _print = print_lock();
     println!(
@@ -394,7 +399,10 @@ fn figure_2c_fairness_sensitivity() {
                         .start_paused(true)
                         .build()
                         .expect("runtime");
-                    let run = rt.block_on(fairness_run(Duration::from_millis(skew), pacing));
+                    let run =
+                        rt.block_on(fairness_run(Duration::from_millis(skew), pacing, |_| {
+                            CongestionAlgorithm::Cubic
+                        }));
                     assert!(run.rates.iter().all(|r| *r > 0.0), "every flow moved data");
                     (skew, pacing, run.index)
                 })
@@ -434,15 +442,6 @@ fn figure_2c_fairness_sensitivity() {
 #[tokio::test(start_paused = true)]
 async fn figure_2b_cubic_against_newreno() {
     const FLOWS: usize = 4;
-    let rate = 100_000_000;
-    let rtt = Duration::from_millis(40);
-    let Dumbbell {
-        net,
-        senders,
-        receiver,
-    } = dumbbell(2, FLOWS, rate, rtt, bdp_bytes(rate, rtt), 0.0);
-    let receiver = stack(receiver, RECEIVER, 100);
-    let counters = synack_sink(&receiver, FLOWS).await;
     let algorithm = |i: usize| {
         if i.is_multiple_of(2) {
             CongestionAlgorithm::Cubic
@@ -450,27 +449,8 @@ async fn figure_2b_cubic_against_newreno() {
             CongestionAlgorithm::NewReno
         }
     };
-    for (i, end) in senders.into_iter().enumerate() {
-        let secret = 10 + i as u64;
-        let config = Config {
-            congestion: algorithm(i),
-            ..big_buffers()
-        };
-        let stack = Stack::builder(end, sender_addr(i), 24)
-            .config(config)
-            .secret([secret, !secret])
-            .build();
-        bulk_sender(stack, Duration::from_secs(2 * i as u64));
-    }
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    let at_10 = values(&counters);
-    tokio::time::sleep(Duration::from_secs(20)).await;
-    let at_30 = values(&counters);
-    let rates: Vec<f64> = at_30
-        .iter()
-        .zip(&at_10)
-        .map(|(b, a)| mbps(b - a, Duration::from_secs(20)))
-        .collect();
+    let run = fairness_run(Duration::ZERO, false, algorithm).await;
+    let rates = &run.rates;
     let total: f64 = rates.iter().sum();
     let share = |alg| {
         (0..FLOWS)
@@ -482,7 +462,6 @@ async fn figure_2b_cubic_against_newreno() {
         share(CongestionAlgorithm::Cubic),
         share(CongestionAlgorithm::NewReno),
     );
-    let port = net.downlink(RECEIVER).unwrap().stats();
     let _print = print_lock();
     println!(
         "\nFigure 2b — CUBIC against NewReno: flows 0, 2 CUBIC, 1, 3 NewReno, started 2 s apart, 100 Mbit/s, 40 ms RTT, 1 BDP queue, 30 s"
@@ -497,9 +476,9 @@ async fn figure_2b_cubic_against_newreno() {
         "  CUBIC {cubic:.1} Mbit/s ({:.0} %), NewReno {newreno:.1} Mbit/s ({:.0} %); Jain's index {:.3}; bottleneck dropped {} of {} packets",
         cubic / total * 100.0,
         newreno / total * 100.0,
-        jain(&rates),
-        port.dropped_queue,
-        port.offered_packets
+        run.index,
+        run.dropped,
+        run.offered
     );
     assert!(rates.iter().all(|r| *r > 0.0), "every flow moved data");
 }
