@@ -155,6 +155,18 @@ fn duplicates_are_reported_in_a_dsack_block_once() {
     );
 }
 
+/// The peer's ACK for `ack` with SACK `blocks`, to local port `port`, built
+/// without borrowing the harness (for closures used beside `h.send`).
+fn peer_sack(port: u16, irs: u32, ack: u32, blocks: &[(u32, u32)]) -> Seg {
+    Seg {
+        dst_port: port,
+        seq: irs + 1,
+        ack: Some(ack),
+        ..Seg::default()
+    }
+    .sack(blocks)
+}
+
 /// Segment `i` in brief (see [`brief`]).
 fn b(i: usize) -> (u32, usize, bool) {
     ((i * 1460) as u32, 1460, false)
@@ -191,15 +203,7 @@ fn sack_recovery_repairs_two_holes_in_one_round_without_a_timeout() {
     assert_eq!(first[3], seg(&h, iss, irs, &data, 3));
     h.advance(ms(50));
     let port = h.port;
-    let ack = |blocks: &[(u32, u32)]| {
-        Seg {
-            dst_port: port,
-            seq: irs + 1,
-            ack: Some(s(0)),
-            ..Seg::default()
-        }
-        .sack(blocks)
-    };
+    let ack = |blocks: &[(u32, u32)]| peer_sack(port, irs, s(0), blocks);
     // Segments 0 and 5 are lost. (The ACKs come a millisecond apart.) The
     // first two SACKs (for 1, then 1–2) each
     // let one new segment out: SACKed data has left the network (limited
@@ -429,15 +433,7 @@ fn proportional_rate_reduction_spreads_the_reduction_over_the_round() {
     // Segment 10 is lost; 11, 12, ... arrive and are SACKed one per ACK.
     h.advance(ms(50));
     let port = h.port;
-    let sack_to = |k: usize| {
-        Seg {
-            dst_port: port,
-            seq: irs + 1,
-            ack: Some(s(10)),
-            ..Seg::default()
-        }
-        .sack(&[(s(11), s(k))])
-    };
+    let sack_to = |k: usize| peer_sack(port, irs, s(10), &[(s(11), s(k))]);
     // Limited transmit (RFC 3042) for the first two.
     h.send(sack_to(12));
     assert_eq!(brief(&h.recv_all(), base), vec![b(30)]);
