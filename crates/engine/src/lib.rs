@@ -201,6 +201,9 @@ struct Reply {
 /// Most RST replies queued at once; beyond this they are dropped (and counted).
 const MAX_REPLIES: usize = 256;
 
+/// Room for a pure ACK: IPv4 and TCP headers with the most options.
+const OWED_ACK_BUF: usize = 20 + 60;
+
 /// The timer wheel ticks in milliseconds.
 const TICK_NANOS: u64 = 1_000_000;
 
@@ -218,6 +221,11 @@ pub struct Engine {
     wheel: Wheel<(SocketHandle, Timer)>,
     tx_queue: VecDeque<SocketHandle>,
     replies: VecDeque<Reply>,
+    /// ACKs built while a batch of segments was handled, one per ACK owed
+    /// before the next segment (see `take_owed_ack`), in order; sent first.
+    owed_acks: VecDeque<Vec<u8>>,
+    /// Emptied buffers of `owed_acks`, for reuse.
+    spare_acks: Vec<Vec<u8>>,
     icmp: Icmp,
     events: VecDeque<SocketHandle>,
     stats: Stats,
@@ -259,6 +267,8 @@ impl Engine {
             wheel: Wheel::new(),
             tx_queue: VecDeque::new(),
             replies: VecDeque::new(),
+            owed_acks: VecDeque::new(),
+            spare_acks: Vec::new(),
             icmp: Icmp::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -990,6 +1000,31 @@ impl Engine {
                 let span = tcb.span().clone();
                 let _enter = span.enter();
                 trace!(seq = %seg.seq, ack = ?seg.ack, ctl = ?seg.ctl, len = seg.payload.len(), "segment in");
+                // An ACK still owed for earlier segments goes out before this
+                // one changes what it would say (RFC 1122 §4.2.3.2, RFC 5681
+                // §4.2): no stretch ACKs however large the driver's batches.
+                if (!seg.payload.is_empty() || seg.ctl == Ctl::Fin)
+                    && let Some(out) = tcb.take_owed_ack(now)
+                {
+                    trace!(seq = %out.seq, ack = ?out.ack, "owed ACK out");
+                    let mut buf = self.spare_acks.pop().unwrap_or_default();
+                    buf.resize(OWED_ACK_BUF, 0);
+                    let tcb = self.tcb(h).expect("live connection");
+                    let len = Self::emit_with(
+                        &self.checksums,
+                        tcb.ttl,
+                        local,
+                        remote,
+                        &out,
+                        Some(tcb),
+                        &mut buf,
+                    );
+                    buf.truncate(len);
+                    self.owed_acks.push_back(buf);
+                }
+                let tcb = self
+                    .tcb_mut(h)
+                    .expect("connection table names a live connection");
                 tcb.on_segment(now, seg);
                 self.after(now, h);
                 return;
@@ -1091,6 +1126,13 @@ impl Engine {
     /// Writes the next outbound IPv4 datagram into `buf` and returns its length,
     /// or `None` when there is nothing to send. `buf` must hold at least one MTU.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        if let Some(ack) = self.owed_acks.pop_front() {
+            let len = ack.len();
+            buf[..len].copy_from_slice(&ack);
+            self.spare_acks.push(ack);
+            self.stats.tx_packets += 1;
+            return Some(len);
+        }
         if let Some(r) = self.replies.pop_front() {
             let out = Outbound {
                 seq: r.seq,

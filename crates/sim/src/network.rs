@@ -119,8 +119,16 @@ enum EventKind {
     Arrive,
 }
 
+/// Events run in time order. At one instant, links take turns in an order
+/// drawn from the seed and the instant (`tie`), and each link's own events
+/// keep the order they were scheduled in (`seq`). So the order never depends
+/// on which host's task happened to run first in a tick of tokio's clock:
+/// before, an unrelated timer in that tick could reorder the router's
+/// arrivals and change which flow a full queue dropped, and the host that
+/// ran last in every tick lost at every overflow.
 struct Event {
     at: u64,
+    tie: u64,
     seq: u64,
     link: usize,
     kind: EventKind,
@@ -129,7 +137,7 @@ struct Event {
 
 impl PartialEq for Event {
     fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
+        (self.at, self.tie, self.seq) == (other.at, other.tie, other.seq)
     }
 }
 impl Eq for Event {}
@@ -140,7 +148,7 @@ impl PartialOrd for Event {
 }
 impl Ord for Event {
     fn cmp(&self, other: &Self) -> Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
+        (self.at, self.tie, self.seq).cmp(&(other.at, other.tie, other.seq))
     }
 }
 
@@ -176,6 +184,7 @@ impl Net {
         self.seq += 1;
         self.events.push(Reverse(Event {
             at,
+            tie: crate::rng::mix(self.seed, &[at, link as u64]),
             seq: self.seq,
             link,
             kind,

@@ -11,6 +11,18 @@ fn splitmix64(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// A well-mixed hash of `words` under `seed` (splitmix64 rounds): the same
+/// words give the same value, whatever was drawn before.
+pub(crate) fn mix(seed: u64, words: &[u64]) -> u64 {
+    let mut state = seed;
+    let mut out = splitmix64(&mut state);
+    for &w in words {
+        state ^= w.wrapping_add(out);
+        out = splitmix64(&mut state);
+    }
+    out
+}
+
 /// The xoshiro256** generator (Blackman and Vigna, 2018).
 #[derive(Debug, Clone)]
 pub struct Rng {

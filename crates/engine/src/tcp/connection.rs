@@ -1391,32 +1391,55 @@ impl Tcb {
         };
         let mut out = out;
         if let Some(out) = &mut out {
-            // RFC 7323 §3.2: once negotiated (or offered, in a SYN), every
-            // non-RST segment carries the option, echoing TS.Recent (§4.3 (3)).
-            if self.ts.on && out.ctl != Ctl::Rst {
-                out.timestamp = Some((self.ts.tsval(now), self.ts.recent));
-            }
-            if let Some(ack) = out.ack {
-                self.ts.last_ack_sent = ack;
-            }
-            self.add_sack_blocks(out);
-            // RFC 9293 §3.8.5: segments before SND.UP carry URG and the pointer
-            // to the octet after the urgent data (MUST-62).
-            if let Some(up) = self.snd_up
-                && matches!(out.ctl, Ctl::None | Ctl::Fin)
-                && up.gt(out.seq)
-            {
-                out.urgent = Some((up - out.seq).min(65535) as u16);
-            }
-            self.info.segs_out += 1;
-            if out.ack.is_some() {
-                // Any segment with an ACK acknowledges everything so far.
-                self.ack_now = false;
-                self.segs_since_ack = 0;
-                self.set_timer(Timer::DelayedAck, None);
-            }
+            self.finish_output(now, out);
         }
         out
+    }
+
+    /// An ACK this connection owes at once (the second full segment, an
+    /// out-of-order segment, a quick ACK), taken before the engine processes
+    /// the next segment of a batch. RFC 1122 §4.2.3.2 and RFC 5681 §4.2: an
+    /// ACK for at least every second full-sized segment and an immediate
+    /// duplicate ACK for each out-of-order one, however many segments the
+    /// driver hands over between two transmissions; one ACK per batch would
+    /// be a stretch ACK (RFC 2525 §2.13), starving the peer's ACK clock, its
+    /// duplicate-ACK count and HyStart++'s per-ACK RTT samples (RFC 9406
+    /// §4.2).
+    pub(crate) fn take_owed_ack(&mut self, now: Instant) -> Option<Outbound> {
+        if !self.ack_now || self.rst_pending.is_some() || !self.state.is_synchronized() {
+            return None;
+        }
+        let mut out = self.pure_ack();
+        self.finish_output(now, &mut out);
+        Some(out)
+    }
+
+    /// What every outgoing segment gets: options, and the ACK bookkeeping.
+    fn finish_output(&mut self, now: Instant, out: &mut Outbound) {
+        // RFC 7323 §3.2: once negotiated (or offered, in a SYN), every
+        // non-RST segment carries the option, echoing TS.Recent (§4.3 (3)).
+        if self.ts.on && out.ctl != Ctl::Rst {
+            out.timestamp = Some((self.ts.tsval(now), self.ts.recent));
+        }
+        if let Some(ack) = out.ack {
+            self.ts.last_ack_sent = ack;
+        }
+        self.add_sack_blocks(out);
+        // RFC 9293 §3.8.5: segments before SND.UP carry URG and the pointer
+        // to the octet after the urgent data (MUST-62).
+        if let Some(up) = self.snd_up
+            && matches!(out.ctl, Ctl::None | Ctl::Fin)
+            && up.gt(out.seq)
+        {
+            out.urgent = Some((up - out.seq).min(65535) as u16);
+        }
+        self.info.segs_out += 1;
+        if out.ack.is_some() {
+            // Any segment with an ACK acknowledges everything so far.
+            self.ack_now = false;
+            self.segs_since_ack = 0;
+            self.set_timer(Timer::DelayedAck, None);
+        }
     }
 
     fn output_syn(&mut self, now: Instant) -> Option<Outbound> {

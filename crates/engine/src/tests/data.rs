@@ -115,6 +115,60 @@ fn second_full_segment_is_acked_at_once() {
     assert_eq!(h.read(c), Ok(pattern(0, 4380)));
 }
 
+/// Segments the driver hands over together, with no chance to transmit in
+/// between, still get an ACK for every second full segment (RFC 1122
+/// §4.2.3.2, RFC 5681 §4.2), not one stretch ACK for the batch (RFC 2525
+/// §2.13).
+#[test]
+fn a_batch_of_segments_gets_an_ack_for_every_second_one() {
+    let mut h = Harness::new();
+    let (_l, c, iss, irs) = h.established_passive();
+    let data = pattern(0, 5 * 1460);
+    for (i, chunk) in data.chunks(1460).enumerate() {
+        h.send(h.peer(irs + 1 + (i * 1460) as u32, iss + 1).data(chunk));
+    }
+    assert_eq!(
+        h.recv_all(),
+        vec![
+            h.ours(iss + 1, irs + 1 + 2920).win(free(2920)),
+            h.ours(iss + 1, irs + 1 + 5840).win(free(5840)),
+        ]
+    );
+    // The fifth segment waits for the delayed ACK, as on its own.
+    let ack = h.fire_one_at(h.now + ms(40));
+    assert_eq!(ack, h.ours(iss + 1, irs + 1 + 7300).win(free(7300)));
+    assert_eq!(h.read(c), Ok(data));
+}
+
+/// Each out-of-order segment of a batch gets its own duplicate ACK (RFC
+/// 5681 §4.2), so the sender's duplicate-ACK count is not at the mercy of
+/// the receiver's batching; the segment that fills the gap is ACKed at once.
+#[test]
+fn a_batch_of_out_of_order_segments_gets_a_duplicate_ack_for_each() {
+    let mut h = Harness::new();
+    let (_l, c, iss, irs) = h.established_passive();
+    let data = pattern(0, 4 * 1000);
+    for i in 1..4 {
+        let at = i * 1000;
+        h.send(
+            h.peer(irs + 1 + at as u32, iss + 1)
+                .data(&data[at..at + 1000]),
+        );
+    }
+    h.send(h.peer(irs + 1, iss + 1).data(&data[..1000]));
+    let acks: Vec<Option<u32>> = h.recv_all().iter().map(|s| s.ack).collect();
+    assert_eq!(
+        acks,
+        vec![
+            Some(irs + 1),
+            Some(irs + 1),
+            Some(irs + 1),
+            Some(irs + 4001)
+        ]
+    );
+    assert_eq!(h.read(c), Ok(data));
+}
+
 #[test]
 fn pending_ack_rides_on_outgoing_data() {
     let mut h = Harness::new();
