@@ -33,17 +33,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const ENFORCE_CONGESTION_TARGETS: bool = true;
 
 /// Whether figure 2 asserts Jain's index >= 0.95. Not met over 10–30 s:
-/// 0.904 at figure 2's start times, and between 0.90 and 0.96 when the
-/// starts move by a few milliseconds (figure 2c; paced, 0.90–0.99). Each
-/// late flow's slow start runs into a full drop-tail queue: HyStart++ (RFC
-/// 9406) compares each round's minimum RTT with the previous round's, and
-/// the queue's delay grows by less than its threshold per round, so the
-/// newcomer leaves slow start only on loss, near or above its fair share,
-/// after its overshoot has cost the older flows two reductions in a row.
-/// From such uneven windows CUBIC converges through fast convergence
-/// (§4.7), about 15 % of the excess per congestion epoch of 3–5 s; over
-/// later 20 s windows of the same run the index is 0.996 (40–60 s) and 0.970
-/// (100–120 s). The run prints "TARGET NOT MET" until this is on.
+/// 0.911 at figure 2's start times; over ten start skews of 0–9 ms (figure
+/// 2c) CUBIC averages 0.933 (3 of 10 at >= 0.95), NewReno 0.964 (7 of 10).
+/// Linux's own CUBIC through the same simulated bottleneck (figure 2L,
+/// `tests/linux_fairness.rs`, real time) gave 0.977, 0.961, 0.885 and 0.957
+/// in four runs: the target sits at the edge of what CUBIC reaches in 20 s
+/// here, for the reference stack too. Each late flow's slow start runs into
+/// a drop-tail queue the others keep full; HyStart++ (RFC 9406) sees the
+/// round's minimum RTT rise by less than its threshold, so the newcomer
+/// leaves slow start on loss, and from uneven windows CUBIC converges
+/// through fast convergence (§4.7) over several 3–5 s epochs (0.996 over
+/// 40–60 s). The run prints "TARGET NOT MET" until this is on.
 const ENFORCE_FAIRNESS_TARGET: bool = false;
 
 const RECEIVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
@@ -383,17 +383,24 @@ async fn figure_2_fairness() {
 
 /// Figure 2c: how much figure 2 depends on chance. The same scenario with
 /// the flows' start times moved by a few milliseconds (flow `i` at
-/// `i` · (2 s + skew)), unpaced and paced. Reported, not asserted: the
-/// spread is the point.
+/// `i` · (2 s + skew), skew 0–9 ms): CUBIC unpaced (figure 2's setting),
+/// CUBIC paced, and NewReno. Reported, not asserted: the spread is the
+/// point. Figure 2L (`tests/linux_fairness.rs`) runs Linux's CUBIC through
+/// the same bottleneck for comparison.
 #[test]
 fn figure_2c_fairness_sensitivity() {
-    const SKEWS_MS: [u64; 5] = [0, 1, 3, 5, 7];
-    let runs: Vec<(u64, bool, f64)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = [false, true]
-            .into_iter()
-            .flat_map(|pacing| SKEWS_MS.map(|skew| (skew, pacing)))
-            .map(|(skew, pacing)| {
+    const SKEWS_MS: [u64; 10] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+    const VARIANTS: [(&str, bool, CongestionAlgorithm); 3] = [
+        ("CUBIC        ", false, CongestionAlgorithm::Cubic),
+        ("CUBIC, paced ", true, CongestionAlgorithm::Cubic),
+        ("NewReno      ", false, CongestionAlgorithm::NewReno),
+    ];
+    let runs: Vec<(usize, u64, f64)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..VARIANTS.len())
+            .flat_map(|v| SKEWS_MS.map(|skew| (v, skew)))
+            .map(|(v, skew)| {
                 scope.spawn(move || {
+                    let (_, pacing, algorithm) = VARIANTS[v];
                     let rt = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .start_paused(true)
@@ -401,10 +408,10 @@ fn figure_2c_fairness_sensitivity() {
                         .expect("runtime");
                     let run =
                         rt.block_on(fairness_run(Duration::from_millis(skew), pacing, |_| {
-                            CongestionAlgorithm::Cubic
+                            algorithm
                         }));
                     assert!(run.rates.iter().all(|r| *r > 0.0), "every flow moved data");
-                    (skew, pacing, run.index)
+                    (v, skew, run.index)
                 })
             })
             .collect();
@@ -414,23 +421,23 @@ fn figure_2c_fairness_sensitivity() {
             .collect()
     });
     let _print = print_lock();
-    println!("\nFigure 2c — fairness sensitivity: figure 2 with flow i started at i·(2 s + skew)");
-    for pacing in [false, true] {
+    println!(
+        "\nFigure 2c — fairness sensitivity: figure 2 with flow i started at i·(2 s + skew), skew 0–9 ms"
+    );
+    for (v, (label, ..)) in VARIANTS.iter().enumerate() {
         let of: Vec<(u64, f64)> = runs
             .iter()
-            .filter(|r| r.1 == pacing)
-            .map(|r| (r.0, r.2))
+            .filter(|r| r.0 == v)
+            .map(|r| (r.1, r.2))
             .collect();
         let mean = of.iter().map(|r| r.1).sum::<f64>() / of.len() as f64;
         let min = of.iter().map(|r| r.1).fold(f64::INFINITY, f64::min);
-        let list: Vec<String> = of
-            .iter()
-            .map(|(skew, index)| format!("{skew} ms {index:.3}"))
-            .collect();
+        let met = of.iter().filter(|r| r.1 >= 0.95).count();
+        let list: Vec<String> = of.iter().map(|(_, index)| format!("{index:.3}")).collect();
         println!(
-            "  {}: Jain's index {}; mean {mean:.3}, min {min:.3}",
-            if pacing { "paced  " } else { "unpaced" },
-            list.join(", ")
+            "  {label}: {}; mean {mean:.3}, min {min:.3}, {met} of {} at >= 0.95",
+            list.join(" "),
+            of.len()
         );
     }
 }
