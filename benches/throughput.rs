@@ -31,7 +31,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use synack::device::{MemoryLink, MemoryLinkConfig};
-use synack::{Stack, State, TcpInfo};
+use synack::{Config, Stack, State, TcpInfo};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::runtime::Runtime;
 
@@ -74,8 +74,14 @@ impl Flavor {
 #[derive(Clone, Copy, PartialEq)]
 enum Transport {
     Kernel,
-    Synack { mtu: usize },
-    Smoltcp { mtu: usize },
+    /// `coalesce`: `Config::coalesce_acks`, one ACK per received batch.
+    Synack {
+        mtu: usize,
+        coalesce: bool,
+    },
+    Smoltcp {
+        mtu: usize,
+    },
 }
 
 /// One run.
@@ -133,8 +139,18 @@ fn main() {
 
     let cases = [
         Transport::Kernel,
-        Transport::Synack { mtu: 1500 },
-        Transport::Synack { mtu: 65535 },
+        Transport::Synack {
+            mtu: 1500,
+            coalesce: false,
+        },
+        Transport::Synack {
+            mtu: 1500,
+            coalesce: true,
+        },
+        Transport::Synack {
+            mtu: 65535,
+            coalesce: false,
+        },
         Transport::Smoltcp { mtu: 1500 },
         Transport::Smoltcp { mtu: 65535 },
     ];
@@ -181,7 +197,10 @@ fn main() {
 fn label(t: Transport) -> String {
     match t {
         Transport::Kernel => format!("kernel TCP, loopback (MTU {})", lo_mtu()),
-        Transport::Synack { mtu } => format!("synack ↔ synack, MemoryLink MTU {mtu}"),
+        Transport::Synack { mtu, coalesce } => format!(
+            "synack ↔ synack, MemoryLink MTU {mtu}{}",
+            if coalesce { ", coalesced ACKs" } else { "" }
+        ),
         Transport::Smoltcp { mtu } => format!("smoltcp ↔ smoltcp, MemoryLink MTU {mtu}"),
     }
 }
@@ -214,7 +233,7 @@ fn print_table(rows: &[Row], opts: &Options) {
         };
         // synack against smoltcp at the same MTU and runtime.
         let vs_smoltcp = match row.transport {
-            Transport::Synack { mtu } => rows
+            Transport::Synack { mtu, .. } => rows
                 .iter()
                 .find(|r| r.transport == Transport::Smoltcp { mtu } && r.flavor == row.flavor)
                 .filter(|r| r.median() > 0.0)
@@ -244,7 +263,7 @@ async fn run(transport: Transport, opts: &Options) -> io::Result<Sample> {
     let flow = async {
         match transport {
             Transport::Kernel => kernel_flow(opts).await,
-            Transport::Synack { mtu } => synack_flow(mtu, opts).await,
+            Transport::Synack { mtu, coalesce } => synack_flow(mtu, coalesce, opts).await,
             Transport::Smoltcp { mtu } => smoltcp_flow(mtu, opts).await,
         }
     };
@@ -271,10 +290,14 @@ async fn kernel_flow(opts: &Options) -> io::Result<Sample> {
     finish(sender, receiver, opts.size).await
 }
 
-async fn synack_flow(mtu: usize, opts: &Options) -> io::Result<Sample> {
+async fn synack_flow(mtu: usize, coalesce: bool, opts: &Options) -> io::Result<Sample> {
     let (a, b) = MemoryLink::pair(MemoryLinkConfig::default().with_mtu(mtu));
-    let server = Stack::new(a, SERVER, 24);
-    let client = Stack::new(b, CLIENT, 24);
+    let config = Config {
+        coalesce_acks: coalesce,
+        ..Config::default()
+    };
+    let server = Stack::builder(a, SERVER, 24).config(config.clone()).build();
+    let client = Stack::builder(b, CLIENT, 24).config(config).build();
     let listener = synack::net::TcpListener::bind_on(&server, (SERVER, 5001)).await?;
     let receiver = tokio::spawn({
         let verify = opts.verify;

@@ -981,6 +981,7 @@ impl Engine {
     ) {
         if let Some(&h) = self.conns.get(&(local, remote)) {
             let has_listener = self.listeners.contains_key(&local.port());
+            let coalesce_acks = self.config.coalesce_acks;
             let tcb = self
                 .tcb_mut(h)
                 .expect("connection table names a live connection");
@@ -1002,8 +1003,10 @@ impl Engine {
                 trace!(seq = %seg.seq, ack = ?seg.ack, ctl = ?seg.ctl, len = seg.payload.len(), "segment in");
                 // An ACK still owed for earlier segments goes out before this
                 // one changes what it would say (RFC 1122 §4.2.3.2, RFC 5681
-                // §4.2): no stretch ACKs however large the driver's batches.
+                // §4.2): no stretch ACKs however large the driver's batches,
+                // unless the configuration asks for them.
                 if (!seg.payload.is_empty() || seg.ctl == Ctl::Fin)
+                    && !coalesce_acks
                     && let Some(out) = tcb.take_owed_ack(now)
                 {
                     trace!(seq = %out.seq, ack = ?out.ack, "owed ACK out");

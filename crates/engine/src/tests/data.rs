@@ -140,6 +140,27 @@ fn a_batch_of_segments_gets_an_ack_for_every_second_one() {
     assert_eq!(h.read(c), Ok(data));
 }
 
+/// With `coalesce_acks` (as Linux under GRO) a batch gets one ACK, sent
+/// when the driver next asks for output.
+#[test]
+fn coalesce_acks_answers_a_batch_with_one_ack() {
+    let mut h = Harness::with_config(Config {
+        coalesce_acks: true,
+        recv_buffer: 64 * 1024,
+        ..base_config()
+    });
+    let (_l, c, iss, irs) = h.established_passive();
+    let data = pattern(0, 4 * 1460);
+    for (i, chunk) in data.chunks(1460).enumerate() {
+        h.send(h.peer(irs + 1 + (i * 1460) as u32, iss + 1).data(chunk));
+    }
+    assert_eq!(
+        h.recv_all(),
+        vec![h.ours(iss + 1, irs + 1 + 5840).win(free(5840))]
+    );
+    assert_eq!(h.read(c), Ok(data));
+}
+
 /// Each out-of-order segment of a batch gets its own duplicate ACK (RFC
 /// 5681 §4.2), so the sender's duplicate-ACK count is not at the mercy of
 /// the receiver's batching; the segment that fills the gap is ACKed at once.
