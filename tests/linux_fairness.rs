@@ -139,6 +139,9 @@ fn figure_2l_linux_fairness_through_the_simulated_bottleneck() {
         Network::new(2)
     };
     let leg = LinkConfig::new().delay(RTT / 4);
+    // As figure 2's dumbbell: up to one packet time (120 µs) of random delay
+    // on each sender's uplink against phase effects.
+    let uplink = leg.jitter(Duration::from_nanos(1500 * 8 * 1_000_000_000 / RATE));
     let bdp = (RATE as f64 * RTT.as_secs_f64() / 8.0) as usize;
     let bottleneck = leg.rate_bps(RATE).queue_bytes(bdp);
     let receiver_end = net
@@ -148,7 +151,7 @@ fn figure_2l_linux_fairness_through_the_simulated_bottleneck() {
     let mut namespaces = vec![receiver_ns];
     for (i, (ns, tun)) in senders.into_iter().enumerate() {
         let end = net
-            .add_host(HostConfig::new(sender_addr(i)).uplink(leg).downlink(leg))
+            .add_host(HostConfig::new(sender_addr(i)).uplink(uplink).downlink(leg))
             .expect("sender joins");
         rt.spawn(bridge(tun, end));
         namespaces.push(ns);

@@ -55,13 +55,14 @@ pub struct Config {
     /// How many of the first data segments of a connection are acknowledged at
     /// once, without delay (Linux's quickack mode at connection start). Default 16.
     pub initial_quickacks: u32,
-    /// Answer the segments of a connection that arrive in one batch (one call
-    /// of the driver's receive) with a single ACK, as Linux does for what GRO
-    /// merged, instead of an ACK for every second full segment and for every
-    /// out-of-order one (RFC 1122 §4.2.3.2, RFC 5681 §4.2). Fewer ACKs and
-    /// more throughput on fast links, at the price of stretch ACKs (RFC 2525
-    /// §2.13): the peer's ACK clock, duplicate-ACK count and per-ACK RTT
-    /// samples see one ACK where there were several. Default `false`.
+    /// Answer the in-order segments of a connection that arrive in one batch
+    /// (one call of the driver's receive) with a single ACK, much as Linux
+    /// does for what GRO merged, instead of an ACK for every second full
+    /// segment (RFC 1122 §4.2.3.2, RFC 5681 §4.2). Out-of-order segments
+    /// still get a duplicate ACK each (GRO does not merge them). Fewer ACKs
+    /// and more throughput on fast links, at the price of stretch ACKs (RFC
+    /// 2525 §2.13): the peer's ACK clock and per-ACK RTT samples see one ACK
+    /// where there were several. Default `false`.
     pub coalesce_acks: bool,
     /// Give up a connection attempt after this long, whatever the SYN retries
     /// left ([`Error::TimedOut`](crate::Error::TimedOut)). Default none: only

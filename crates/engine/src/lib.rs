@@ -157,6 +157,10 @@ pub struct Stats {
     pub syn_dropped: u64,
     /// RSTs not sent because too many were queued.
     pub rst_dropped: u64,
+    /// ACKs owed at once within a receive batch that were merged into the
+    /// next one because too many were queued already (the driver was not
+    /// transmitting).
+    pub owed_acks_merged: u64,
     /// Connections established (both directions).
     pub connections_established: u64,
     /// ICMP echo requests answered.
@@ -203,6 +207,12 @@ const MAX_REPLIES: usize = 256;
 
 /// Room for a pure ACK: IPv4 and TCP headers with the most options.
 const OWED_ACK_BUF: usize = 20 + 60;
+
+/// Most owed ACKs queued at once (a driver that stops transmitting while it
+/// keeps receiving must not make the queue grow); beyond this an owed ACK
+/// waits and merges into the next one, as before a stretch ACK. Also the most
+/// emptied buffers kept for reuse.
+const MAX_OWED_ACKS: usize = 256;
 
 /// The timer wheel ticks in milliseconds.
 const TICK_NANOS: u64 = 1_000_000;
@@ -982,6 +992,7 @@ impl Engine {
         if let Some(&h) = self.conns.get(&(local, remote)) {
             let has_listener = self.listeners.contains_key(&local.port());
             let coalesce_acks = self.config.coalesce_acks;
+            let owed_room = self.owed_acks.len() < MAX_OWED_ACKS;
             let tcb = self
                 .tcb_mut(h)
                 .expect("connection table names a live connection");
@@ -1005,10 +1016,15 @@ impl Engine {
                 // one changes what it would say (RFC 1122 §4.2.3.2, RFC 5681
                 // §4.2): no stretch ACKs however large the driver's batches,
                 // unless the configuration asks for them.
-                if (!seg.payload.is_empty() || seg.ctl == Ctl::Fin)
-                    && !coalesce_acks
-                    && let Some(out) = tcb.take_owed_ack(now)
-                {
+                // With `coalesce_acks` only duplicate ACKs (data held past a
+                // gap) still go out one per segment, as GRO never merges
+                // out-of-order segments.
+                let owed = (!seg.payload.is_empty() || seg.ctl == Ctl::Fin)
+                    && tcb.owes_ack()
+                    && (!coalesce_acks || tcb.rcv_has_gaps());
+                if owed && !owed_room {
+                    self.stats.owed_acks_merged += 1;
+                } else if owed && let Some(out) = tcb.take_owed_ack(now) {
                     trace!(seq = %out.seq, ack = ?out.ack, "owed ACK out");
                     let mut buf = self.spare_acks.pop().unwrap_or_default();
                     buf.resize(OWED_ACK_BUF, 0);
@@ -1132,7 +1148,9 @@ impl Engine {
         if let Some(ack) = self.owed_acks.pop_front() {
             let len = ack.len();
             buf[..len].copy_from_slice(&ack);
-            self.spare_acks.push(ack);
+            if self.spare_acks.len() < MAX_OWED_ACKS {
+                self.spare_acks.push(ack);
+            }
             self.stats.tx_packets += 1;
             return Some(len);
         }

@@ -145,7 +145,14 @@ impl LinkConfig {
         self
     }
 
-    /// Sets the jitter: each packet gets an extra delay uniform in `[0, jitter]`.
+    /// Sets the jitter: each packet gets an extra delay uniform in `[0, jitter]`
+    /// (never overtaking the packet before it).
+    ///
+    /// Several flows through one drop-tail queue want a little of it on the
+    /// senders' links, up to one packet's time at the bottleneck: without
+    /// randomness the simulation repeats the same arrival phase every round
+    /// and the queue keeps dropping the same flow (Floyd and Jacobson, "On
+    /// Traffic Phase Effects in Packet-Switched Gateways", 1992).
     pub fn jitter(mut self, jitter: Duration) -> Self {
         self.jitter = jitter;
         self

@@ -1406,12 +1406,22 @@ impl Tcb {
     /// duplicate-ACK count and HyStart++'s per-ACK RTT samples (RFC 9406
     /// §4.2).
     pub(crate) fn take_owed_ack(&mut self, now: Instant) -> Option<Outbound> {
-        if !self.ack_now || self.rst_pending.is_some() || !self.state.is_synchronized() {
+        if !self.owes_ack() {
             return None;
         }
         let mut out = self.pure_ack();
         self.finish_output(now, &mut out);
         Some(out)
+    }
+
+    /// Whether an ACK is due at once (see [`take_owed_ack`](Tcb::take_owed_ack)).
+    pub(crate) fn owes_ack(&self) -> bool {
+        self.ack_now && self.rst_pending.is_none() && self.state.is_synchronized()
+    }
+
+    /// Whether received data waits past a gap (out of order).
+    pub(crate) fn rcv_has_gaps(&self) -> bool {
+        self.rcv_buf.has_gaps()
     }
 
     /// What every outgoing segment gets: options, and the ACK bookkeeping.

@@ -161,6 +161,48 @@ fn coalesce_acks_answers_a_batch_with_one_ack() {
     assert_eq!(h.read(c), Ok(data));
 }
 
+/// A driver that keeps handing over segments without ever transmitting
+/// cannot make the queue of owed ACKs grow without bound: past its limit an
+/// owed ACK merges into the next one (counted), as a stretch ACK would.
+#[test]
+fn owed_acks_stay_bounded_when_the_driver_does_not_transmit() {
+    let mut h = Harness::new();
+    let (_l, c, iss, irs) = h.established_passive();
+    h.send(h.peer(irs + 1, iss + 1).data(&[7u8; 100]));
+    // Old duplicates, each owed an immediate ACK (RFC 9293 §3.10.7.4).
+    for _ in 0..10_000 {
+        h.send(h.peer(irs + 1, iss + 1).data(&[7u8; 100]));
+    }
+    assert!(h.engine.owed_acks.len() <= MAX_OWED_ACKS);
+    // The first duplicate finds no ACK owed yet; past the limit, every other
+    // one merges.
+    assert_eq!(
+        h.engine.stats().owed_acks_merged,
+        10_000 - 1 - MAX_OWED_ACKS as u64
+    );
+    let acks = h.recv_all();
+    assert!(acks.len() <= MAX_OWED_ACKS + 1, "{} ACKs", acks.len());
+    assert!(acks.iter().all(|a| a.ack == Some(irs + 101)));
+    assert_eq!(h.read(c), Ok(vec![7u8; 100]));
+}
+
+/// `coalesce_acks` merges in-order ACKs only: each out-of-order segment
+/// still gets its duplicate ACK, as GRO never merges across a gap.
+#[test]
+fn coalesce_acks_still_sends_a_duplicate_ack_per_out_of_order_segment() {
+    let mut h = Harness::with_config(Config {
+        coalesce_acks: true,
+        recv_buffer: 64 * 1024,
+        ..base_config()
+    });
+    let (_l, _c, iss, irs) = h.established_passive();
+    for i in 1..4u32 {
+        h.send(h.peer(irs + 1 + i * 1000, iss + 1).data(&[1u8; 1000]));
+    }
+    let acks: Vec<Option<u32>> = h.recv_all().iter().map(|s| s.ack).collect();
+    assert_eq!(acks, vec![Some(irs + 1); 3]);
+}
+
 /// Each out-of-order segment of a batch gets its own duplicate ACK (RFC
 /// 5681 §4.2), so the sender's duplicate-ACK count is not at the mercy of
 /// the receiver's batching; the segment that fills the gap is ACKed at once.
