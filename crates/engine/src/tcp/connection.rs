@@ -1616,6 +1616,9 @@ impl Tcb {
         // After a timeout, go-back-N skips what the peer SACKed (RFC 6675 §5.1).
         self.skip_sacked();
         if can_send_data && !sack_recovery && self.snd_nxt.lt(data_end) && self.pacing_allows(now) {
+            // Back from a long idle spell: the window is what RFC 7661 lets
+            // the sender keep (§4.4).
+            self.end_of_nvp(now);
             // RFC 5681: send within min(cwnd, rwnd).
             // SACKed bytes have left the network (RFC 6675 §5.1; before
             // recovery this is limited transmit, RFC 3042).

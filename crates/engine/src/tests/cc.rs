@@ -72,6 +72,82 @@ fn an_application_limited_sender_does_not_grow_cwnd() {
     }
 }
 
+/// Grows a NewReno sender's window to 40 segments by two slow-start rounds
+/// (10 then 20 segments, each ACKed at once), leaving nothing in flight.
+fn grown_to_40(h: &mut Harness) -> (SocketHandle, u32, u32) {
+    let (_l, c, iss, irs) = h.established_passive();
+    let mut next = iss + 1;
+    for n in [10usize, 20] {
+        let data = pattern(0, n * 1460);
+        assert_eq!(h.engine.send(h.now, c, &data), Ok(data.len()));
+        assert_eq!(h.recv_all().len(), n);
+        h.advance(ms(100));
+        next += (n * 1460) as u32;
+        h.send(h.peer(irs + 1, next));
+    }
+    assert_eq!(h.engine.tcp_info(c).unwrap().cwnd, 40 * 1460);
+    (c, next, irs)
+}
+
+/// RFC 7661 §4.4: an idle sender keeps its window through the five-minute
+/// non-validated period, then it is halved (down to the initial window) for
+/// each period that ran out, with ssthresh keeping three quarters of it, so
+/// a sender back from a long silence does not burst an old window.
+#[test]
+fn an_idle_window_is_kept_for_five_minutes_then_halved_per_period() {
+    for (idle, segments, ssthresh) in [
+        (secs(290), 40, usize::MAX),
+        (secs(310), 20, usize::MAX),
+        (secs(610), 10, usize::MAX),
+    ] {
+        let mut h = Harness::with_config(Config {
+            recv_buffer: 64 * 1024,
+            congestion: CongestionAlgorithm::NewReno,
+            ..base_config()
+        });
+        let (c, next, _) = grown_to_40(&mut h);
+        h.advance(idle);
+        let data = pattern(0, 40 * 1460);
+        assert_eq!(h.engine.send(h.now, c, &data), Ok(data.len()));
+        let out = h.recv_all();
+        assert_eq!(out.len(), segments, "after {idle:?}");
+        assert_eq!(out[0].seq, next);
+        let info = h.engine.tcp_info(c).unwrap();
+        assert_eq!(
+            (info.cwnd, info.ssthresh),
+            (segments * 1460, ssthresh),
+            "after {idle:?}"
+        );
+    }
+}
+
+/// A window validated once more (the sender fills half of it) ends the
+/// period: later silence counts afresh.
+#[test]
+fn using_the_window_again_restarts_the_non_validated_period() {
+    let mut h = Harness::with_config(Config {
+        recv_buffer: 64 * 1024,
+        congestion: CongestionAlgorithm::NewReno,
+        ..base_config()
+    });
+    let (c, mut next, irs) = grown_to_40(&mut h);
+    h.advance(secs(200));
+    // 25 of 40 segments in flight: validated again.
+    let data = pattern(0, 25 * 1460);
+    assert_eq!(h.engine.send(h.now, c, &data), Ok(data.len()));
+    assert_eq!(h.recv_all().len(), 25);
+    h.advance(ms(100));
+    next += 25 * 1460;
+    h.send(h.peer(irs + 1, next));
+    let cwnd = h.engine.tcp_info(c).unwrap().cwnd;
+    assert!(cwnd >= 40 * 1460);
+    // 200 s more: 400 s since the first silence began, 200 s since this one.
+    h.advance(secs(200));
+    assert_eq!(h.engine.send(h.now, c, &pattern(0, 1460)), Ok(1460));
+    assert_eq!(h.recv_all().len(), 1);
+    assert_eq!(h.engine.tcp_info(c).unwrap().cwnd, cwnd);
+}
+
 #[test]
 fn a_sender_using_its_window_grows_it_in_slow_start() {
     // One ACK for a whole window of ten segments: NewReno's slow start adds

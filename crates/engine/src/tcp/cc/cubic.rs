@@ -292,6 +292,16 @@ impl CongestionControl for Cubic {
         self.paced = paced;
     }
 
+    fn end_of_nvp(&mut self, floor: usize) {
+        self.ssthresh = self.ssthresh.max(self.cwnd as usize / 4 * 3);
+        self.cwnd = (self.cwnd / 2.0).max(floor as f64);
+        self.epoch = None;
+    }
+
+    fn limit_cwnd(&mut self, limit: usize) {
+        self.cwnd = self.cwnd.min(limit.max(self.mss) as f64);
+    }
+
     fn take_over(&mut self, cwnd: usize, ssthresh: usize) {
         self.cwnd = cwnd.max(self.mss) as f64;
         self.ssthresh = ssthresh;

@@ -70,6 +70,14 @@ pub(crate) trait CongestionControl: std::fmt::Debug + Send {
     fn set_paced(&mut self, _paced: bool) {}
     /// Takes over the window and threshold of another controller.
     fn take_over(&mut self, cwnd: usize, ssthresh: usize);
+    /// RFC 7661 §4.4, the non-validated period (five minutes) ran out: ssthresh =
+    /// max(ssthresh, 3/4·cwnd), cwnd = max(cwnd/2, `floor`) (the initial
+    /// window).
+    fn end_of_nvp(&mut self, floor: usize);
+    /// Lowers cwnd to at most `limit` bytes (never below one segment) before
+    /// a congestion event, so the reduction is taken from what the sender
+    /// was really using (RFC 7661 §4.4.1, losses during the NVP).
+    fn limit_cwnd(&mut self, limit: usize);
     /// The congestion window, bytes.
     fn cwnd(&self) -> usize;
     /// The slow-start threshold, bytes (`usize::MAX` until the first loss).

@@ -55,9 +55,9 @@ impl CongestionControl for NewReno {
         }
         if self.cwnd < self.ssthresh {
             // Slow start counting bytes acknowledged (RFC 3465). Like Linux, no
-            // per-ACK limit L: a stretch ACK for a batch of segments (the receiver
-            // coalesces ACKs per batch) grows the window by all of them, capped at
-            // ssthresh.
+            // per-ACK limit L: a stretch ACK for a batch of segments (a receiver
+            // that coalesces ACKs, as under GRO) grows the window by all of them,
+            // capped at ssthresh.
             self.cwnd = (self.cwnd + ev.acked).min(self.ssthresh.max(self.cwnd));
         } else {
             // Congestion avoidance: one SMSS per window of acknowledged data.
@@ -93,6 +93,16 @@ impl CongestionControl for NewReno {
             self.cwnd = c;
             self.ssthresh = s;
         }
+    }
+
+    fn end_of_nvp(&mut self, floor: usize) {
+        self.ssthresh = self.ssthresh.max(self.cwnd / 4 * 3);
+        self.cwnd = (self.cwnd / 2).max(floor);
+        self.acked_in_ca = 0;
+    }
+
+    fn limit_cwnd(&mut self, limit: usize) {
+        self.cwnd = self.cwnd.min(limit.max(self.mss));
     }
 
     fn take_over(&mut self, cwnd: usize, ssthresh: usize) {

@@ -10,9 +10,12 @@
 
 use tracing::debug;
 
+/// The non-validated period (RFC 7661 §4.4): five minutes.
+const NVP: std::time::Duration = std::time::Duration::from_secs(300);
+
 use super::{Ctl, Outbound, Tcb};
 use crate::seq::Seq;
-use crate::tcp::cc::{AckEvent, CongestionAlgorithm, CongestionControl};
+use crate::tcp::cc::{AckEvent, CongestionAlgorithm, CongestionControl, initial_window};
 use crate::tcp::rack::Rack;
 use crate::tcp::sack::{DUP_THRESH, SackReporter, Scoreboard};
 use crate::{Config, Instant, TcpInfo};
@@ -59,6 +62,13 @@ pub(crate) struct Recovery {
     /// The most bytes in flight in this round trip and the one before (RFC 7661's pipeACK, roughly).
     flight_hwm: usize,
     last_round_hwm: usize,
+    /// When the current non-validated period began (RFC 7661 §4.3: less
+    /// than half of cwnd in use, or nothing in flight at all); `None` while
+    /// the window is validated.
+    nvp_since: Option<Instant>,
+    /// The initial window in segments (RFC 6928), the floor at the end of a
+    /// non-validated period.
+    initial_segments: usize,
     /// Retransmitted segments of the last reduction not yet D-SACKed; when
     /// all are, the reduction was spurious (RFC 2883 §4). `None`: nothing to undo.
     undo_retrans: Option<u32>,
@@ -180,6 +190,8 @@ impl Recovery {
             round_end: iss,
             flight_hwm: 0,
             last_round_hwm: 0,
+            nvp_since: None,
+            initial_segments: cfg.initial_window_segments,
             undo_retrans: None,
             delivered: 0,
             lost: 0,
@@ -208,6 +220,40 @@ impl Tcb {
     /// The congestion window in use: inflated during NewReno fast recovery.
     pub(crate) fn cwnd(&self) -> usize {
         self.rec.recovery_cwnd.unwrap_or_else(|| self.cc.cwnd())
+    }
+
+    /// RFC 7661 §4.4: once a non-validated period has lasted five minutes,
+    /// the unused window is halved (down to the initial window) and ssthresh
+    /// keeps three quarters of it; again for each further five minutes. Run
+    /// on every ACK and before new data goes out, so a sender that comes back
+    /// after a long idle spell does not burst its old window.
+    pub(super) fn end_of_nvp(&mut self, now: Instant) {
+        let Some(since) = self.rec.nvp_since else {
+            return;
+        };
+        let floor = initial_window(self.snd_mss, self.rec.initial_segments);
+        let mut since = since;
+        while now.saturating_duration_since(since) >= NVP {
+            since = since + NVP;
+            if self.cc.cwnd() <= floor {
+                since = now;
+                break;
+            }
+            self.cc.end_of_nvp(floor);
+            debug!(parent: &self.span, cwnd = self.cc.cwnd(), "end of a non-validated period");
+        }
+        self.rec.nvp_since = Some(since);
+    }
+
+    /// RFC 7661 §4.4.1: a loss during a non-validated period is answered
+    /// from the volume in use (the most in flight over the last round trips,
+    /// or at the loss), not from a window the sender was not filling; the
+    /// period ends with it.
+    fn limit_cwnd_in_nvp(&mut self, flight: usize) {
+        if self.rec.nvp_since.take().is_some() {
+            let used = self.rec.flight_hwm.max(self.rec.last_round_hwm).max(flight);
+            self.cc.limit_cwnd(used);
+        }
     }
 
     /// The congestion control algorithm in use.
@@ -403,6 +449,16 @@ impl Tcb {
                 // keeps cwnd at (about) twice what it has in flight.
                 let used = self.rec.flight_hwm.max(self.rec.last_round_hwm);
                 let app_limited = used.saturating_mul(2) < self.cc.cwnd();
+                // RFC 7661 §4.3: the non-validated period runs while the
+                // window is not used; a window in use validates it, and with
+                // nothing left in flight a new idle period starts.
+                if !app_limited {
+                    self.rec.nvp_since = None;
+                }
+                if app_limited || self.snd_una == self.snd_max {
+                    self.rec.nvp_since.get_or_insert(now);
+                }
+                self.end_of_nvp(now);
                 let rtt = rtt.or(self.rec.ack_rtt.take());
                 self.cc.on_ack(&AckEvent {
                     acked,
@@ -449,6 +505,7 @@ impl Tcb {
         debug!(parent: &self.span, snd_una = %self.snd_una, sack = self.rec.sack_on, "fast retransmit");
         self.info.fast_retransmits += 1;
         let flight = self.flight();
+        self.limit_cwnd_in_nvp(flight);
         self.cc.on_congestion_event(now, flight);
         self.recover = Some(self.snd_max);
         self.rec.ca_state = CaState::Recovery;
@@ -614,6 +671,7 @@ impl Tcb {
             self.rec.tlp_end = None;
             if self.recover.is_none() {
                 debug!(parent: &self.span, "tail loss probe repaired a loss");
+                self.limit_cwnd_in_nvp(self.flight());
                 self.cc.on_congestion_event(now, self.flight());
                 self.rec.undo_retrans = None;
             }
