@@ -1029,15 +1029,7 @@ impl Engine {
                     let mut buf = self.spare_acks.pop().unwrap_or_default();
                     buf.resize(OWED_ACK_BUF, 0);
                     let tcb = self.tcb(h).expect("live connection");
-                    let len = Self::emit_with(
-                        &self.checksums,
-                        tcb.ttl,
-                        local,
-                        remote,
-                        &out,
-                        Some(tcb),
-                        &mut buf,
-                    );
+                    let len = Self::emit_for(&self.checksums, tcb, &out, &mut buf);
                     buf.truncate(len);
                     self.owed_acks.push_back(buf);
                 }
@@ -1210,18 +1202,9 @@ impl Engine {
                 self.update(now, h, false);
                 continue;
             };
-            let (local, remote) = (tcb.local, tcb.remote);
             let tcb: &Tcb = tcb;
             trace!(parent: tcb.span(), seq = %out.seq, ack = ?out.ack, ctl = ?out.ctl, len = out.payload_len, "segment out");
-            let len = Self::emit_with(
-                &self.checksums,
-                tcb.ttl,
-                local,
-                remote,
-                &out,
-                Some(tcb),
-                buf,
-            );
+            let len = Self::emit_for(&self.checksums, tcb, &out, buf);
             self.stats.tx_packets += 1;
             self.after(now, h);
             return Some(len);
@@ -1244,6 +1227,24 @@ impl Engine {
             remote,
             out,
             tcb,
+            buf,
+        )
+    }
+
+    /// Builds segment `out` of connection `tcb` in `buf` (see [`emit_with`](Engine::emit_with)).
+    fn emit_for(
+        checksums: &ChecksumCapabilities,
+        tcb: &Tcb,
+        out: &Outbound,
+        buf: &mut [u8],
+    ) -> usize {
+        Self::emit_with(
+            checksums,
+            tcb.ttl,
+            tcb.local,
+            tcb.remote,
+            out,
+            Some(tcb),
             buf,
         )
     }
