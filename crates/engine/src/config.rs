@@ -10,10 +10,40 @@ use crate::CongestionAlgorithm;
 pub struct Config {
     /// The MSS to offer, if smaller than the MTU allows (RFC 9293 §3.7.1). Default: from the MTU.
     pub mss: Option<u16>,
-    /// Send buffer per connection, bytes. Default 256 KiB.
+    /// The largest send buffer of a connection, bytes (Linux's `tcp_wmem[2]`).
+    /// A connection starts at [`send_buffer_initial`](Config::send_buffer_initial)
+    /// and grows to twice its congestion window up to this (Linux's
+    /// `tcp_sndbuf_expand`). Memory is allocated as data is written, not up
+    /// front. A socket that sets its own size (`SO_SNDBUF`) gets that size
+    /// from the start and no growth. Default 256 KiB.
     pub send_buffer: usize,
-    /// Receive buffer per connection, bytes; also bounds reassembly. Default 256 KiB.
+    /// How much a connection may write before its congestion window has grown,
+    /// bytes (Linux's `tcp_wmem[1]`). Default 16 KiB.
+    pub send_buffer_initial: usize,
+    /// The largest receive buffer of a connection, bytes; it also bounds
+    /// reassembly and sets the window scale offered (RFC 7323 §2.3). A
+    /// connection starts by offering
+    /// [`recv_buffer_initial`](Config::recv_buffer_initial) and grows its window
+    /// to about twice what the application reads per round trip, up to this
+    /// (dynamic right-sizing, Linux's `tcp_rcv_space_adjust`). Memory is
+    /// allocated as data arrives. A socket that sets its own size (`SO_RCVBUF`)
+    /// gets that size from the start and no autotuning. Default 256 KiB.
     pub recv_buffer: usize,
+    /// The receive window a connection starts with, bytes (Linux's
+    /// `tcp_rmem[1]` gives about the same). Default 64 KiB.
+    pub recv_buffer_initial: usize,
+    /// The stack-wide budget for socket buffer memory (Linux's `tcp_mem`).
+    /// `None`: derived from the buffer sizes ([`MemoryLimits::for_buffers`]).
+    pub memory: Option<MemoryLimits>,
+    /// Zero-window probes sent to a closed (orphaned) connection before it is
+    /// dropped, answered or not (Linux's `tcp_orphan_retries`, 8 when unset).
+    /// An open connection gives up after [`data_retries`](Config::data_retries)
+    /// unanswered probes. Default 8.
+    pub orphan_retries: u32,
+    /// The most connections closed by the application that may still be
+    /// delivering data or waiting for the peer (Linux's `tcp_max_orphans`);
+    /// one more is reset at once on close. Default 65 536.
+    pub max_orphans: usize,
     /// Offer window scaling (RFC 7323 §2). Default on.
     pub window_scaling: bool,
     /// Initial retransmission timeout (RFC 6298 §2.1). Default 1 s.
@@ -89,7 +119,12 @@ impl Default for Config {
         Config {
             mss: None,
             send_buffer: 256 * 1024,
+            send_buffer_initial: 16 * 1024,
             recv_buffer: 256 * 1024,
+            recv_buffer_initial: 64 * 1024,
+            memory: None,
+            orphan_retries: 8,
+            max_orphans: 65_536,
             window_scaling: true,
             initial_rto: Duration::from_secs(1),
             min_rto: Duration::from_millis(200),
@@ -112,6 +147,37 @@ impl Default for Config {
             sack: true,
             pacing: false,
             synack_retries: 5,
+        }
+    }
+}
+
+/// A stack-wide budget for socket buffer memory, bytes, like Linux's
+/// `tcp_mem`: below `low` nothing is regulated; above `pressure` buffers stop
+/// growing and empty ones are freed at once, until use falls below `low`
+/// again; above `high` no connection's window moves beyond what it has
+/// already promised and no new data is taken from the application, so
+/// arriving data beyond a promise is dropped (and counted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryLimits {
+    /// Below this, memory is not regulated (and pressure ends).
+    pub low: usize,
+    /// Above this, buffers stop growing.
+    pub pressure: usize,
+    /// Above this, no new window is offered and no new data written.
+    pub high: usize,
+}
+
+impl MemoryLimits {
+    /// The default budget: room for 1 024 connections with full send and
+    /// receive buffers (512 MiB with the default 256 KiB each, about what
+    /// Linux's `tcp_mem` gives a 24 GiB host), pressure at three quarters and
+    /// `low` at half of that.
+    pub fn for_buffers(send_buffer: usize, recv_buffer: usize) -> MemoryLimits {
+        let high = 1024usize.saturating_mul(send_buffer.saturating_add(recv_buffer));
+        MemoryLimits {
+            low: high / 2,
+            pressure: high / 4 * 3,
+            high,
         }
     }
 }

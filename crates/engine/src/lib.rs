@@ -61,9 +61,9 @@ use smoltcp::wire::{
     TcpRepr, TcpSeqNumber, TcpTimestampRepr,
 };
 use synack_wheel::{Key, Wheel};
-use tracing::trace;
+use tracing::{debug, trace};
 
-pub use config::Config;
+pub use config::{Config, MemoryLimits};
 pub use conn_opts::Keepalive;
 pub use error::Error;
 pub use seq::Seq;
@@ -74,6 +74,7 @@ pub use time::Instant;
 
 use icmp::{Icmp, IcmpInput};
 use isn::Secret;
+use tcp::buffer::MemLevel;
 use tcp::connection::{Ctl, EV_READ, EV_WRITE, Outbound, Segment, Tcb};
 use tcp::listener::Listener;
 
@@ -175,6 +176,77 @@ pub struct Stats {
     pub challenge_acks_suppressed: u64,
     /// Challenge ACKs (RFC 5961) sent.
     pub challenge_acks_sent: u64,
+    /// Bytes of socket buffer memory held now, all connections together.
+    pub buffer_bytes: usize,
+    /// Times the stack entered memory pressure (see [`MemoryLimits`]).
+    pub memory_pressure_entered: u64,
+    /// Data bytes dropped because memory was over the limit and they lay
+    /// beyond the window already promised.
+    pub dropped_for_memory: u64,
+    /// Connections closed by the application still delivering or waiting
+    /// (orphans), now.
+    pub orphans: usize,
+    /// Connections reset on close because [`Config::max_orphans`] was reached.
+    pub orphans_reset: u64,
+    /// Connections by state, now (listeners not counted).
+    pub states: StateCounts,
+}
+
+/// How many connections are in each state (as `ss -s` counts them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StateCounts {
+    /// SYN-SENT.
+    pub syn_sent: usize,
+    /// SYN-RECEIVED (embryos in listeners' SYN queues).
+    pub syn_received: usize,
+    /// ESTABLISHED.
+    pub established: usize,
+    /// FIN-WAIT-1.
+    pub fin_wait1: usize,
+    /// FIN-WAIT-2.
+    pub fin_wait2: usize,
+    /// CLOSE-WAIT.
+    pub close_wait: usize,
+    /// CLOSING.
+    pub closing: usize,
+    /// LAST-ACK.
+    pub last_ack: usize,
+    /// TIME-WAIT.
+    pub time_wait: usize,
+    /// CLOSED, not yet freed (a reset or failed connection whose handle is still held).
+    pub closed: usize,
+}
+
+impl StateCounts {
+    fn count(&mut self, state: State) {
+        let n = match state {
+            State::SynSent => &mut self.syn_sent,
+            State::SynReceived => &mut self.syn_received,
+            State::Established => &mut self.established,
+            State::FinWait1 => &mut self.fin_wait1,
+            State::FinWait2 => &mut self.fin_wait2,
+            State::CloseWait => &mut self.close_wait,
+            State::Closing => &mut self.closing,
+            State::LastAck => &mut self.last_ack,
+            State::TimeWait => &mut self.time_wait,
+            State::Closed => &mut self.closed,
+        };
+        *n += 1;
+    }
+
+    /// Every connection counted.
+    pub fn total(&self) -> usize {
+        self.syn_sent
+            + self.syn_received
+            + self.established
+            + self.fin_wait1
+            + self.fin_wait2
+            + self.close_wait
+            + self.closing
+            + self.last_ack
+            + self.time_wait
+            + self.closed
+    }
 }
 
 enum Socket {
@@ -191,6 +263,10 @@ struct Slot {
     in_accept_queue: bool,
     /// Counted in [`Stats::connections_established`] already.
     counted: bool,
+    /// Buffer memory of the connection as last counted in `Engine::mem_used`.
+    mem: usize,
+    /// Counted in `Engine::orphans`.
+    orphan: bool,
 }
 
 /// A reply to a segment that matched no connection.
@@ -244,6 +320,14 @@ pub struct Engine {
     challenge_window: (u64, u32),
     /// Ports bound by sockets that have not connected or listened yet.
     bound_ports: socket_api::BoundPorts,
+    /// The memory budget in force.
+    mem_limits: MemoryLimits,
+    /// Buffer memory of all connections, bytes.
+    mem_used: usize,
+    /// In memory pressure (entered above `pressure`, left below `low`).
+    mem_pressure: bool,
+    /// Orphaned connections now.
+    orphans: usize,
 }
 
 impl Engine {
@@ -265,7 +349,14 @@ impl Engine {
         let (lo, hi) = config.ephemeral_ports;
         let span = u64::from(hi.saturating_sub(lo)) + 1;
         let next_port = lo.wrapping_add((secret.next_u64() % span) as u16);
+        let mem_limits = config
+            .memory
+            .unwrap_or_else(|| MemoryLimits::for_buffers(config.send_buffer, config.recv_buffer));
         Engine {
+            mem_limits,
+            mem_used: 0,
+            mem_pressure: false,
+            orphans: 0,
             config,
             iface,
             checksums,
@@ -298,9 +389,18 @@ impl Engine {
         &self.config
     }
 
-    /// Engine-wide counters.
+    /// Engine-wide counters, with the buffer memory held and the connections
+    /// by state now (counting them visits every socket).
     pub fn stats(&self) -> Stats {
-        self.stats
+        let mut stats = self.stats;
+        stats.buffer_bytes = self.mem_used;
+        stats.orphans = self.orphans;
+        for slot in &self.slots {
+            if let Some(Socket::Conn(tcb)) = &slot.socket {
+                stats.states.count(tcb.state);
+            }
+        }
+        stats
     }
 
     // ----- Sockets -----
@@ -317,6 +417,8 @@ impl Engine {
                     pending_events: 0,
                     in_accept_queue: false,
                     counted: false,
+                    mem: 0,
+                    orphan: false,
                 });
                 (self.slots.len() - 1) as u32
             }
@@ -376,6 +478,10 @@ impl Engine {
         slot.pending_events = 0;
         slot.in_accept_queue = false;
         slot.counted = false;
+        let mem = std::mem::take(&mut slot.mem);
+        let orphan = std::mem::take(&mut slot.orphan);
+        self.mem_used -= mem;
+        self.orphans -= usize::from(orphan);
         for key in keys.into_iter().flatten() {
             self.wheel.cancel(key);
         }
@@ -546,14 +652,14 @@ impl Engine {
     /// Copies received bytes into `buf`. `Ok(0)` is the end of the stream (the
     /// peer's FIN); [`Error::WouldBlock`] when nothing is there yet.
     pub fn recv(&mut self, now: Instant, h: SocketHandle, buf: &mut [u8]) -> Result<usize, Error> {
-        let n = self.tcb_mut(h)?.recv(buf, false)?;
+        let n = self.tcb_mut(h)?.recv(now, buf, false)?;
         self.after(now, h);
         Ok(n)
     }
 
     /// Like [`recv`](Engine::recv) but leaves the bytes in the buffer.
     pub fn peek(&mut self, h: SocketHandle, buf: &mut [u8]) -> Result<usize, Error> {
-        self.tcb_mut(h)?.recv(buf, true)
+        self.tcb_mut(h)?.recv(Instant::ZERO, buf, true)
     }
 
     /// Closes the sending direction: a FIN follows the data already written.
@@ -568,9 +674,19 @@ impl Engine {
     /// on in the engine until the close completes. A listener closes at once and
     /// resets the connections it had not handed out.
     pub fn close(&mut self, now: Instant, h: SocketHandle) {
+        let too_many_orphans = self.orphans >= self.config.max_orphans;
         match self.slot_mut(h).and_then(|s| s.socket.as_mut()) {
             Some(Socket::Conn(tcb)) => {
-                tcb.release(now);
+                if too_many_orphans {
+                    // Linux's `tcp_max_orphans`: too many closed connections
+                    // still hold memory; this one is reset instead of joining them.
+                    debug!(parent: tcb.span(), "too many orphans: reset");
+                    tcb.abort();
+                    tcb.released = true;
+                    self.stats.orphans_reset += 1;
+                } else {
+                    tcb.release(now);
+                }
                 self.after(now, h);
             }
             Some(Socket::Listener(l)) => {
@@ -760,6 +876,40 @@ impl Engine {
         if !slot.counted && tcb.state.is_synchronized() {
             slot.counted = true;
             self.stats.connections_established += 1;
+        }
+        // Memory: the stack-wide count and level (Linux's `tcp_mem`).
+        let mem = tcb.mem_allocated();
+        if mem != slot.mem {
+            self.mem_used = self.mem_used - slot.mem + mem;
+            slot.mem = mem;
+            let limits = self.mem_limits;
+            if self.mem_used > limits.pressure && !self.mem_pressure {
+                self.mem_pressure = true;
+                self.stats.memory_pressure_entered += 1;
+                debug!(bytes = self.mem_used, "memory pressure");
+            } else if self.mem_used < limits.low && self.mem_pressure {
+                self.mem_pressure = false;
+                debug!(bytes = self.mem_used, "memory pressure over");
+            }
+        }
+        tcb.mem_level = if self.mem_used > self.mem_limits.high {
+            MemLevel::High
+        } else if self.mem_pressure {
+            MemLevel::Pressure
+        } else {
+            MemLevel::Normal
+        };
+        if tcb.dropped_for_memory > 0 {
+            self.stats.dropped_for_memory += std::mem::take(&mut tcb.dropped_for_memory);
+        }
+        let orphan = tcb.released && !matches!(tcb.state, State::TimeWait | State::Closed);
+        if orphan != slot.orphan {
+            slot.orphan = orphan;
+            if orphan {
+                self.orphans += 1;
+            } else {
+                self.orphans -= 1;
+            }
         }
         // Transmission.
         if may_queue && !slot.in_tx_queue && tcb.wants_output() {

@@ -1,39 +1,93 @@
-//! Send and receive buffers: fixed-capacity rings, allocated once per connection.
+//! Send and receive buffers: rings whose memory follows the data.
+//!
+//! A buffer has a *limit* (how many bytes it may hold now: the send room the
+//! application sees, the receive window the peer is offered) and a *maximum*
+//! (the configured size, where the limit stops growing). Neither costs memory:
+//! the ring's storage is allocated when the first byte arrives, grows by
+//! doubling as more is held at once (never past the limit), and is given back
+//! whole when the buffer is empty and the connection asks for it
+//! ([`SendBuffer::release`], [`RecvBuffer::release`]), as Linux frees a socket's
+//! `sk_buff`s. A connection that never carries data never allocates; one that
+//! carries a byte each way holds a few KiB, not the maximum.
+//!
+//! | operation | cost |
+//! | --- | --- |
+//! | write, read, insert | one copy of the bytes (two slices at the wrap) |
+//! | growth | one copy of what is held, amortised over the doubling |
+//! | release | one `free` |
 //!
 //! The receive side also reassembles: out-of-order bytes are written straight
 //! into the ring at their place and their ranges kept in a small sorted list,
 //! so a filled gap costs no extra copy. Memory per connection is bounded by the
-//! two capacities.
+//! two maxima.
 
-/// A byte ring of fixed capacity.
-#[derive(Debug)]
+/// The stack-wide memory level (see [`MemoryLimits`](crate::config::MemoryLimits)),
+/// as each connection is told of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum MemLevel {
+    /// Below the pressure mark: buffers grow as the flow needs.
+    #[default]
+    Normal,
+    /// Under pressure: buffers do not grow; empty ones are freed at once.
+    Pressure,
+    /// Above the limit: no window beyond what was promised, no new data taken.
+    High,
+}
+
+/// The smallest storage a ring allocates: a request/response exchange fits.
+const MIN_ALLOC: usize = 2048;
+
+/// A byte ring whose storage grows on demand.
+#[derive(Debug, Default)]
 struct Ring {
-    buf: Box<[u8]>,
+    /// The storage; empty until the first byte. Its length is the ring's size.
+    buf: Vec<u8>,
     head: usize,
     len: usize,
 }
 
 impl Ring {
-    fn new(capacity: usize) -> Ring {
-        Ring {
-            buf: vec![0; capacity].into_boxed_slice(),
-            head: 0,
-            len: 0,
-        }
-    }
-
-    fn capacity(&self) -> usize {
+    /// Bytes of storage allocated.
+    fn allocated(&self) -> usize {
         self.buf.len()
     }
 
+    /// Makes the storage hold at least `extent` bytes past the head (at most
+    /// `max`: the caller never asks for more), keeping every byte in place
+    /// relative to the head.
+    fn reserve(&mut self, extent: usize, max: usize) {
+        let size = self.buf.len();
+        if extent <= size {
+            return;
+        }
+        let new = extent
+            .next_power_of_two()
+            .max(MIN_ALLOC)
+            .min(max.max(extent));
+        // `vec!` of zeros is `calloc`: fresh pages come zeroed by the kernel,
+        // so only what is copied in is touched.
+        let mut buf = vec![0u8; new];
+        buf[..size - self.head].copy_from_slice(&self.buf[self.head..]);
+        buf[size - self.head..size].copy_from_slice(&self.buf[..self.head]);
+        self.buf = buf;
+        self.head = 0;
+    }
+
+    /// Gives the storage back; the ring must hold nothing.
+    fn release(&mut self) {
+        debug_assert_eq!(self.len, 0);
+        self.buf = Vec::new();
+        self.head = 0;
+    }
+
     /// Writes `src` at `offset` bytes past the head (which may lie beyond `len`),
-    /// wrapping. The caller keeps `offset + src.len() <= capacity`.
+    /// wrapping. The caller reserved `offset + src.len()` first.
     fn write_at(&mut self, offset: usize, src: &[u8]) {
-        let cap = self.capacity();
-        debug_assert!(offset + src.len() <= cap);
+        let cap = self.buf.len();
         if src.is_empty() {
             return;
         }
+        debug_assert!(offset + src.len() <= cap);
         let start = (self.head + offset) % cap;
         let first = src.len().min(cap - start);
         self.buf[start..start + first].copy_from_slice(&src[..first]);
@@ -42,7 +96,7 @@ impl Ring {
 
     /// Copies bytes starting `offset` past the head into `dst`.
     fn read_at(&self, offset: usize, dst: &mut [u8]) {
-        let cap = self.capacity();
+        let cap = self.buf.len();
         if dst.is_empty() {
             return;
         }
@@ -55,7 +109,7 @@ impl Ring {
 
     fn consume(&mut self, n: usize) {
         debug_assert!(n <= self.len);
-        self.head = (self.head + n) % self.capacity().max(1);
+        self.head = (self.head + n) % self.buf.len().max(1);
         self.len -= n;
         // The head is never rewound when the ring empties: a receive ring holds
         // out-of-order bytes past `len`, at places relative to the head.
@@ -66,12 +120,19 @@ impl Ring {
 #[derive(Debug)]
 pub(crate) struct SendBuffer {
     ring: Ring,
+    /// How much it may hold now (grows with the congestion window).
+    limit: usize,
+    max: usize,
 }
 
 impl SendBuffer {
-    pub(crate) fn new(capacity: usize) -> SendBuffer {
+    /// An empty buffer that may hold `limit` bytes now and grow to `max`.
+    /// Allocates nothing.
+    pub(crate) fn new(limit: usize, max: usize) -> SendBuffer {
         SendBuffer {
-            ring: Ring::new(capacity),
+            ring: Ring::default(),
+            limit: limit.min(max),
+            max,
         }
     }
 
@@ -80,17 +141,46 @@ impl SendBuffer {
         self.ring.len
     }
 
+    /// How many bytes it may hold now.
     pub(crate) fn capacity(&self) -> usize {
-        self.ring.capacity()
+        self.limit
+    }
+
+    /// The configured size: where the limit stops growing.
+    pub(crate) fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Raises the limit to `limit` (never past the maximum, never lowered).
+    pub(crate) fn grow_to(&mut self, limit: usize) {
+        self.limit = self.limit.max(limit.min(self.max));
     }
 
     pub(crate) fn free(&self) -> usize {
-        self.capacity() - self.len()
+        self.limit.saturating_sub(self.len())
+    }
+
+    /// Bytes of memory the buffer holds.
+    pub(crate) fn allocated(&self) -> usize {
+        self.ring.allocated()
+    }
+
+    /// Gives the memory back if the buffer is empty; true if it did.
+    pub(crate) fn release(&mut self) -> bool {
+        if self.ring.len > 0 || self.ring.allocated() == 0 {
+            return false;
+        }
+        self.ring.release();
+        true
     }
 
     /// Appends as much of `data` as fits; returns how much did.
     pub(crate) fn write(&mut self, data: &[u8]) -> usize {
         let n = data.len().min(self.free());
+        if n == 0 {
+            return 0;
+        }
+        self.ring.reserve(self.ring.len + n, self.max);
         self.ring.write_at(self.ring.len, &data[..n]);
         self.ring.len += n;
         n
@@ -117,21 +207,59 @@ const MAX_RANGES: usize = 32;
 #[derive(Debug)]
 pub(crate) struct RecvBuffer {
     ring: Ring,
+    /// How much it may hold now: the window it backs (grows by autotuning).
+    limit: usize,
+    max: usize,
     /// Out-of-order ranges, as offsets past the end of the in-order bytes at the
     /// time of the last update: sorted, disjoint, not touching.
     ranges: Vec<(usize, usize)>,
 }
 
 impl RecvBuffer {
-    pub(crate) fn new(capacity: usize) -> RecvBuffer {
+    /// An empty buffer that may hold `limit` bytes now and grow to `max`.
+    /// Allocates nothing.
+    pub(crate) fn new(limit: usize, max: usize) -> RecvBuffer {
         RecvBuffer {
-            ring: Ring::new(capacity),
+            ring: Ring::default(),
+            limit: limit.min(max),
+            max,
             ranges: Vec::new(),
         }
     }
 
+    /// How many bytes it may hold now.
     pub(crate) fn capacity(&self) -> usize {
-        self.ring.capacity()
+        self.limit
+    }
+
+    /// The configured size: where the limit stops growing.
+    pub(crate) fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Raises the limit to `limit` (never past the maximum, never lowered).
+    pub(crate) fn grow_to(&mut self, limit: usize) {
+        self.limit = self.limit.max(limit.min(self.max));
+    }
+
+    /// Bytes of memory the buffer holds.
+    pub(crate) fn allocated(&self) -> usize {
+        self.ring.allocated()
+    }
+
+    /// Gives the memory back if nothing is held (in order or out of order);
+    /// true if it did.
+    pub(crate) fn release(&mut self) -> bool {
+        if self.ring.len > 0 || !self.ranges.is_empty() || self.ring.allocated() == 0 {
+            return false;
+        }
+        self.ring.release();
+        true
+    }
+
+    /// Whether nothing is held, in order or out of order.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ring.len == 0 && self.ranges.is_empty()
     }
 
     /// In-order bytes ready for the application.
@@ -169,9 +297,11 @@ impl RecvBuffer {
             if !self.add_range(start, end) {
                 return 0;
             }
+            self.ring.reserve(self.ring.len + end, self.max);
             self.ring.write_at(self.ring.len + start, data);
             return 0;
         }
+        self.ring.reserve(self.ring.len + end, self.max);
         self.ring.write_at(self.ring.len, data);
         // The new bytes plus any held ranges they now reach become in-order.
         let mut advance = end;
@@ -233,7 +363,7 @@ mod tests {
 
     #[test]
     fn recv_buffer_keeps_held_ranges_when_drained() {
-        let mut b = RecvBuffer::new(16);
+        let mut b = RecvBuffer::new(16, 16);
         assert_eq!(b.insert(0, b"abcd"), 4);
         assert_eq!(b.insert(2, b"gh"), 0);
         let mut out = [0; 4];
@@ -245,8 +375,48 @@ mod tests {
     }
 
     #[test]
+    fn storage_grows_with_what_is_held_keeps_order_and_is_given_back() {
+        let mut b = SendBuffer::new(8192, 65536);
+        assert_eq!(b.allocated(), 0);
+        let data: Vec<u8> = (0..20000u32).map(|i| (i % 251) as u8).collect();
+        assert_eq!(b.write(&data[..3000]), 3000);
+        assert_eq!(b.allocated(), 4096);
+        b.consume(2000);
+        // Wraps inside the 4 KiB, then needs 6 000 bytes: grows, keeping order.
+        assert_eq!(b.write(&data[3000..6000]), 3000);
+        assert_eq!(b.allocated(), 4096);
+        assert_eq!(b.write(&data[6000..8000]), 2000);
+        assert_eq!(b.allocated(), 8192);
+        let mut out = vec![0; 6000];
+        b.copy_out(0, &mut out);
+        assert_eq!(out, &data[2000..8000]);
+        // The limit, not the storage, bounds what is taken; growing it lets more in.
+        assert_eq!(b.write(&data[8000..]), 8192 - 6000);
+        b.grow_to(1 << 30);
+        assert_eq!(b.capacity(), 65536);
+        assert!(!b.release(), "not empty");
+        b.consume(b.len());
+        assert!(b.release());
+        assert_eq!(b.allocated(), 0);
+    }
+
+    #[test]
+    fn out_of_order_bytes_grow_the_storage_to_their_place() {
+        let mut b = RecvBuffer::new(16384, 16384);
+        assert_eq!(b.insert(10000, b"late"), 0);
+        assert_eq!(b.allocated(), 16384);
+        assert!(!b.release(), "holds a range");
+        assert_eq!(b.insert(0, &[7; 10000]), 10004);
+        let mut out = vec![0; 10004];
+        assert_eq!(b.read(&mut out), 10004);
+        assert_eq!(&out[10000..], b"late");
+        assert!(b.release());
+        assert_eq!(b.allocated(), 0);
+    }
+
+    #[test]
     fn send_buffer_wraps() {
-        let mut b = SendBuffer::new(8);
+        let mut b = SendBuffer::new(8, 8);
         assert_eq!(b.write(b"abcdef"), 6);
         b.consume(4);
         assert_eq!(b.write(b"ghijklmn"), 6);
@@ -261,7 +431,7 @@ mod tests {
 
     #[test]
     fn recv_buffer_reassembles_out_of_order() {
-        let mut b = RecvBuffer::new(16);
+        let mut b = RecvBuffer::new(16, 16);
         assert_eq!(b.insert(4, b"efgh"), 0);
         assert_eq!(b.insert(10, b"kl"), 0);
         assert_eq!(b.ranges(), &[(4, 8), (10, 12)]);
@@ -277,7 +447,7 @@ mod tests {
 
     #[test]
     fn recv_buffer_cuts_at_window_and_merges_overlaps() {
-        let mut b = RecvBuffer::new(8);
+        let mut b = RecvBuffer::new(8, 8);
         assert_eq!(b.insert(2, b"cdefghij"), 0);
         assert_eq!(b.ranges(), &[(2, 8)]);
         assert_eq!(b.insert(1, b"bcd"), 0);
@@ -293,7 +463,7 @@ mod tests {
 
     #[test]
     fn recv_buffer_bounds_ranges() {
-        let mut b = RecvBuffer::new(1000);
+        let mut b = RecvBuffer::new(1000, 1000);
         for i in 0..MAX_RANGES {
             assert_eq!(b.insert(2 + i * 3, b"x"), 0);
         }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tracing::{debug, trace};
 
-use super::buffer::{RecvBuffer, SendBuffer};
+use super::buffer::{MemLevel, RecvBuffer, SendBuffer};
 use super::cc::{CongestionAlgorithm, CongestionControl, new_controller};
 use super::rtt::RttEstimator;
 use super::timestamps::{self, Timestamps};
@@ -131,16 +131,19 @@ pub enum Timer {
     Keepalive = 4,
     /// The next paced transmission (see [`Config::pacing`]).
     Pacing = 5,
+    /// Empty buffers give their memory back after a while idle.
+    Reclaim = 6,
 }
 
 impl Timer {
-    pub(crate) const ALL: [Timer; 6] = [
+    pub(crate) const ALL: [Timer; 7] = [
         Timer::Retransmit,
         Timer::Persist,
         Timer::DelayedAck,
         Timer::Linger,
         Timer::Keepalive,
         Timer::Pacing,
+        Timer::Reclaim,
     ];
 }
 
@@ -334,6 +337,39 @@ pub(crate) struct Tcb {
     snd_up: Option<Seq>,
     /// RCV.UP: the end of the peer's urgent data (RFC 9293 §3.8.5).
     rcv_up: Option<Seq>,
+
+    // Memory (tcp/buffer.rs).
+    /// Dynamic right-sizing of the receive window (Linux's `rcvq_space`).
+    rcvq: RcvSpace,
+    /// Bytes the application has read in all.
+    bytes_read: u64,
+    /// The stack-wide memory level, as the engine last reported it.
+    pub(crate) mem_level: MemLevel,
+    /// Zero-window probes sent since the peer last answered (or, for an
+    /// orphan, in all).
+    persist_probes: u32,
+    /// Data bytes dropped because they lay beyond the window while memory
+    /// was short, not yet counted by the engine.
+    pub(crate) dropped_for_memory: u64,
+}
+
+/// How long an empty buffer larger than [`RECLAIM_AT_ONCE`] keeps its memory
+/// before giving it back.
+const RECLAIM_IDLE: Duration = Duration::from_secs(1);
+
+/// An emptied buffer this small gives its memory back at once.
+const RECLAIM_AT_ONCE: usize = 16 * 1024;
+
+/// The receiver's measurement for dynamic right-sizing (Linux's
+/// `tcp_rcv_space_adjust`): what the application reads per round trip.
+#[derive(Debug, Clone, Copy)]
+struct RcvSpace {
+    /// When the current round of measurement began.
+    time: Instant,
+    /// `bytes_read` then.
+    read: u64,
+    /// The most read in one round so far.
+    space: usize,
 }
 
 /// The parts of [`Config`] a TCB needs, copied in at creation.
@@ -342,6 +378,7 @@ struct TcbConfig {
     syn_retries: u32,
     synack_retries: u32,
     data_retries: u32,
+    orphan_retries: u32,
     time_wait: Duration,
     fin_wait2_timeout: Duration,
     delayed_ack: Duration,
@@ -389,7 +426,7 @@ impl Tcb {
             max_snd_wnd: 0,
             snd_wscale: 0,
             snd_buf_seq: iss + 1u32,
-            snd_buf: SendBuffer::new(cfg.send_buffer),
+            snd_buf: SendBuffer::new(cfg.send_buffer_initial, cfg.send_buffer),
             fin_queued: false,
             snd_mss,
             irs: Seq(0),
@@ -398,7 +435,7 @@ impl Tcb {
             rcv_wscale,
             wscale_ok: cfg.window_scaling,
             wscale_on: false,
-            rcv_buf: RecvBuffer::new(cfg.recv_buffer),
+            rcv_buf: RecvBuffer::new(cfg.recv_buffer_initial, cfg.recv_buffer),
             rcv_fin: None,
             fin_received: false,
             rcv_mss,
@@ -435,6 +472,7 @@ impl Tcb {
                 syn_retries: cfg.syn_retries,
                 synack_retries: cfg.synack_retries,
                 data_retries: cfg.data_retries,
+                orphan_retries: cfg.orphan_retries,
                 time_wait: cfg.msl * 2,
                 fin_wait2_timeout: cfg.fin_wait2_timeout,
                 delayed_ack: cfg.delayed_ack,
@@ -456,6 +494,19 @@ impl Tcb {
             tos: 0,
             snd_up: None,
             rcv_up: None,
+            rcvq: RcvSpace {
+                time: Instant::ZERO,
+                read: 0,
+                // Linux: the first round expects no more than the initial window.
+                space: cfg
+                    .recv_buffer_initial
+                    .min(cfg.recv_buffer)
+                    .min(10 * usize::from(rcv_mss)),
+            },
+            bytes_read: 0,
+            mem_level: MemLevel::Normal,
+            persist_probes: 0,
+            dropped_for_memory: 0,
         }
     }
 
@@ -501,6 +552,7 @@ impl Tcb {
     pub(crate) fn start(&mut self, now: Instant, cfg: &Config, ts_offset: u32) {
         self.ts.start(now, ts_offset);
         self.last_rcv = now;
+        self.rcvq.time = now;
         if self.state == State::SynSent {
             self.connect_deadline = cfg.connect_timeout.map(|t| now + t);
             self.set_timer(Timer::Keepalive, self.connect_deadline);
@@ -600,6 +652,11 @@ impl Tcb {
         if self.state != state {
             debug!(parent: &self.span, from = ?self.state, to = ?state, "state");
             self.state = state;
+            if matches!(state, State::FinWait2 | State::TimeWait | State::Closed) {
+                // Nothing more will be written (and in TIME-WAIT or CLOSED,
+                // nothing more received): empty buffers go at once.
+                self.release_empty_buffers();
+            }
         }
     }
 
@@ -636,6 +693,9 @@ impl Tcb {
         // Anything from the peer proves it alive (RFC 1122 §4.2.3.6).
         self.last_rcv = now;
         self.ka_probes = 0;
+        if !self.released {
+            self.persist_probes = 0;
+        }
         self.seg_tsecr = if self.ts.on {
             seg.timestamp.map(|(_, tsecr)| tsecr)
         } else {
@@ -721,8 +781,11 @@ impl Tcb {
 
     /// The window we may accept data into: at least what we advertised.
     fn rcv_wnd(&self) -> u32 {
-        let free = self.rcv_buf.window() as u32;
         let advertised = (self.rcv_adv - self.rcv_nxt).max(0) as u32;
+        if self.mem_level == MemLevel::High {
+            return advertised.min(self.rcv_buf.window() as u32);
+        }
+        let free = self.rcv_buf.window() as u32;
         free.max(advertised).min(self.rcv_buf.capacity() as u32)
     }
 
@@ -924,8 +987,12 @@ impl Tcb {
                         return;
                     }
                     let offset = (seq - self.rcv_nxt).max(0) as usize;
-                    let fits = self.rcv_buf.window().saturating_sub(offset);
+                    let room = self.rcv_buf.window().min(self.rcv_wnd() as usize);
+                    let fits = room.saturating_sub(offset);
                     if payload.len() > fits {
+                        if self.mem_level == MemLevel::High {
+                            self.dropped_for_memory += (payload.len() - fits) as u64;
+                        }
                         // Beyond the window: cut, and the FIN with it.
                         payload = &payload[..fits];
                         fin = false;
@@ -1049,6 +1116,10 @@ impl Tcb {
         self.retries = 0;
         // Congestion control and loss recovery (RFC 5681, RFC 6582, RFC 6675).
         self.on_ack_recovery(now, ack, acked, data_acked, rtt_sample);
+        if data_acked > 0 {
+            self.send_space_adjust();
+            self.arm_reclaim(now);
+        }
         self.dup_acks = 0;
         // Progress: the user timeout counts again from here.
         self.unacked_since = (self.snd_una != self.snd_max).then_some(now);
@@ -1150,6 +1221,7 @@ impl Tcb {
             }
             self.set_timer(Timer::Persist, None);
             self.persist_since = None;
+            self.persist_probes = 0;
         } else if !self.timer_armed(Timer::Persist) {
             let at = now + self.rtt.backed_off(self.backoff);
             self.set_timer(Timer::Persist, Some(at));
@@ -1180,6 +1252,22 @@ impl Tcb {
                     self.fail(Error::TimedOut);
                     return;
                 }
+                // Probes nobody answers end the connection after the
+                // retransmission budget (RFC 9293 §3.8.6.1 lets a sender give
+                // up; Linux counts them against `tcp_retries2`); an orphan's
+                // probes are bounded whether answered or not (Linux's
+                // `tcp_orphan_retries`), so nothing holds memory for ever.
+                let limit = if self.released {
+                    self.cfg.orphan_retries
+                } else {
+                    self.cfg.data_retries
+                };
+                if self.persist_probes >= limit {
+                    debug!(parent: &self.span, probes = self.persist_probes, "zero-window probing gave up");
+                    self.fail(self.soft_error.unwrap_or(Error::TimedOut));
+                    return;
+                }
+                self.persist_probes += 1;
                 self.probe_pending = true;
                 self.backoff = (self.backoff + 1).min(16);
                 self.update_persist(now);
@@ -1196,6 +1284,7 @@ impl Tcb {
             Timer::Keepalive => self.on_keepalive_timer(now),
             // Pacing: the next segment may go; the engine polls the output.
             Timer::Pacing => {}
+            Timer::Reclaim => self.release_empty_buffers(),
         }
     }
 
@@ -1319,7 +1408,12 @@ impl Tcb {
 
     /// The window to advertise, scaled, never shrinking the right edge already offered.
     fn advertise_window(&mut self, syn: bool) -> u16 {
-        let free = self.rcv_buf.window() as u32;
+        // Above the stack's memory limit the right edge stays where it was
+        // promised (RFC 7323 §2.4: never shrunk, but not moved on either).
+        let free = match self.mem_level {
+            MemLevel::High => 0,
+            _ => self.rcv_buf.window() as u32,
+        };
         let mut right = self.rcv_nxt + free;
         if right.lt(self.rcv_adv) {
             right = self.rcv_adv;
@@ -1737,6 +1831,12 @@ impl Tcb {
         if data.is_empty() {
             return Ok(0);
         }
+        if self.mem_level == MemLevel::High && self.snd_buf.len() > 0 {
+            // Above the stack's memory limit no new data is taken while this
+            // connection still has some to deliver; ACKs free memory and wake
+            // the writer.
+            return Err(Error::WouldBlock);
+        }
         let n = self.snd_buf.write(data);
         if n == 0 {
             return Err(Error::WouldBlock);
@@ -1747,12 +1847,115 @@ impl Tcb {
 
     /// Room left in the send buffer.
     pub(crate) fn send_capacity(&self) -> usize {
+        if self.mem_level == MemLevel::High && self.snd_buf.len() > 0 {
+            return 0;
+        }
         self.snd_buf.free()
+    }
+
+    // ----- Memory (tcp/buffer.rs) -----
+
+    /// Bytes of buffer memory this connection holds.
+    pub(crate) fn mem_allocated(&self) -> usize {
+        self.snd_buf.allocated() + self.rcv_buf.allocated()
+    }
+
+    /// Dynamic right-sizing of the receive window (Linux's
+    /// `tcp_rcv_space_adjust`): once a round trip has passed since the last
+    /// measurement, a window of twice what the application read in it (plus
+    /// 16 segments, and more while the sender is still speeding up) lets the
+    /// sender keep the pipe full while the reader keeps up. The window only
+    /// grows, and not under memory pressure.
+    fn rcv_space_adjust(&mut self, now: Instant) {
+        if self.rcv_buf.capacity() >= self.rcv_buf.max() {
+            return;
+        }
+        // RTT samples have millisecond resolution; measuring over at least
+        // one millisecond only makes the estimate of what is read per round
+        // trip larger.
+        let Some(rtt) = self.rtt.srtt() else {
+            return;
+        };
+        if now - self.rcvq.time < rtt.max(Duration::from_millis(1)) {
+            return;
+        }
+        let copied = usize::try_from(self.bytes_read - self.rcvq.read).unwrap_or(usize::MAX);
+        self.rcvq.time = now;
+        self.rcvq.read = self.bytes_read;
+        if copied <= self.rcvq.space {
+            return;
+        }
+        let mss = usize::from(self.rcv_mss);
+        let mut want = copied.saturating_mul(2).saturating_add(16 * mss);
+        // Linux: the sender's rate grew this round (slow start): allow for as
+        // much growth again in the next.
+        let space = self.rcvq.space.max(1);
+        want = want.saturating_add(want / space * (copied - space) * 2);
+        self.rcvq.space = copied;
+        if self.mem_level == MemLevel::Normal && want > self.rcv_buf.capacity() {
+            trace!(parent: &self.span, copied, window = want.min(self.rcv_buf.max()), "receive buffer grows");
+            self.rcv_buf.grow_to(want);
+        }
+    }
+
+    /// The send buffer follows the congestion window (Linux's
+    /// `tcp_sndbuf_expand`): room for twice the window, so the application
+    /// can queue the next window's data while this one is in flight.
+    fn send_space_adjust(&mut self) {
+        if self.mem_level == MemLevel::Normal && self.snd_buf.capacity() < self.snd_buf.max() {
+            let cwnd = self.cwnd().max(self.snd_mss * 10);
+            let before = self.snd_buf.capacity();
+            self.snd_buf.grow_to(cwnd.saturating_mul(2));
+            if self.snd_buf.capacity() > before {
+                self.events |= EV_WRITE;
+            }
+        }
+    }
+
+    /// An emptied buffer gives its memory back: at once if it is small (a
+    /// request or a response: allocating it again costs little) or memory is
+    /// under pressure; after [`RECLAIM_IDLE`] without new data if it is large,
+    /// so a bulk flow that drains its buffer now and then does not allocate
+    /// it again each time.
+    fn arm_reclaim(&mut self, now: Instant) {
+        let eager = self.mem_level != MemLevel::Normal;
+        let mut idle_large = false;
+        if self.snd_buf.len() == 0 && self.snd_buf.allocated() > 0 {
+            if eager || self.snd_buf.allocated() <= RECLAIM_AT_ONCE {
+                self.snd_buf.release();
+            } else {
+                idle_large = true;
+            }
+        }
+        if self.rcv_buf.is_empty() && self.rcv_buf.allocated() > 0 {
+            if eager || self.rcv_buf.allocated() <= RECLAIM_AT_ONCE {
+                self.rcv_buf.release();
+            } else {
+                idle_large = true;
+            }
+        }
+        if idle_large && !self.timer_armed(Timer::Reclaim) {
+            self.set_timer(Timer::Reclaim, Some(now + RECLAIM_IDLE));
+        }
+    }
+
+    /// Gives back the memory of every empty buffer.
+    fn release_empty_buffers(&mut self) {
+        let snd = self.snd_buf.release();
+        let rcv = self.rcv_buf.release();
+        if snd || rcv {
+            trace!(parent: &self.span, snd, rcv, "buffer memory released");
+        }
     }
 
     /// Copies received in-order bytes out (RFC 9293 §3.10.3, RECEIVE). `Ok(0)` is
     /// the end of the stream.
-    pub(crate) fn recv(&mut self, buf: &mut [u8], peek: bool) -> Result<usize, Error> {
+    pub(crate) fn recv(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        peek: bool,
+    ) -> Result<usize, Error> {
         if let Some(e) = self.error {
             return Err(e);
         }
@@ -1771,6 +1974,9 @@ impl Tcb {
             return Ok(self.rcv_buf.peek(buf));
         }
         let n = self.rcv_buf.read(buf);
+        self.bytes_read += n as u64;
+        self.rcv_space_adjust(now);
+        self.arm_reclaim(now);
         // Receiver SWS avoidance (RFC 9293 §3.8.6.2.2), as Linux does it: announce
         // the opened window once it grew by a full segment and is at least twice
         // what the peer still believes it has.
@@ -1804,7 +2010,7 @@ impl Tcb {
         self.error.is_some()
             || self.fin_queued
             || match self.state {
-                State::Established | State::CloseWait => self.snd_buf.free() > 0,
+                State::Established | State::CloseWait => self.send_capacity() > 0,
                 State::SynSent | State::SynReceived => false,
                 _ => true,
             }

@@ -44,6 +44,7 @@ mod icmp;
 mod listener;
 mod lossy;
 mod malformed;
+mod memory;
 mod options;
 mod rack;
 mod recovery;
@@ -201,6 +202,7 @@ impl Harness {
     pub fn newreno() -> Harness {
         Harness::with_config(Config {
             recv_buffer: 64 * 1024,
+            send_buffer_initial: 256 * 1024,
             congestion: CongestionAlgorithm::NewReno,
             ..Config::default()
         })
@@ -382,11 +384,14 @@ impl Harness {
 
 /// The defaults, less the options that add to every exchange (timestamps,
 /// quick ACKs at connection start), so the basic tests script plain segments.
-/// The tests of those options turn them on.
+/// The tests of those options turn them on. The send buffer has its full
+/// size from the start (as after `SO_SNDBUF`), so a test can write many
+/// segments at once; `tests/memory.rs` tests its growth with the window.
 pub(crate) fn base_config() -> Config {
     Config {
         timestamps: false,
         initial_quickacks: 0,
+        send_buffer_initial: 256 * 1024,
         ..Config::default()
     }
 }

@@ -289,6 +289,12 @@ fn third_duplicate_ack_triggers_fast_retransmit_and_newreno_recovery() {
     );
     assert_eq!(info.bytes_retrans, 2 * 1460);
     assert_eq!(info.timeouts, 0);
+    // No retransmission timer; the emptied 32 KiB send buffer keeps its
+    // memory for a second, then gives it back.
+    assert_eq!(h.engine.poll_timeout(), Some(h.now + ms(1000)));
+    assert!(h.engine.stats().buffer_bytes >= 12 * 1460);
+    h.advance(ms(1000));
+    assert_eq!(h.engine.stats().buffer_bytes, 0);
     assert_eq!(h.engine.poll_timeout(), None);
 }
 
