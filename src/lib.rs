@@ -28,4 +28,6 @@ mod stack;
 
 pub use stack::{EnterGuard, Scoped, Stack, StackBuilder};
 pub use synack_device::{self as device, Device};
-pub use synack_engine::{self as engine, Config, Keepalive, State, Stats, TcpInfo};
+pub use synack_engine::{
+    self as engine, Config, Keepalive, MemoryLimits, State, StateCounts, Stats, TcpInfo,
+};

@@ -216,9 +216,21 @@ impl Drop for HandleRef {
 
 /// A user-space TCP/IP stack on one device, with one IPv4 address.
 ///
-/// Creating a stack spawns its driver task on the current tokio runtime; the
-/// driver stops when the `Stack` and every listener and stream made from it
-/// are dropped. Cloning a `Stack` is cheap and shares it.
+/// Creating a stack spawns its driver task on the current tokio runtime.
+/// Cloning a `Stack` is cheap and shares it.
+///
+/// # When a stack stops
+///
+/// Once the `Stack` and every listener and stream made from it are dropped,
+/// the driver keeps running only while connections the application closed
+/// (orphans, as a kernel calls them) still have something to deliver: data
+/// and a FIN not yet acknowledged, or a FIN-WAIT-2 waiting for the peer's FIN.
+/// So `write_all(..)`, `shutdown()` and dropping everything still gets the
+/// tail to the peer. Each orphan is bounded: by the retransmission give-up
+/// ([`Config::data_retries`]), the zero-window probe limit
+/// ([`Config::orphan_retries`]), and [`Config::fin_wait2_timeout`]. TIME-WAIT
+/// is not waited for. The driver stops when the last orphan is done (or the
+/// runtime shuts down).
 ///
 /// ```
 /// use std::net::Ipv4Addr;
@@ -273,8 +285,24 @@ impl StackBuilder {
     ///
     /// # Panics
     ///
-    /// Outside a tokio runtime.
+    /// Outside a tokio runtime, or if the device's MTU cannot carry IPv4
+    /// (below 68 bytes): [`try_build`](StackBuilder::try_build) returns that
+    /// as an error instead.
     pub fn build(self) -> Stack {
+        match self.try_build() {
+            Ok(stack) => stack,
+            Err(e) => panic!("synack: {e}"),
+        }
+    }
+
+    /// Starts the stack, or fails with [`io::ErrorKind::InvalidInput`] if the
+    /// device's MTU cannot carry IPv4: below 68 bytes, the least every IPv4
+    /// link must carry (RFC 791), or above 65 535.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn try_build(self) -> io::Result<Stack> {
         let caps = self.device.capabilities();
         let iface = Interface {
             addr: self.addr,
@@ -284,7 +312,16 @@ impl StackBuilder {
             checksum_tx_offload: caps.checksum.tx,
         };
         let secret = self.secret.unwrap_or_else(random_secret);
-        let engine = Engine::new(self.config, iface, secret);
+        let engine = Engine::try_new(self.config, iface, secret).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "device MTU {} cannot carry IPv4 (at least {} bytes, at most 65535)",
+                    caps.mtu,
+                    synack_engine::MIN_MTU
+                ),
+            )
+        })?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 engine,
@@ -306,9 +343,9 @@ impl StackBuilder {
             shared: shared.clone(),
             sleep: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
         });
-        Stack {
+        Ok(Stack {
             handle: Arc::new(HandleRef { shared }),
-        }
+        })
     }
 }
 
@@ -334,6 +371,16 @@ impl Stack {
         Stack::builder(device, addr, prefix_len).build()
     }
 
+    /// Like [`new`](Stack::new), but a device whose MTU cannot carry IPv4 is an
+    /// [`io::ErrorKind::InvalidInput`] error (see [`StackBuilder::try_build`]).
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn try_new(device: impl Device, addr: Ipv4Addr, prefix_len: u8) -> io::Result<Stack> {
+        Stack::builder(device, addr, prefix_len).try_build()
+    }
+
     /// A builder for a stack with another configuration.
     pub fn builder(device: impl Device, addr: Ipv4Addr, prefix_len: u8) -> StackBuilder {
         StackBuilder {
@@ -356,7 +403,9 @@ impl Stack {
         self.shared().lock().engine.config().clone()
     }
 
-    /// Counters of the whole stack: packets in and out, drops by reason.
+    /// Counters of the whole stack: packets in and out, drops by reason,
+    /// buffer memory in use ([`Stats::buffer_bytes`]) and connections by
+    /// state ([`Stats::states`]).
     pub fn stats(&self) -> Stats {
         self.shared().lock().engine.stats()
     }
@@ -506,8 +555,9 @@ impl Future for Driver {
             {
                 st.driver_waker = Some(cx.waker().clone());
             }
-            if closed {
-                // Last handle gone: send what is queued, then stop.
+            if closed && st.engine.orphans() == 0 {
+                // Last handle gone and nothing left to deliver: send what is
+                // queued, then stop.
                 let now = shared.now();
                 st.flush(now, cx);
                 st.driver_waker = None;
@@ -530,6 +580,11 @@ impl Future for Driver {
                         }
                     }
                     rounds += 1;
+                    if closed && st.engine.orphans() == 0 {
+                        // The last orphan is done: one more poll stops the driver.
+                        cx.waker().wake_by_ref();
+                        break Poll::Pending;
+                    }
                     if !progress {
                         break Poll::Pending;
                     }

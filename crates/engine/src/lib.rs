@@ -281,6 +281,10 @@ struct Reply {
 /// Most RST replies queued at once; beyond this they are dropped (and counted).
 const MAX_REPLIES: usize = 256;
 
+/// The least MTU an IPv4 interface may have (RFC 791: every host handles
+/// 68-byte datagrams unfragmented).
+pub const MIN_MTU: usize = 68;
+
 /// Room for a pure ACK: IPv4 and TCP headers with the most options.
 const OWED_ACK_BUF: usize = 20 + 60;
 
@@ -334,7 +338,25 @@ impl Engine {
     /// A new engine on `iface`. `secret` keys the initial sequence numbers
     /// (RFC 6528) and seeds the engine's other choices: give each stack a
     /// random one, or a fixed one for a reproducible simulation.
+    ///
+    /// # Panics
+    ///
+    /// If the interface's MTU is below 68 bytes (see [`try_new`](Engine::try_new)).
     pub fn new(config: Config, iface: Interface, secret: [u64; 2]) -> Engine {
+        match Engine::try_new(config, iface, secret) {
+            Ok(engine) => engine,
+            Err(e) => panic!("synack: interface MTU {}: {e}", iface.mtu),
+        }
+    }
+
+    /// Like [`new`](Engine::new), but an interface that cannot carry IPv4 is
+    /// an error: [`Error::InvalidInput`] for an MTU below 68 bytes, the least
+    /// every IPv4 host must handle (RFC 791), or above 65 535 (the largest
+    /// datagram).
+    pub fn try_new(config: Config, iface: Interface, secret: [u64; 2]) -> Result<Engine, Error> {
+        if !(MIN_MTU..=65535).contains(&iface.mtu) {
+            return Err(Error::InvalidInput);
+        }
         let mut checksums = ChecksumCapabilities::default();
         let mode = match (iface.checksum_rx_offload, iface.checksum_tx_offload) {
             (false, false) => Checksum::Both,
@@ -352,7 +374,7 @@ impl Engine {
         let mem_limits = config
             .memory
             .unwrap_or_else(|| MemoryLimits::for_buffers(config.send_buffer, config.recv_buffer));
-        Engine {
+        Ok(Engine {
             mem_limits,
             mem_used: 0,
             mem_pressure: false,
@@ -376,7 +398,7 @@ impl Engine {
             next_port,
             challenge_window: (0, 0),
             bound_ports: socket_api::BoundPorts::default(),
-        }
+        })
     }
 
     /// The interface the engine speaks on.
@@ -802,6 +824,12 @@ impl Engine {
         Ok((tcb.iss, tcb.irs))
     }
 
+    /// Connections the application closed that still have data or a FIN to
+    /// deliver, or wait in FIN-WAIT-2 (TIME-WAIT not counted).
+    pub fn orphans(&self) -> usize {
+        self.orphans
+    }
+
     /// How many sockets (listeners and connections, TIME-WAIT included) are live.
     pub fn socket_count(&self) -> usize {
         self.slots.len() - self.free_slots.len()
@@ -1177,7 +1205,7 @@ impl Engine {
                 } else if owed && let Some(out) = tcb.take_owed_ack(now) {
                     trace!(seq = %out.seq, ack = ?out.ack, "owed ACK out");
                     let mut buf = self.spare_acks.pop().unwrap_or_default();
-                    buf.resize(OWED_ACK_BUF, 0);
+                    buf.resize(OWED_ACK_BUF.min(self.iface.mtu), 0);
                     let tcb = self.tcb(h).expect("live connection");
                     let len = Self::emit_for(&self.checksums, tcb, &out, &mut buf);
                     buf.truncate(len);
@@ -1354,7 +1382,8 @@ impl Engine {
             };
             let tcb: &Tcb = tcb;
             trace!(parent: tcb.span(), seq = %out.seq, ack = ?out.ack, ctl = ?out.ctl, len = out.payload_len, "segment out");
-            let len = Self::emit_for(&self.checksums, tcb, &out, buf);
+            let mtu = self.iface.mtu.min(buf.len());
+            let len = Self::emit_for(&self.checksums, tcb, &out, &mut buf[..mtu]);
             self.stats.tx_packets += 1;
             self.after(now, h);
             return Some(len);
@@ -1433,10 +1462,14 @@ impl Engine {
             payload: &[],
         };
         // RFC 2018 §3: as many SACK blocks as the option space left allows
-        // (three beside timestamps; smoltcp emits at most three).
+        // (three beside timestamps; smoltcp emits at most three), and the
+        // datagram (`buf` is one MTU) still holds.
         if out.sack_blocks[0].is_some() && !out.sack_permitted {
             let used = repr.header_len() - 20;
-            let fit = (40usize.saturating_sub(used).saturating_sub(2) / 8).min(3);
+            let room = buf
+                .len()
+                .saturating_sub(20 + repr.header_len() + out.payload_len);
+            let fit = (40usize.saturating_sub(used).min(room).saturating_sub(2) / 8).min(3);
             for (slot, block) in repr.sack_ranges.iter_mut().zip(out.sack_blocks).take(fit) {
                 *slot = block.map(|(l, r)| (l.0, r.0));
             }

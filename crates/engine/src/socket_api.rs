@@ -101,11 +101,16 @@ impl Engine {
     /// The configuration a new connection with `opts` starts from.
     fn config_with(&self, opts: &SocketOptions) -> Config {
         let mut cfg = self.config.clone();
+        // A size the socket sets is its size from the start, with no
+        // autotuning (Linux's SOCK_SNDBUF_LOCK / SOCK_RCVBUF_LOCK); memory
+        // is still allocated only as data flows.
         if let Some(n) = opts.send_buffer {
             cfg.send_buffer = n.max(1);
+            cfg.send_buffer_initial = cfg.send_buffer;
         }
         if let Some(n) = opts.recv_buffer {
             cfg.recv_buffer = n.max(1);
+            cfg.recv_buffer_initial = cfg.recv_buffer;
         }
         if let Some(ttl) = opts.ttl {
             cfg.ttl = ttl;
@@ -459,6 +464,37 @@ mod tests {
         let c = h.engine.accept(l).unwrap();
         assert_eq!(h.engine.send(h.now, c, &[7u8; 5000]), Ok(1000));
         assert_eq!(h.engine.send(h.now, c, &[7u8; 10]), Err(Error::WouldBlock));
+    }
+
+    #[test]
+    fn a_size_the_socket_sets_holds_from_the_start_without_autotuning() {
+        // The stack's defaults start at 16 KiB and grow; SO_SNDBUF fixes it.
+        let mut h = Harness::with_config(crate::Config {
+            timestamps: false,
+            ..crate::Config::default()
+        });
+        let l = h
+            .engine
+            .listen_with(
+                local(),
+                8,
+                SocketOptions {
+                    send_buffer: Some(100_000),
+                    ..opts()
+                },
+            )
+            .unwrap();
+        h.send(Seg {
+            seq: 1000,
+            ctl: TcpControl::Syn,
+            mss: Some(1460),
+            ..Seg::default()
+        });
+        let iss = h.recv_one().seq;
+        h.send(h.peer(1001, iss + 1));
+        let c = h.engine.accept(l).unwrap();
+        assert_eq!(h.engine.send_capacity(c), Ok(100_000));
+        assert_eq!(h.engine.stats().buffer_bytes, 0);
     }
 
     #[test]

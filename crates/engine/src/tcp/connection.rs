@@ -394,10 +394,12 @@ impl Tcb {
         passive: bool,
     ) -> Tcb {
         // RFC 9293 §3.7.1: the MSS we offer is the MTU less the fixed IP and TCP headers.
+        // The engine's MTU is at least 68 (RFC 791), so this is at least 28.
         let rcv_mss = cfg
             .mss
             .unwrap_or(u16::MAX)
-            .min(mtu.saturating_sub(40).clamp(64, 65495) as u16);
+            .min(mtu.saturating_sub(40).clamp(1, 65495) as u16)
+            .max(1);
         // RFC 7323 §2.3: the smallest shift that lets the buffer be advertised.
         let rcv_wscale = if cfg.window_scaling {
             let mut shift = 0u8;
@@ -608,12 +610,14 @@ impl Tcb {
     fn take_syn_options(&mut self, syn: &Segment<'_>) {
         // RFC 7323 §3.2: timestamps only if both SYNs carry the option.
         self.ts.on_syn(self.last_rcv, syn.timestamp, syn.seq + 1u32);
+        // A peer's MSS below 64 is taken as 64 (Linux: tcp_min_snd_mss), but
+        // never past what our own interface carries.
         let peer_mss = usize::from(syn.mss.unwrap_or(536)).max(64);
         self.snd_mss = peer_mss.min(usize::from(self.rcv_mss));
         if self.ts.on {
             // RFC 7323 §3.2 / RFC 9293 §3.7.1: the option's 12 bytes come out of
             // every segment, so the effective send MSS shrinks by as much.
-            self.snd_mss = self.snd_mss.saturating_sub(timestamps::OPTION_LEN).max(64);
+            self.snd_mss = self.snd_mss.saturating_sub(timestamps::OPTION_LEN).max(1);
         }
         self.cc.set_mss(self.snd_mss);
         // RFC 2018 §2: SACK is used only if both SYNs carried SACK-permitted.

@@ -292,3 +292,50 @@ fn above_the_memory_limit_the_window_stays_where_it_was_promised() {
     assert_eq!(h.read(a).map(|d| d.len()), Ok(5 * 1460));
     assert_eq!(h.engine.stats().memory_pressure_entered, 1);
 }
+
+#[test]
+fn an_mtu_below_68_is_refused_and_68_carries_every_segment() {
+    let iface = |mtu| Interface::new(LOCAL_IP, 24, mtu);
+    let cfg = Config::default();
+    assert_eq!(
+        Engine::try_new(cfg.clone(), iface(67), [1, 2]).err(),
+        Some(Error::InvalidInput)
+    );
+    assert!(Engine::try_new(cfg.clone(), iface(68), [1, 2]).is_ok());
+    // RFC 791: 68 bytes carry IPv4 and TCP with every option we use.
+    let mut h = Harness::with_mtu(cfg, 68);
+    let out = |h: &mut Harness| {
+        let mut segs = Vec::new();
+        let mut buf = [0u8; 68];
+        while let Some(n) = h.engine.poll_transmit(h.now, &mut buf) {
+            segs.push(parse(&buf[..n]));
+        }
+        segs
+    };
+    let l = h.engine.listen(local(), 8).unwrap();
+    h.send(Seg {
+        seq: 1000,
+        ctl: TcpControl::Syn,
+        mss: Some(1460),
+        wscale: Some(7),
+        sack_permitted: true,
+        ts: Some((1, 0)),
+        ..Seg::default()
+    });
+    let synack = out(&mut h).pop().unwrap();
+    // The MSS offered is the MTU less 40 bytes of headers.
+    assert_eq!(synack.mss, Some(28));
+    let iss = synack.seq;
+    let tsval = synack.ts.unwrap().0;
+    h.send(h.peer(1001, iss + 1).win(512).ts(2, tsval));
+    let c = h.engine.accept(l).unwrap();
+    // Data goes out in 16-byte segments (28 less 12 bytes of timestamps).
+    assert_eq!(h.engine.send(h.now, c, &pattern(0, 100)), Ok(100));
+    let segs = out(&mut h);
+    assert!(!segs.is_empty() && segs.iter().all(|s| s.payload.len() <= 16));
+    // Out-of-order data is answered with as many SACK blocks as fit: one.
+    h.send(h.peer(1101, iss + 1).win(512).ts(3, tsval).data(b"late"));
+    h.send(h.peer(1201, iss + 1).win(512).ts(3, tsval).data(b"later"));
+    let acks = out(&mut h);
+    assert_eq!(acks.last().unwrap().sack, vec![(1201, 1206)]);
+}

@@ -209,7 +209,11 @@ impl Harness {
     }
 
     pub fn with_config(config: Config) -> Harness {
-        let iface = Interface::new(LOCAL_IP, 24, 1500);
+        Harness::with_mtu(config, 1500)
+    }
+
+    pub fn with_mtu(config: Config, mtu: usize) -> Harness {
+        let iface = Interface::new(LOCAL_IP, 24, mtu);
         Harness {
             engine: Engine::new(config, iface, [1, 2]),
             now: Instant::from_millis(1_000),
