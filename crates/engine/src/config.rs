@@ -111,7 +111,30 @@ pub struct Config {
     pub pacing: bool,
     /// SYN-ACK retransmissions before a half-open passive connection is dropped
     /// from the SYN queue. Default 5, as Linux's `tcp_synack_retries` (63 s).
+    /// Once a listener's SYN queue is more than half full, embryos that never
+    /// saw an ACK get at most 2 (Linux's `reqsk_timer_handler`).
     pub synack_retries: u32,
+    /// SYN cookies (RFC 4987 §3.6), like Linux's `tcp_syncookies`. Default
+    /// [`SynCookies::OnOverflow`].
+    pub syn_cookies: SynCookies,
+    /// Longest a passive connection may stay in SYN-RECEIVED before it is
+    /// dropped, whatever SYN-ACK retries are left. Default none (only
+    /// [`synack_retries`](Config::synack_retries) bounds it).
+    pub syn_received_timeout: Option<Duration>,
+}
+
+/// When a listener answers SYNs with cookies instead of queueing them
+/// (Linux's `tcp_syncookies` 0, 1, 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SynCookies {
+    /// Never: a SYN that finds the SYN queue full is dropped.
+    Off,
+    /// When the SYN queue is full: a flood of spoofed SYNs cannot keep
+    /// legitimate clients out.
+    #[default]
+    OnOverflow,
+    /// For every SYN: listeners keep no half-open state at all.
+    Always,
 }
 
 impl Default for Config {
@@ -147,6 +170,8 @@ impl Default for Config {
             sack: true,
             pacing: false,
             synack_retries: 5,
+            syn_cookies: SynCookies::OnOverflow,
+            syn_received_timeout: None,
         }
     }
 }

@@ -87,6 +87,23 @@ impl Secret {
     }
 
     /// A pseudo-random number from the seeded generator (xorshift64*).
+    /// The keyed hash of a SYN cookie (tcp/syncookie.rs): the 4-tuple, the
+    /// minute counter and which of the two hashes (`c`).
+    pub(crate) fn cookie_hash(
+        &self,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        count: u32,
+        c: u32,
+    ) -> u32 {
+        let tuple = [
+            (u64::from(local.ip().to_bits()) << 32) | u64::from(remote.ip().to_bits()),
+            (u64::from(local.port()) << 16) | u64::from(remote.port()),
+            0x636b_0000_0000_0000 | (u64::from(c) << 32) | u64::from(count), // "ck"
+        ];
+        siphash24(self.k0, self.k1, &tuple) as u32
+    }
+
     pub(crate) fn next_u64(&mut self) -> u64 {
         let mut x = self.rng;
         x ^= x >> 12;

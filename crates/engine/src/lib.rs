@@ -63,7 +63,7 @@ use smoltcp::wire::{
 use synack_wheel::{Key, Wheel};
 use tracing::{debug, trace};
 
-pub use config::{Config, MemoryLimits};
+pub use config::{Config, MemoryLimits, SynCookies};
 pub use conn_opts::Keepalive;
 pub use error::Error;
 pub use seq::Seq;
@@ -76,7 +76,9 @@ use icmp::{Icmp, IcmpInput};
 use isn::Secret;
 use tcp::buffer::MemLevel;
 use tcp::connection::{Ctl, EV_READ, EV_WRITE, Outbound, Segment, Tcb};
+use tcp::connection::{offered_mss, syn_window, window_scale_for};
 use tcp::listener::Listener;
+use tcp::syncookie;
 
 /// Names one socket (listener or connection) of an engine. Handles are never
 /// reused for another socket: a stale handle gives [`Error::InvalidHandle`].
@@ -190,6 +192,13 @@ pub struct Stats {
     pub orphans_reset: u64,
     /// Connections by state, now (listeners not counted).
     pub states: StateCounts,
+    /// SYN-ACKs sent with a SYN cookie (RFC 4987 §3.6) instead of queueing the SYN.
+    pub syncookies_sent: u64,
+    /// ACKs that brought back a valid cookie and became a connection.
+    pub syncookies_valid: u64,
+    /// ACKs to a listener that had sent cookies, whose cookie was invalid or
+    /// stale: dropped.
+    pub syncookies_failed: u64,
 }
 
 /// How many connections are in each state (as `ss -s` counts them).
@@ -267,6 +276,8 @@ struct Slot {
     mem: usize,
     /// Counted in `Engine::orphans`.
     orphan: bool,
+    /// An embryo counted in its listener's `young`.
+    young: bool,
 }
 
 /// A reply to a segment that matched no connection.
@@ -311,6 +322,8 @@ pub struct Engine {
     wheel: Wheel<(SocketHandle, Timer)>,
     tx_queue: VecDeque<SocketHandle>,
     replies: VecDeque<Reply>,
+    /// SYN-ACKs carrying cookies, sent from no connection (bounded like `replies`).
+    cookie_synacks: VecDeque<(SocketAddrV4, SocketAddrV4, Outbound)>,
     /// ACKs built while a batch of segments was handled, one per ACK owed
     /// before the next segment (see `take_owed_ack`), in order; sent first.
     owed_acks: VecDeque<Vec<u8>>,
@@ -390,6 +403,7 @@ impl Engine {
             wheel: Wheel::new(),
             tx_queue: VecDeque::new(),
             replies: VecDeque::new(),
+            cookie_synacks: VecDeque::new(),
             owed_acks: VecDeque::new(),
             spare_acks: Vec::new(),
             icmp: Icmp::new(),
@@ -441,6 +455,7 @@ impl Engine {
                     counted: false,
                     mem: 0,
                     orphan: false,
+                    young: false,
                 });
                 (self.slots.len() - 1) as u32
             }
@@ -502,6 +517,7 @@ impl Engine {
         slot.counted = false;
         let mem = std::mem::take(&mut slot.mem);
         let orphan = std::mem::take(&mut slot.orphan);
+        slot.young = false;
         self.mem_used -= mem;
         self.orphans -= usize::from(orphan);
         for key in keys.into_iter().flatten() {
@@ -951,6 +967,11 @@ impl Engine {
         // The listener's queues.
         if let Some(p) = parent {
             if !in_accept_queue && state != State::SynReceived {
+                if std::mem::take(&mut slot.young)
+                    && let Ok(l) = self.listener_mut(p)
+                {
+                    l.young -= 1;
+                }
                 let established = state != State::Closed;
                 match self.listener_mut(p) {
                     Ok(l) => {
@@ -1031,6 +1052,31 @@ impl Engine {
                 continue;
             }
             slot.timer_keys[timer as usize] = None;
+            let embryo = match slot.socket.as_ref() {
+                Some(Socket::Conn(tcb))
+                    if timer == Timer::Retransmit && tcb.state == State::SynReceived =>
+                {
+                    tcb.parent.map(|p| (p, std::mem::take(&mut slot.young)))
+                }
+                _ => None,
+            };
+            if let Some((p, was_young)) = embryo {
+                // An embryo's SYN-ACK goes again: it is old now, and a
+                // crowded listener gives it fewer tries.
+                let retries = self.config.synack_retries;
+                let limit = self.listener_mut(p).ok().map(|l| {
+                    if was_young {
+                        l.young -= 1;
+                    }
+                    l.synack_retries(retries)
+                });
+                if let (Some(limit), Ok(tcb)) = (limit, self.tcb_mut(h)) {
+                    tcb.synack_retries = tcb.synack_retries.min(limit);
+                }
+            }
+            let Some(slot) = self.slot_mut(h) else {
+                continue;
+            };
             if let Some(Socket::Conn(tcb)) = slot.socket.as_mut() {
                 let span = tcb.span().clone();
                 let _enter = span.enter();
@@ -1249,16 +1295,37 @@ impl Engine {
         match seg.ctl {
             Ctl::Rst => return,
             _ if seg.ack.is_some() => {
+                if seg.ctl != Ctl::Syn && self.cookie_ack(now, lh, local, remote, seg) {
+                    return;
+                }
                 self.reply_rst(local, remote, seg);
                 return;
             }
             Ctl::Syn => {}
             _ => return,
         }
+        let mode = self.config.syn_cookies;
         let Ok(listener) = self.listener_mut(lh) else {
             return;
         };
-        if !listener.has_room() {
+        // A full accept queue drops the SYN, cookie or not (as Linux): the
+        // application is not keeping up, and the client will retry.
+        if listener.accept_queue.len() >= listener.backlog {
+            self.stats.syn_dropped += 1;
+            return;
+        }
+        let syn_queue_full = listener.syn_queue >= listener.backlog;
+        let cookie = match mode {
+            SynCookies::Off => false,
+            SynCookies::OnOverflow => syn_queue_full,
+            SynCookies::Always => true,
+        };
+        if cookie {
+            listener.cookie_sent = Some(now);
+            self.send_cookie(now, lh, local, remote, seg);
+            return;
+        }
+        if syn_queue_full {
             self.stats.syn_dropped += 1;
             return;
         }
@@ -1277,7 +1344,148 @@ impl Engine {
         tcb.parent = Some(lh);
         let h = self.alloc_slot(Socket::Conn(Box::new(tcb)));
         self.conns.insert((local, remote), h);
+        if let Some(slot) = self.slot_mut(h) {
+            slot.young = true;
+        }
+        if let Ok(l) = self.listener_mut(lh) {
+            l.young += 1;
+        }
         self.after(now, h);
+    }
+
+    /// Answers a SYN with a cookie SYN-ACK and keeps nothing (RFC 4987 §3.6;
+    /// tcp/syncookie.rs). The peer's window scale and SACK-permitted ride in
+    /// the timestamp if it offered timestamps; otherwise the connection will
+    /// have neither, and the SYN-ACK offers neither.
+    fn send_cookie(
+        &mut self,
+        now: Instant,
+        lh: SocketHandle,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        seg: &Segment<'_>,
+    ) {
+        if self.cookie_synacks.len() >= MAX_REPLIES {
+            self.stats.syn_dropped += 1;
+            return;
+        }
+        let (cfg, _) = self.accept_config(lh);
+        let mss_idx = syncookie::mss_index(seg.mss.unwrap_or(536));
+        let iss = syncookie::make(&self.secret, now, local, remote, seg.seq, mss_idx);
+        let peer_ts = seg.timestamp.filter(|_| cfg.timestamps);
+        let opts = syncookie::TsOptions {
+            wscale: seg
+                .window_scale
+                .filter(|_| peer_ts.is_some() && cfg.window_scaling),
+            sack: peer_ts.is_some() && cfg.sack && seg.sack_permitted,
+        };
+        let timestamp = peer_ts.map(|(tsval, _)| {
+            let clock = self
+                .secret
+                .ts_offset(local, remote)
+                .wrapping_add(now.as_millis() as u32);
+            (syncookie::encode_ts(clock, opts), tsval)
+        });
+        let out = Outbound {
+            seq: iss,
+            ack: Some(seg.seq + 1u32),
+            ctl: Ctl::Syn,
+            window: syn_window(&cfg),
+            mss: Some(offered_mss(&cfg, self.iface.mtu)),
+            window_scale: opts.wscale.map(|_| window_scale_for(&cfg)),
+            payload_offset: 0,
+            payload_len: 0,
+            psh: false,
+            timestamp,
+            sack_permitted: opts.sack,
+            sack_blocks: [None; tcp::sack::MAX_BLOCKS],
+            urgent: None,
+        };
+        self.stats.syncookies_sent += 1;
+        self.cookie_synacks.push_back((local, remote, out));
+    }
+
+    /// An ACK for no connection reached listener `lh`: if it brings back a
+    /// valid cookie, the connection is made (and the ACK handed to it) and
+    /// true returned. An invalid cookie at a listener that sent cookies in the
+    /// last two minutes (or always does) is dropped and counted, also true;
+    /// otherwise false, and the caller answers with a RST as usual.
+    fn cookie_ack(
+        &mut self,
+        now: Instant,
+        lh: SocketHandle,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        seg: &Segment<'_>,
+    ) -> bool {
+        let mode = self.config.syn_cookies;
+        let Ok(listener) = self.listener_mut(lh) else {
+            return false;
+        };
+        let recent = listener
+            .cookie_sent
+            .is_some_and(|t| now - t < std::time::Duration::from_secs(120));
+        if mode == SynCookies::Off || (mode == SynCookies::OnOverflow && !recent) {
+            return false;
+        }
+        let full = listener.accept_queue.len() >= listener.backlog;
+        let Some(ack) = seg.ack else {
+            return false;
+        };
+        let peer_isn = seg.seq - 1u32;
+        let cookie = ack - 1u32;
+        let checked = syncookie::check(&self.secret, now, local, remote, peer_isn, cookie);
+        let (cfg, opts) = self.accept_config(lh);
+        let ts_opts = match seg.timestamp {
+            Some((_, tsecr)) if cfg.timestamps => syncookie::decode_ts(tsecr),
+            _ => Some(syncookie::TsOptions {
+                wscale: None,
+                sack: false,
+            }),
+        };
+        let (Some(mss_idx), Some(ts_opts)) = (checked, ts_opts) else {
+            trace!(%local, %remote, "invalid SYN cookie");
+            self.stats.syncookies_failed += 1;
+            return true;
+        };
+        if full {
+            self.stats.syn_dropped += 1;
+            return true;
+        }
+        let syn = Segment {
+            seq: peer_isn,
+            ack: None,
+            ctl: Ctl::Syn,
+            window: seg.window,
+            mss: Some(syncookie::MSS_TABLE[mss_idx]),
+            window_scale: ts_opts.wscale,
+            payload: &[],
+            timestamp: seg.timestamp,
+            sack_permitted: ts_opts.sack,
+            sack_blocks: [None; 3],
+            urgent: None,
+        };
+        let mut tcb = Tcb::from_cookie(&cfg, local, remote, cookie, self.iface.mtu, &syn);
+        tcb.nodelay = opts.nodelay;
+        tcb.reuseaddr = opts.reuseaddr;
+        tcb.reuseport = opts.reuseport;
+        tcb.keepalive = opts.keepalive;
+        tcb.linger = opts.linger;
+        tcb.start(now, &cfg, self.secret.ts_offset(local, remote));
+        tcb.parent = Some(lh);
+        {
+            let span = tcb.span().clone();
+            let _enter = span.enter();
+            tcb.on_segment(now, seg);
+        }
+        if let Ok(l) = self.listener_mut(lh) {
+            l.syn_queue += 1;
+        }
+        self.stats.syncookies_valid += 1;
+        let h = self.alloc_slot(Socket::Conn(Box::new(tcb)));
+        self.conns.insert((local, remote), h);
+        self.after(now, h);
+        true
     }
 
     /// RFC 9293 §3.10.7.1: the answer to a segment for no connection.
@@ -1342,6 +1550,10 @@ impl Engine {
             };
             self.stats.tx_packets += 1;
             return Some(self.emit(r.local, r.remote, &out, None, buf));
+        }
+        if let Some((local, remote, out)) = self.cookie_synacks.pop_front() {
+            self.stats.tx_packets += 1;
+            return Some(self.emit(local, remote, &out, None, buf));
         }
         if let Some((dst, message)) = self.icmp.poll() {
             let ip = Ipv4Repr {

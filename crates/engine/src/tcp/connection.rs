@@ -351,6 +351,9 @@ pub(crate) struct Tcb {
     /// Data bytes dropped because they lay beyond the window while memory
     /// was short, not yet counted by the engine.
     pub(crate) dropped_for_memory: u64,
+    /// SYN-ACK retransmissions allowed; the engine lowers it for old embryos
+    /// of a crowded listener.
+    pub(crate) synack_retries: u32,
 }
 
 /// How long an empty buffer larger than [`RECLAIM_AT_ONCE`] keeps its memory
@@ -372,11 +375,36 @@ struct RcvSpace {
     space: usize,
 }
 
+/// The MSS we offer on an interface of `mtu` (RFC 9293 §3.7.1: the MTU less
+/// the fixed IP and TCP headers), or less if configured. The engine's MTU is
+/// at least 68 (RFC 791), so this is at least 28.
+pub(crate) fn offered_mss(cfg: &Config, mtu: usize) -> u16 {
+    cfg.mss
+        .unwrap_or(u16::MAX)
+        .min(mtu.saturating_sub(40).clamp(1, 65495) as u16)
+        .max(1)
+}
+
+/// RFC 7323 §2.3: the smallest window scale that lets the largest receive
+/// buffer be advertised.
+pub(crate) fn window_scale_for(cfg: &Config) -> u8 {
+    let mut shift = 0u8;
+    while (cfg.recv_buffer >> shift) > 65535 && shift < 14 {
+        shift += 1;
+    }
+    shift
+}
+
+/// The window of our SYN or SYN-ACK: the initial receive window, unscaled
+/// (RFC 7323 §2.2).
+pub(crate) fn syn_window(cfg: &Config) -> u16 {
+    cfg.recv_buffer_initial.min(cfg.recv_buffer).min(65535) as u16
+}
+
 /// The parts of [`Config`] a TCB needs, copied in at creation.
 #[derive(Debug, Clone, Copy)]
 struct TcbConfig {
     syn_retries: u32,
-    synack_retries: u32,
     data_retries: u32,
     orphan_retries: u32,
     time_wait: Duration,
@@ -393,20 +421,9 @@ impl Tcb {
         mtu: usize,
         passive: bool,
     ) -> Tcb {
-        // RFC 9293 §3.7.1: the MSS we offer is the MTU less the fixed IP and TCP headers.
-        // The engine's MTU is at least 68 (RFC 791), so this is at least 28.
-        let rcv_mss = cfg
-            .mss
-            .unwrap_or(u16::MAX)
-            .min(mtu.saturating_sub(40).clamp(1, 65495) as u16)
-            .max(1);
-        // RFC 7323 §2.3: the smallest shift that lets the buffer be advertised.
+        let rcv_mss = offered_mss(cfg, mtu);
         let rcv_wscale = if cfg.window_scaling {
-            let mut shift = 0u8;
-            while (cfg.recv_buffer >> shift) > 65535 && shift < 14 {
-                shift += 1;
-            }
-            shift
+            window_scale_for(cfg)
         } else {
             0
         };
@@ -472,7 +489,6 @@ impl Tcb {
             info: TcpInfo::default(),
             cfg: TcbConfig {
                 syn_retries: cfg.syn_retries,
-                synack_retries: cfg.synack_retries,
                 data_retries: cfg.data_retries,
                 orphan_retries: cfg.orphan_retries,
                 time_wait: cfg.msl * 2,
@@ -509,6 +525,7 @@ impl Tcb {
             mem_level: MemLevel::Normal,
             persist_probes: 0,
             dropped_for_memory: 0,
+            synack_retries: cfg.synack_retries,
         }
     }
 
@@ -548,6 +565,26 @@ impl Tcb {
         tcb
     }
 
+    /// A passive open rebuilt from a valid SYN cookie (tcp/syncookie.rs):
+    /// `syn` is the SYN as the cookie remembers it, and our SYN-ACK, with
+    /// window `synack_window`, has gone out already. The ACK that carried the
+    /// cookie is handed to [`on_segment`](Tcb::on_segment) next.
+    pub(crate) fn from_cookie(
+        cfg: &Config,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: Seq,
+        mtu: usize,
+        syn: &Segment<'_>,
+    ) -> Tcb {
+        let mut tcb = Tcb::accept_syn(cfg, local, remote, iss, mtu, syn);
+        tcb.snd_nxt = iss + 1u32;
+        tcb.snd_max = tcb.snd_nxt;
+        tcb.rcv_adv = tcb.rcv_nxt + u32::from(syn_window(cfg));
+        debug!(parent: &tcb.span, "SYN cookie valid");
+        tcb
+    }
+
     /// Finishes creating a connection at `now`: the timestamp clock offset
     /// (RFC 7323 §5.4, from the stack secret) and, for an active open, the
     /// connect timeout.
@@ -555,8 +592,13 @@ impl Tcb {
         self.ts.start(now, ts_offset);
         self.last_rcv = now;
         self.rcvq.time = now;
-        if self.state == State::SynSent {
-            self.connect_deadline = cfg.connect_timeout.map(|t| now + t);
+        let limit = match self.state {
+            State::SynSent => cfg.connect_timeout,
+            State::SynReceived => cfg.syn_received_timeout,
+            _ => None,
+        };
+        if limit.is_some() {
+            self.connect_deadline = limit.map(|t| now + t);
             self.set_timer(Timer::Keepalive, self.connect_deadline);
         }
     }
@@ -1363,7 +1405,7 @@ impl Tcb {
         let limit = match self.state {
             // RFC 1122 §4.2.3.5: R2 for a SYN at least 3 minutes; a passive
             // open's SYN-ACK is bounded separately (Linux's tcp_synack_retries).
-            State::SynReceived if self.passive => self.cfg.synack_retries,
+            State::SynReceived if self.passive => self.synack_retries,
             State::SynSent | State::SynReceived => self.cfg.syn_retries,
             _ => self.cfg.data_retries,
         };

@@ -8,4 +8,5 @@ pub(crate) mod listener;
 pub(crate) mod rack;
 pub(crate) mod rtt;
 pub(crate) mod sack;
+pub(crate) mod syncookie;
 pub(crate) mod timestamps;

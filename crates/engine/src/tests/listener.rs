@@ -67,7 +67,13 @@ fn handshake(h: &mut Harness, port: u16, irs: u32) -> u32 {
 
 #[test]
 fn syns_beyond_the_backlog_are_dropped_silently() {
-    let mut h = Harness::new();
+    // With SYN cookies off (Linux's tcp_syncookies = 0); tests/syncookies.rs
+    // has the default.
+    let mut h = Harness::with_config(Config {
+        recv_buffer: 64 * 1024,
+        syn_cookies: crate::SynCookies::Off,
+        ..base_config()
+    });
     let l = h.engine.listen(local(), 2).unwrap();
     h.send(syn_from(40001, 100));
     let sa1 = h.recv_one();
@@ -140,7 +146,11 @@ fn retransmitted_syn_gets_the_same_syn_ack() {
 
 #[test]
 fn syn_ack_is_retransmitted_with_backoff_then_the_embryo_is_dropped() {
-    let mut h = Harness::new();
+    let mut h = Harness::with_config(Config {
+        recv_buffer: 64 * 1024,
+        syn_cookies: crate::SynCookies::Off,
+        ..base_config()
+    });
     let l = h.engine.listen(local(), 1).unwrap();
     let t0 = h.now;
     h.send(syn_from(40001, 100));

@@ -52,6 +52,7 @@ mod reset;
 mod retransmit;
 mod sack;
 mod states;
+mod syncookies;
 mod timestamps;
 
 pub(crate) const LOCAL_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
