@@ -259,7 +259,7 @@ impl StateCounts {
 }
 
 enum Socket {
-    Listener(Listener),
+    Listener(Box<Listener>),
     Conn(Box<Tcb>),
 }
 
@@ -567,7 +567,7 @@ impl Engine {
     fn add_listener(&mut self, port: u16, backlog: usize) -> SocketHandle {
         let local = SocketAddrV4::new(self.iface.addr, port);
         let backlog = backlog.clamp(1, self.config.max_backlog.max(1));
-        let h = self.alloc_slot(Socket::Listener(Listener::new(local, backlog)));
+        let h = self.alloc_slot(Socket::Listener(Box::new(Listener::new(local, backlog))));
         self.listeners.entry(port).or_default().push(h);
         h
     }

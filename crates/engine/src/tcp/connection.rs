@@ -210,6 +210,20 @@ pub struct TcpInfo {
     pub tail_loss_probes: u64,
 }
 
+/// The cumulative counters a connection keeps for [`TcpInfo`] (the rest of
+/// it is computed when asked, so an idle connection carries only these).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Counters {
+    pub bytes_sent: u64,
+    pub bytes_retrans: u64,
+    pub bytes_acked: u64,
+    pub bytes_received: u64,
+    pub segs_out: u64,
+    pub segs_in: u64,
+    pub timeouts: u64,
+    pub fast_retransmits: u64,
+}
+
 /// The transmission control block of one connection (RFC 9293 §3.3.1).
 #[derive(Debug)]
 pub(crate) struct Tcb {
@@ -298,7 +312,8 @@ pub(crate) struct Tcb {
     pub(crate) timers: [Option<Instant>; Timer::ALL.len()],
     pub(crate) timers_dirty: bool,
     pub(crate) events: u8,
-    pub(crate) info: TcpInfo,
+    /// The cumulative counters of [`TcpInfo`]; the rest is computed when asked.
+    pub(crate) info: Counters,
 
     cfg: TcbConfig,
 
@@ -486,7 +501,7 @@ impl Tcb {
             timers: [None; Timer::ALL.len()],
             timers_dirty: false,
             events: 0,
-            info: TcpInfo::default(),
+            info: Counters::default(),
             cfg: TcbConfig {
                 syn_retries: cfg.syn_retries,
                 data_retries: cfg.data_retries,
@@ -2190,7 +2205,15 @@ impl Tcb {
             snd_mss: self.snd_mss,
             bytes_in_flight: self.flight(),
             state: Some(self.state),
-            ..self.recovery_info(self.info)
+            bytes_sent: self.info.bytes_sent,
+            bytes_retrans: self.info.bytes_retrans,
+            bytes_acked: self.info.bytes_acked,
+            bytes_received: self.info.bytes_received,
+            segs_out: self.info.segs_out,
+            segs_in: self.info.segs_in,
+            timeouts: self.info.timeouts,
+            fast_retransmits: self.info.fast_retransmits,
+            ..self.recovery_info(TcpInfo::default())
         }
     }
 
