@@ -25,6 +25,8 @@ use tracing::warn;
 const RX_BATCH: usize = 64;
 /// Most packets queued for a device that pushes back before the engine is asked for more.
 const TX_QUEUE: usize = 64;
+/// Zeros to size an outbound packet buffer from (the largest MTU).
+static ZEROS: [u8; 65536] = [0; 65536];
 /// Rounds of the driver loop before it yields to other tasks.
 const DRIVER_ROUNDS: usize = 32;
 
@@ -92,7 +94,15 @@ impl State {
                     Some(p) => p,
                     None => self.device.alloc(),
                 };
-                pkt.resize(self.mtu, 0);
+                // One MTU of room for the engine to write into. Extending
+                // from zeros copies (a `memcpy` even in a debug build, where
+                // `resize` fills byte by byte).
+                if pkt.len() < self.mtu {
+                    let need = self.mtu - pkt.len();
+                    pkt.extend_from_slice(&ZEROS[..need]);
+                } else {
+                    pkt.truncate(self.mtu);
+                }
                 match self.engine.poll_transmit(now, &mut pkt) {
                     Some(n) => {
                         pkt.truncate(n);
@@ -567,6 +577,14 @@ impl Future for Driver {
                 loop {
                     let now = shared.now();
                     let progress = st.drive(now, cx, &mut wake);
+                    if !wake.0.is_empty() {
+                        // Wake the tasks this round made ready now rather
+                        // than after the last round, and let them take the
+                        // lock meanwhile (on another worker, or after us).
+                        drop(st);
+                        std::mem::take(&mut wake).run();
+                        st = shared.lock();
+                    }
                     let deadline = st.engine.poll_timeout();
                     st.driver_deadline = deadline;
                     if let Some(d) = deadline {

@@ -292,6 +292,11 @@ struct Reply {
 /// Most RST replies queued at once; beyond this they are dropped (and counted).
 const MAX_REPLIES: usize = 256;
 
+/// Most cookie SYN-ACKs queued at once while the device pushes back; beyond
+/// this a SYN is dropped (and counted in [`Stats::syn_dropped`]). A SYN-ACK
+/// is about 100 bytes here, so a full queue holds under half a MiB.
+const MAX_COOKIE_REPLIES: usize = 4096;
+
 /// The least MTU an IPv4 interface may have (RFC 791: every host handles
 /// 68-byte datagrams unfragmented).
 pub const MIN_MTU: usize = 68;
@@ -1365,7 +1370,7 @@ impl Engine {
         remote: SocketAddrV4,
         seg: &Segment<'_>,
     ) {
-        if self.cookie_synacks.len() >= MAX_REPLIES {
+        if self.cookie_synacks.len() >= MAX_COOKIE_REPLIES {
             self.stats.syn_dropped += 1;
             return;
         }
