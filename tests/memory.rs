@@ -96,3 +96,47 @@ async fn a_device_mtu_too_small_for_ipv4_is_invalid_input() {
     s.read_to_end(&mut got).await.unwrap();
     assert_eq!(got, pattern(1000));
 }
+
+/// One 32 MiB flow over a link of `mtu`: the sender's send buffer and the
+/// receiver's receive buffer (what each may hold) at the start and the end.
+async fn long_flow(mtu: usize) -> ((usize, usize), (usize, usize)) {
+    let (a, b) = MemoryLink::pair(MemoryLinkConfig::default().with_mtu(mtu));
+    let (sa, sb) = (Stack::new(a, A, 24), Stack::new(b, B, 24));
+    let listener = TcpListener::bind_on(&sa, (A, 7)).await.unwrap();
+    let mut c = TcpStream::connect_on(&sb, (A, 7)).await.unwrap();
+    let (mut s, _) = listener.accept().await.unwrap();
+    let start = (c.info().unwrap().send_buffer, s.info().unwrap().recv_buffer);
+    let writer = tokio::spawn(async move {
+        let chunk = pattern(64 * 1024);
+        for _ in 0..512 {
+            c.write_all(&chunk).await.unwrap();
+        }
+        let info = c.info().unwrap();
+        c.shutdown().await.unwrap();
+        info
+    });
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got.len(), 32 << 20);
+    let end = (
+        writer.await.unwrap().send_buffer,
+        s.info().unwrap().recv_buffer,
+    );
+    (start, end)
+}
+
+#[tokio::test]
+async fn autotuning_reaches_the_full_buffers_on_a_long_flow() {
+    // MTU 9000: the buffers start at 4 segments (35 840 bytes) and the
+    // initial 64 KiB window, and grow to the 256 KiB maxima.
+    assert_eq!(
+        long_flow(9000).await,
+        ((4 * 8960, 64 * 1024), (256 * 1024, 256 * 1024))
+    );
+    // MTU 65535: four segments are all but the maximum from the start (a
+    // 64 KiB window would hold one segment and stall the ACK clock).
+    assert_eq!(
+        long_flow(65535).await,
+        ((4 * 65495, 4 * 65495), (256 * 1024, 256 * 1024))
+    );
+}

@@ -18,7 +18,7 @@ pub struct Config {
     /// from the start and no growth. Default 256 KiB.
     pub send_buffer: usize,
     /// How much a connection may write before its congestion window has grown,
-    /// bytes (Linux's `tcp_wmem[1]`). Default 16 KiB.
+    /// bytes (Linux's `tcp_wmem[1]`), and at least four segments. Default 16 KiB.
     pub send_buffer_initial: usize,
     /// The largest receive buffer of a connection, bytes; it also bounds
     /// reassembly and sets the window scale offered (RFC 7323 §2.3). A
@@ -30,7 +30,8 @@ pub struct Config {
     /// gets that size from the start and no autotuning. Default 256 KiB.
     pub recv_buffer: usize,
     /// The receive window a connection starts with, bytes (Linux's
-    /// `tcp_rmem[1]` gives about the same). Default 64 KiB.
+    /// `tcp_rmem[1]` gives about the same), and at least four segments: a
+    /// window of about one segment stalls the ACK clock. Default 64 KiB.
     pub recv_buffer_initial: usize,
     /// The stack-wide budget for socket buffer memory (Linux's `tcp_mem`).
     /// `None`: derived from the buffer sizes ([`MemoryLimits::for_buffers`]).

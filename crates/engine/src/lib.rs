@@ -1395,7 +1395,7 @@ impl Engine {
             seq: iss,
             ack: Some(seg.seq + 1u32),
             ctl: Ctl::Syn,
-            window: syn_window(&cfg),
+            window: syn_window(&cfg, self.iface.mtu),
             mss: Some(offered_mss(&cfg, self.iface.mtu)),
             window_scale: opts.wscale.map(|_| window_scale_for(&cfg)),
             payload_offset: 0,

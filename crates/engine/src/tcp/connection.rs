@@ -208,6 +208,14 @@ pub struct TcpInfo {
     pub spurious_undos: u64,
     /// Tail loss probes sent (RFC 8985 §7).
     pub tail_loss_probes: u64,
+    /// How much the send buffer may hold now, bytes (it grows with the
+    /// congestion window up to [`Config::send_buffer`]; `ss -m`'s `tb`).
+    pub send_buffer: usize,
+    /// How much the receive buffer may hold now, bytes: the window it backs
+    /// (autotuned up to [`Config::recv_buffer`]; `ss -m`'s `rb`).
+    pub recv_buffer: usize,
+    /// Bytes of buffer memory the connection holds now (`ss -m`'s `r` + `t`).
+    pub buffer_memory: usize,
 }
 
 /// The cumulative counters a connection keeps for [`TcpInfo`] (the rest of
@@ -410,10 +418,20 @@ pub(crate) fn window_scale_for(cfg: &Config) -> u8 {
     shift
 }
 
-/// The window of our SYN or SYN-ACK: the initial receive window, unscaled
-/// (RFC 7323 §2.2).
-pub(crate) fn syn_window(cfg: &Config) -> u16 {
-    cfg.recv_buffer_initial.min(cfg.recv_buffer).min(65535) as u16
+/// What a buffer may hold at the start: the configured initial size, but at
+/// least four segments of `mss` (a window of about one segment stalls the
+/// ACK clock: the receiver's SWS avoidance never sees a full segment of new
+/// room), so on a 64 KiB MTU both start at the maximum.
+fn initial_buffer(initial: usize, mss: u16) -> usize {
+    initial.max(4 * usize::from(mss))
+}
+
+/// The window of our SYN or SYN-ACK on an interface of `mtu`: the initial
+/// receive window, unscaled (RFC 7323 §2.2).
+pub(crate) fn syn_window(cfg: &Config, mtu: usize) -> u16 {
+    initial_buffer(cfg.recv_buffer_initial, offered_mss(cfg, mtu))
+        .min(cfg.recv_buffer)
+        .min(65535) as u16
 }
 
 /// The parts of [`Config`] a TCB needs, copied in at creation.
@@ -460,7 +478,10 @@ impl Tcb {
             max_snd_wnd: 0,
             snd_wscale: 0,
             snd_buf_seq: iss + 1u32,
-            snd_buf: SendBuffer::new(cfg.send_buffer_initial, cfg.send_buffer),
+            snd_buf: SendBuffer::new(
+                initial_buffer(cfg.send_buffer_initial, rcv_mss),
+                cfg.send_buffer,
+            ),
             fin_queued: false,
             snd_mss,
             irs: Seq(0),
@@ -469,7 +490,10 @@ impl Tcb {
             rcv_wscale,
             wscale_ok: cfg.window_scaling,
             wscale_on: false,
-            rcv_buf: RecvBuffer::new(cfg.recv_buffer_initial, cfg.recv_buffer),
+            rcv_buf: RecvBuffer::new(
+                initial_buffer(cfg.recv_buffer_initial, rcv_mss),
+                cfg.recv_buffer,
+            ),
             rcv_fin: None,
             fin_received: false,
             rcv_mss,
@@ -531,8 +555,7 @@ impl Tcb {
                 time: Instant::ZERO,
                 read: 0,
                 // Linux: the first round expects no more than the initial window.
-                space: cfg
-                    .recv_buffer_initial
+                space: initial_buffer(cfg.recv_buffer_initial, rcv_mss)
                     .min(cfg.recv_buffer)
                     .min(10 * usize::from(rcv_mss)),
             },
@@ -595,7 +618,7 @@ impl Tcb {
         let mut tcb = Tcb::accept_syn(cfg, local, remote, iss, mtu, syn);
         tcb.snd_nxt = iss + 1u32;
         tcb.snd_max = tcb.snd_nxt;
-        tcb.rcv_adv = tcb.rcv_nxt + u32::from(syn_window(cfg));
+        tcb.rcv_adv = tcb.rcv_nxt + u32::from(syn_window(cfg, mtu));
         debug!(parent: &tcb.span, "SYN cookie valid");
         tcb
     }
@@ -1951,7 +1974,8 @@ impl Tcb {
         // Linux: the sender's rate grew this round (slow start): allow for as
         // much growth again in the next.
         let space = self.rcvq.space.max(1);
-        want = want.saturating_add(want / space * (copied - space) * 2);
+        let growth = want.saturating_mul(copied - space) / space;
+        want = want.saturating_add(growth.saturating_mul(2));
         self.rcvq.space = copied;
         if self.mem_level == MemLevel::Normal && want > self.rcv_buf.capacity() {
             trace!(parent: &self.span, copied, window = want.min(self.rcv_buf.max()), "receive buffer grows");
@@ -2213,6 +2237,9 @@ impl Tcb {
             segs_in: self.info.segs_in,
             timeouts: self.info.timeouts,
             fast_retransmits: self.info.fast_retransmits,
+            send_buffer: self.snd_buf.capacity(),
+            recv_buffer: self.rcv_buf.capacity(),
+            buffer_memory: self.mem_allocated(),
             ..self.recovery_info(TcpInfo::default())
         }
     }
