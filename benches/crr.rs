@@ -44,14 +44,13 @@
 //! process's resident memory at the end of each case, which includes the
 //! server's TIME-WAIT connections and their buffers.
 //!
-//! Memory: with the default `Config` every connection allocates 256 KiB send
-//! and 256 KiB receive buffers, zeroed, and the server's TIME-WAIT
-//! connections keep theirs for 60 s. The zeroing and the page faults are most
-//! of the default rows' cost, and a case's resident memory grows with the
-//! TIME-WAIT connections it leaves (the RSS columns: the process's at the end
-//! of the measured time, and its growth during the case; freed memory stays
-//! with the allocator, so later cases start higher). The server holds at most
-//! one TIME-WAIT entry per client port, 16 384 (up to 8 GiB at 512 KiB each).
+//! Memory: buffers are allocated as data flows, so a connection that carries
+//! one byte each way holds a 2 KiB ring per direction while the byte is
+//! held and none once it is read and acknowledged; the server's TIME-WAIT
+//! connections hold no buffers. The default rows and the 4 KiB rows should
+//! therefore match: buffer size no longer decides the connection rate (the
+//! RSS columns: the process's at the end of the measured time, and its growth
+//! during the case; freed memory stays with the allocator).
 //!
 //! smoltcp (0.14, the interop tests' `SmolHost`) has one socket per
 //! connection: its listener keeps 8 listening sockets (more than the client

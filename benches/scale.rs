@@ -28,22 +28,17 @@
 //!    connection pair. It includes both ends' engine state (control blocks,
 //!    buffers as far as they are resident, connection tables) and the tokio
 //!    side (the `TcpStream` objects and the vectors holding them, the wakers).
-//!    Virtual memory (`VmSize`) per pair is printed beside it: the eager 256 KiB
-//!    send and receive buffers of both ends are allocated (zeroed by `calloc`,
-//!    so mostly untouched and not resident) and show there.
+//!    Virtual memory (`VmSize`) per pair is printed beside it. Idle connections
+//!    hold no buffer memory (it is allocated as data flows), so the two are
+//!    close: what is left is the control blocks and tables.
 //! 5. RR is measured again on the extra connection, with the N idle ones open:
 //!    "RR after", and the ratio after / before.
 //!
 //! Memory: an N is skipped (with "skipped: …" in its row) when what the
 //! previous N measured per pair, times N, projects more than 8 GiB resident,
-//! or more virtual memory than the machine has. The second rule is for the
-//! engine's eager buffers (256 KiB send + 256 KiB receive per connection,
-//! zeroed with `calloc`): glibc serves at most `M_MMAP_MAX` (65 536)
-//! allocations at a time with their own `mmap`, which stay untouched but for
-//! the page holding the chunk header (16 of the 20 KiB resident per pair
-//! measured here); past that, some 15 000 pairs, it carves them from the heap and zeroes them,
-//! and each pair then costs its full megabyte resident (and opening slows
-//! down with the page faults). `--force` runs a skipped N anyway; every child
+//! or more virtual memory than the machine has (a guard from when every
+//! connection allocated 256 KiB + 256 KiB of buffers up front: 100 000 pairs
+//! did not fit in 24 GiB). `--force` runs a skipped N anyway; every child
 //! also stops opening (and its row says so) once its resident memory has
 //! grown by 8 GiB, so the bench never takes the machine's memory.
 //!
@@ -161,9 +156,9 @@ struct Projection {
 impl Projection {
     /// Why N = `n` must not run, from what N = `at` measured: its resident
     /// memory would pass [`MEMORY_LIMIT`], or its virtual memory the machine's
-    /// (`mem_total`): memory allocated but not yet resident may become so, as
-    /// the eager buffers do once glibc stops serving them with `mmap` (at most
-    /// `M_MMAP_MAX`, 65 536, allocations at a time) and zeroes them on the heap.
+    /// (`mem_total`): memory allocated but not yet resident may become so
+    /// (glibc serves at most `M_MMAP_MAX`, 65 536, allocations at a time with
+    /// their own untouched `mmap`, then zeroes them on the heap).
     fn refuse(&self, at: usize, n: usize, mem_total: u64) -> Option<String> {
         let gib = |b: f64| b / (1u64 << 30) as f64;
         let resident = self.resident * n as f64;
