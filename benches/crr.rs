@@ -68,6 +68,8 @@
 #[path = "../tests/common/smol.rs"]
 mod smol;
 
+mod common;
+
 use std::future::Future;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -78,7 +80,8 @@ use std::time::{Duration, Instant};
 use synack::device::{MemoryLink, MemoryLinkConfig};
 use synack::{Config, Stack, Stats};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::runtime::Runtime;
+
+use common::Flavor;
 use tokio::task::JoinHandle;
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
@@ -94,34 +97,6 @@ const SMOL_BACKLOG: usize = 8;
 const SMALL_BUFFER: usize = 4096;
 /// The ephemeral range of synack's default `Config` and of `SmolHost`, 49152–65535.
 const EPHEMERAL_PORTS: u64 = 16384;
-
-#[derive(Clone, Copy, PartialEq)]
-enum Flavor {
-    Current,
-    Multi,
-}
-
-impl Flavor {
-    fn runtime(self) -> Runtime {
-        match self {
-            Flavor::Multi => tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build(),
-            Flavor::Current => tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build(),
-        }
-        .expect("tokio runtime")
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Flavor::Multi => "multi-thread, 2 workers",
-            Flavor::Current => "current-thread",
-        }
-    }
-}
 
 #[derive(Clone, Copy, PartialEq)]
 enum Backend {

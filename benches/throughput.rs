@@ -25,6 +25,8 @@
 #[path = "../tests/common/smol.rs"]
 mod smol;
 
+mod common;
+
 use std::hint::black_box;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -33,7 +35,8 @@ use std::time::{Duration, Instant};
 use synack::device::{MemoryLink, MemoryLinkConfig};
 use synack::{Config, Stack, State, TcpInfo};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::runtime::Runtime;
+
+use common::Flavor;
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
@@ -42,34 +45,6 @@ const CHUNK: usize = 64 * 1024;
 const REPS: usize = 3;
 /// Longest any one flow may take before the benchmark gives up on it.
 const DEADLINE: Duration = Duration::from_secs(60);
-
-#[derive(Clone, Copy, PartialEq)]
-enum Flavor {
-    Multi,
-    Current,
-}
-
-impl Flavor {
-    fn runtime(self) -> Runtime {
-        match self {
-            Flavor::Multi => tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build(),
-            Flavor::Current => tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build(),
-        }
-        .expect("tokio runtime")
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Flavor::Multi => "multi-thread, 2 workers",
-            Flavor::Current => "current-thread",
-        }
-    }
-}
 
 #[derive(Clone, Copy, PartialEq)]
 enum Transport {

@@ -1337,18 +1337,8 @@ impl Engine {
         listener.syn_queue += 1;
         let iss = self.secret.isn(now, local, remote);
         let (cfg, opts) = self.accept_config(lh);
-        let mut tcb = Tcb::accept_syn(&cfg, local, remote, iss, self.iface.mtu, seg);
-        tcb.nodelay = opts.nodelay;
-        tcb.reuseaddr = opts.reuseaddr;
-        tcb.reuseport = opts.reuseport;
-        // Accepted connections inherit the listener's keepalive and linger
-        // (as Linux copies the socket options to the child).
-        tcb.keepalive = opts.keepalive;
-        tcb.linger = opts.linger;
-        tcb.start(now, &cfg, self.secret.ts_offset(local, remote));
-        tcb.parent = Some(lh);
-        let h = self.alloc_slot(Socket::Conn(Box::new(tcb)));
-        self.conns.insert((local, remote), h);
+        let tcb = Tcb::accept_syn(&cfg, local, remote, iss, self.iface.mtu, seg);
+        let h = self.add_child(now, lh, &cfg, &opts, tcb);
         if let Some(slot) = self.slot_mut(h) {
             slot.young = true;
         }
@@ -1470,15 +1460,9 @@ impl Engine {
             sack_blocks: [None; 3],
             urgent: None,
         };
-        let mut tcb = Tcb::from_cookie(&cfg, local, remote, cookie, self.iface.mtu, &syn);
-        tcb.nodelay = opts.nodelay;
-        tcb.reuseaddr = opts.reuseaddr;
-        tcb.reuseport = opts.reuseport;
-        tcb.keepalive = opts.keepalive;
-        tcb.linger = opts.linger;
-        tcb.start(now, &cfg, self.secret.ts_offset(local, remote));
-        tcb.parent = Some(lh);
-        {
+        let tcb = Tcb::from_cookie(&cfg, local, remote, cookie, self.iface.mtu, &syn);
+        let h = self.add_child(now, lh, &cfg, &opts, tcb);
+        if let Ok(tcb) = self.tcb_mut(h) {
             let span = tcb.span().clone();
             let _enter = span.enter();
             tcb.on_segment(now, seg);
@@ -1487,10 +1471,32 @@ impl Engine {
             l.syn_queue += 1;
         }
         self.stats.syncookies_valid += 1;
-        let h = self.alloc_slot(Socket::Conn(Box::new(tcb)));
-        self.conns.insert((local, remote), h);
         self.after(now, h);
         true
+    }
+
+    /// Files a new passive connection of listener `lh`: it inherits the
+    /// listener's socket options (nodelay, reuse, keepalive, linger, as Linux
+    /// copies them to the child), its clocks start, and it joins the table.
+    fn add_child(
+        &mut self,
+        now: Instant,
+        lh: SocketHandle,
+        cfg: &Config,
+        opts: &SocketOptions,
+        mut tcb: Tcb,
+    ) -> SocketHandle {
+        tcb.nodelay = opts.nodelay;
+        tcb.reuseaddr = opts.reuseaddr;
+        tcb.reuseport = opts.reuseport;
+        tcb.keepalive = opts.keepalive;
+        tcb.linger = opts.linger;
+        let (local, remote) = (tcb.local, tcb.remote);
+        tcb.start(now, cfg, self.secret.ts_offset(local, remote));
+        tcb.parent = Some(lh);
+        let h = self.alloc_slot(Socket::Conn(Box::new(tcb)));
+        self.conns.insert((local, remote), h);
+        h
     }
 
     /// RFC 9293 §3.10.7.1: the answer to a segment for no connection.
