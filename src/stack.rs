@@ -19,12 +19,23 @@ use std::task::{Context, Poll, Waker};
 
 use synack_device::{Device, Packet};
 use synack_engine::{Config, Engine, Instant, Interface, SocketHandle, Stats};
-use tracing::warn;
+use tracing::{debug, warn};
 
 /// Most packets taken from the device per call.
 const RX_BATCH: usize = 64;
 /// Most packets queued for a device that pushes back before the engine is asked for more.
 const TX_QUEUE: usize = 64;
+/// Logs the end of a device: its other end going away (`BrokenPipe`, as a
+/// `MemoryLink` whose peer stack was dropped) is an orderly shutdown, anything
+/// else a failure.
+fn device_failed(e: &io::Error, direction: &str) {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        debug!(error = %e, direction, "device closed by its other end; the stack stops using it");
+    } else {
+        warn!(error = %e, direction, "device failed; the stack stops using it in this direction");
+    }
+}
+
 /// Zeros to size an outbound packet buffer from (the largest MTU).
 static ZEROS: [u8; 65536] = [0; 65536];
 /// Rounds of the driver loop before it yields to other tasks.
@@ -121,7 +132,7 @@ impl State {
             match self.device.poll_send(cx, &mut self.tx) {
                 Poll::Ready(Ok(_)) => progress = true,
                 Poll::Ready(Err(e)) => {
-                    warn!(error = %e, "device send failed; the stack stops sending");
+                    device_failed(&e, "send");
                     self.device_dead = true;
                 }
                 Poll::Pending => return progress,
@@ -171,7 +182,7 @@ impl State {
                     }
                 }
                 Poll::Ready(Err(e)) => {
-                    warn!(error = %e, "device receive failed; the stack stops receiving");
+                    device_failed(&e, "receive");
                     self.device_dead = true;
                 }
                 Poll::Pending => {}

@@ -107,13 +107,17 @@ impl TcpSocket {
     }
 
     /// `SO_SNDBUF`: the send buffer of the connection this socket becomes
-    /// (or of every connection the listener accepts), in bytes.
+    /// (or of every connection the listener accepts), in bytes. A size set
+    /// here holds from the start with no growth (as Linux locks it); unset,
+    /// the buffer starts small and grows with the congestion window up to
+    /// [`Config::send_buffer`](crate::Config::send_buffer). Either way memory
+    /// is taken only as data is written.
     pub fn set_send_buffer_size(&self, size: u32) -> io::Result<()> {
         self.state().opts.send_buffer = Some(size.max(1) as usize);
         Ok(())
     }
 
-    /// The send buffer size: as set, or the stack's default.
+    /// The send buffer size: as set, or the stack's maximum.
     pub fn send_buffer_size(&self) -> io::Result<u32> {
         let set = self.state().opts.send_buffer;
         let n = set.unwrap_or_else(|| self.stack.config().send_buffer);
@@ -121,12 +125,18 @@ impl TcpSocket {
     }
 
     /// `SO_RCVBUF`: the receive buffer (and so the largest window offered).
+    /// A size set here holds from the start with no autotuning (as Linux locks
+    /// it); unset, the window starts at
+    /// [`Config::recv_buffer_initial`](crate::Config::recv_buffer_initial) and
+    /// grows with what the application reads, up to
+    /// [`Config::recv_buffer`](crate::Config::recv_buffer). Either way memory
+    /// is taken only as data arrives.
     pub fn set_recv_buffer_size(&self, size: u32) -> io::Result<()> {
         self.state().opts.recv_buffer = Some(size.max(1) as usize);
         Ok(())
     }
 
-    /// The receive buffer size: as set, or the stack's default.
+    /// The receive buffer size: as set, or the stack's maximum.
     pub fn recv_buffer_size(&self) -> io::Result<u32> {
         let set = self.state().opts.recv_buffer;
         let n = set.unwrap_or_else(|| self.stack.config().recv_buffer);
