@@ -250,8 +250,8 @@ impl Drop for HandleRef {
 /// tail to the peer. Each orphan is bounded: by the retransmission give-up
 /// ([`Config::data_retries`]), the zero-window probe limit
 /// ([`Config::orphan_retries`]), and [`Config::fin_wait2_timeout`]. TIME-WAIT
-/// is not waited for. The driver stops when the last orphan is done (or the
-/// runtime shuts down).
+/// is not waited for. The driver stops when the last orphan is done, when the
+/// device has failed or its other end is gone, or when the runtime shuts down.
 ///
 /// ```
 /// use std::net::Ipv4Addr;
@@ -576,9 +576,9 @@ impl Future for Driver {
             {
                 st.driver_waker = Some(cx.waker().clone());
             }
-            if closed && st.engine.orphans() == 0 {
-                // Last handle gone and nothing left to deliver: send what is
-                // queued, then stop.
+            if closed && (st.engine.orphans() == 0 || st.device_dead) {
+                // Last handle gone and nothing left to deliver (or no device
+                // left to deliver it on): send what is queued, then stop.
                 let now = shared.now();
                 st.flush(now, cx);
                 st.driver_waker = None;
@@ -609,7 +609,7 @@ impl Future for Driver {
                         }
                     }
                     rounds += 1;
-                    if closed && st.engine.orphans() == 0 {
+                    if closed && (st.engine.orphans() == 0 || st.device_dead) {
                         // The last orphan is done: one more poll stops the driver.
                         cx.waker().wake_by_ref();
                         break Poll::Pending;
