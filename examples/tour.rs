@@ -430,9 +430,13 @@ fn micros(d: Duration) -> String {
 struct Wire {
     /// The first packets.
     head: Vec<Seg>,
-    /// Every packet from the first FIN on (up to a limit).
+    /// The close: every FIN, the ACK of each FIN, data and RSTs sent after
+    /// the first FIN (up to a limit); not the ACKs of data still in flight.
     tail: Vec<Seg>,
     tail_truncated: bool,
+    /// The sequence number each FIN seen so far occupies, by sender, until
+    /// its ACK is seen.
+    fins: Vec<(SocketAddrV4, u32)>,
     /// Timestamp of the first packet.
     t0: Duration,
     packets: u64,
@@ -583,7 +587,22 @@ impl Wire {
         if self.head.len() < HEAD {
             self.head.push(seg.clone());
         }
-        if seg.fin || !self.tail.is_empty() {
+        let closing = !self.tail.is_empty();
+        let acks_a_fin = seg.ack
+            && self
+                .fins
+                .iter()
+                .any(|&(from, fin_seq)| from == seg.dst && seg.ack_no == fin_seq.wrapping_add(1));
+        if seg.fin || (closing && (acks_a_fin || seg.len > 0 || seg.rst)) {
+            if seg.fin {
+                self.fins
+                    .push((seg.src, seg.seq.wrapping_add(seg.len as u32)));
+            }
+            if acks_a_fin {
+                self.fins.retain(|&(from, fin_seq)| {
+                    !(from == seg.dst && seg.ack_no == fin_seq.wrapping_add(1))
+                });
+            }
             if self.tail.len() < TAIL {
                 self.tail.push(seg);
             } else {
