@@ -153,15 +153,22 @@ fn the_send_buffer_grows_with_the_congestion_window() {
     );
 }
 
+/// An established passive connection whose peer closed its window before
+/// 4 bytes were written: they wait, and the persist timer probes.
+fn stalled_by_zero_window(h: &mut Harness) -> (SocketHandle, u32, u32) {
+    let (_l, c, iss, irs) = h.established_passive();
+    h.send(h.peer(irs + 1, iss + 1).win(0));
+    assert_eq!(h.engine.send(h.now, c, b"data"), Ok(4));
+    (c, iss, irs)
+}
+
 #[test]
 fn zero_window_probes_nobody_answers_end_the_connection() {
     let mut h = Harness::with_config(Config {
         data_retries: 3,
         ..base_config()
     });
-    let (_l, c, iss, irs) = h.established_passive();
-    h.send(h.peer(irs + 1, iss + 1).win(0));
-    assert_eq!(h.engine.send(h.now, c, b"data"), Ok(4));
+    let (c, iss, irs) = stalled_by_zero_window(&mut h);
     h.recv_none();
     for _ in 0..3 {
         let t = h.engine.poll_timeout().unwrap();
@@ -180,9 +187,7 @@ fn answered_zero_window_probes_keep_the_connection() {
         data_retries: 3,
         ..base_config()
     });
-    let (_l, c, iss, irs) = h.established_passive();
-    h.send(h.peer(irs + 1, iss + 1).win(0));
-    assert_eq!(h.engine.send(h.now, c, b"data"), Ok(4));
+    let (c, iss, irs) = stalled_by_zero_window(&mut h);
     for _ in 0..6 {
         let t = h.engine.poll_timeout().unwrap();
         assert_eq!(h.fire_one_at(t), h.ours(iss, irs + 1));
@@ -198,9 +203,7 @@ fn an_orphan_behind_a_zero_window_is_dropped_after_its_probes() {
         orphan_retries: 2,
         ..base_config()
     });
-    let (_l, c, iss, irs) = h.established_passive();
-    h.send(h.peer(irs + 1, iss + 1).win(0));
-    assert_eq!(h.engine.send(h.now, c, b"data"), Ok(4));
+    let (c, iss, irs) = stalled_by_zero_window(&mut h);
     h.engine.close(h.now, c);
     assert_eq!(h.engine.stats().orphans, 1);
     let sockets = h.engine.socket_count();
