@@ -10,3 +10,7 @@ pub(crate) mod rtt;
 pub(crate) mod sack;
 pub(crate) mod syncookie;
 pub(crate) mod timestamps;
+
+mod calls;
+mod input;
+mod output;

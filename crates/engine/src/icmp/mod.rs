@@ -11,8 +11,8 @@ use smoltcp::wire::{
     Icmpv4DstUnreachable, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr,
 };
 
-use crate::Instant;
 use crate::seq::Seq;
+use crate::{Engine, Instant};
 
 /// Most ICMP messages queued for sending; beyond this they are dropped.
 const MAX_QUEUED: usize = 64;
@@ -232,6 +232,30 @@ impl Icmp {
     /// The next ICMP message to send: destination and message bytes.
     pub(crate) fn poll(&mut self) -> Option<(Ipv4Addr, Vec<u8>)> {
         self.out.pop_front()
+    }
+}
+
+impl Engine {
+    pub(crate) fn handle_icmp(&mut self, now: Instant, src: Ipv4Addr, payload: &[u8]) {
+        let suppressed = self.icmp.suppressed;
+        match self.icmp.input(src, payload, &self.checksums) {
+            IcmpInput::Answered => self.stats.icmp_echo_replies += 1,
+            IcmpInput::Malformed => self.stats.rx_malformed += 1,
+            IcmpInput::Ignored => {}
+            IcmpInput::TcpError(e) => {
+                self.stats.icmp_errors_received += 1;
+                if *e.local.ip() != self.iface.addr {
+                    return;
+                }
+                if let Some(&h) = self.conns.get(&(e.local, e.remote)) {
+                    if let Ok(tcb) = self.tcb_mut(h) {
+                        tcb.on_icmp_error(e.seq, e.kind);
+                    }
+                    self.after(now, h);
+                }
+            }
+        }
+        self.stats.icmp_suppressed += self.icmp.suppressed - suppressed;
     }
 }
 
