@@ -19,6 +19,7 @@ pub(crate) fn to_io(e: Error) -> io::Error {
         Error::TimedOut => io::ErrorKind::TimedOut,
         Error::BrokenPipe => io::ErrorKind::BrokenPipe,
         Error::HostUnreachable => io::ErrorKind::HostUnreachable,
+        Error::NetworkUnreachable => io::ErrorKind::NetworkUnreachable,
         Error::NotConnected => io::ErrorKind::NotConnected,
     };
     io::Error::new(kind, e)

@@ -73,6 +73,12 @@ pub struct Config {
     pub max_backlog: usize,
     /// Ephemeral ports for outgoing connections, inclusive. Default 49152–65535 (IANA).
     pub ephemeral_ports: (u16, u16),
+    /// A connect may take over the 4-tuple of one of our connections in
+    /// TIME-WAIT when timestamps make that safe (Linux's `tcp_tw_reuse`; the
+    /// active side of RFC 6191): the old connection used timestamps and its
+    /// peer's last one is at least a second old. Default on (Linux's default
+    /// enables it for loopback only).
+    pub tw_reuse: bool,
     /// IP time-to-live of outgoing packets. Default 64.
     pub ttl: u8,
     /// Offer and accept the timestamps option (RFC 7323 §3, §4, §5): RTT
@@ -161,6 +167,7 @@ impl Default for Config {
             initial_window_segments: 10,
             max_backlog: 4096,
             ephemeral_ports: (49152, 65535),
+            tw_reuse: true,
             ttl: 64,
             timestamps: true,
             challenge_ack_limit: 1000,

@@ -28,6 +28,9 @@ pub enum Error {
     BrokenPipe,
     /// ICMP said the host or network cannot be reached.
     HostUnreachable,
+    /// No route to the network (`ENETUNREACH`): the host has no address to
+    /// send from.
+    NetworkUnreachable,
     /// The socket is not connected.
     NotConnected,
 }
@@ -46,6 +49,7 @@ impl fmt::Display for Error {
             Error::TimedOut => "connection timed out",
             Error::BrokenPipe => "broken pipe",
             Error::HostUnreachable => "host unreachable",
+            Error::NetworkUnreachable => "network unreachable",
             Error::NotConnected => "not connected",
         })
     }

@@ -4,7 +4,7 @@
 //! where `M` is a timer that ticks every 4 microseconds and `F` a keyed hash.
 //! `F` here is SipHash-2-4 keyed with a 128-bit secret chosen per stack.
 
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::Instant;
 use crate::seq::Seq;
@@ -86,7 +86,20 @@ impl Secret {
         siphash24(self.k0, self.k1, &tuple) as u32
     }
 
-    /// A pseudo-random number from the seeded generator (xorshift64*).
+    /// RFC 6056 §3.3.4 (Algorithm 4, "double-hash port selection", as
+    /// Linux's `__inet_hash_connect`): where the search for an ephemeral
+    /// port towards `remote` from `local` starts (F), and which perturbation
+    /// counter it uses (G). Keyed, so a peer cannot predict our ports.
+    pub(crate) fn port_offsets(&self, local: Ipv4Addr, remote: SocketAddrV4) -> (u32, usize) {
+        let words = [
+            (u64::from(local.to_bits()) << 32) | u64::from(remote.ip().to_bits()),
+            u64::from(remote.port()) | 0x7074_0000, // "pt"
+        ];
+        let f = siphash24(self.k0, self.k1, &words);
+        let g = siphash24(self.k1, self.k0, &words);
+        (f as u32, g as usize)
+    }
+
     /// The keyed hash of a SYN cookie (tcp/syncookie.rs): the 4-tuple, the
     /// minute counter and which of the two hashes (`c`).
     pub(crate) fn cookie_hash(
@@ -104,6 +117,7 @@ impl Secret {
         siphash24(self.k0, self.k1, &tuple) as u32
     }
 
+    /// A pseudo-random number from the seeded generator (xorshift64*).
     pub(crate) fn next_u64(&mut self) -> u64 {
         let mut x = self.rng;
         x ^= x >> 12;

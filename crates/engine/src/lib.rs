@@ -63,6 +63,7 @@ use tracing::{debug, trace};
 pub use config::{Config, MemoryLimits, SynCookies};
 pub use conn_opts::Keepalive;
 pub use error::Error;
+pub use ip::{Cidr, LOOPBACK_MTU};
 pub use seq::Seq;
 pub use socket_api::{Readiness, Reuse, SocketOptions};
 pub use tcp::cc::CongestionAlgorithm;
@@ -173,6 +174,13 @@ pub struct Stats {
     pub challenge_acks_suppressed: u64,
     /// Challenge ACKs (RFC 5961) sent.
     pub challenge_acks_sent: u64,
+    /// Datagrams delivered inside the host over the loopback interface (to
+    /// 127.0.0.0/8 or one of the host's addresses); not counted in
+    /// `rx_packets` or `tx_packets`, which count the device's.
+    pub loopback_packets: u64,
+    /// Datagrams with a 127/8 address that would have left on the device,
+    /// dropped (RFC 1122 §3.2.1.3).
+    pub tx_martian: u64,
     /// Bytes of socket buffer memory held now, all connections together.
     pub buffer_bytes: usize,
     /// Times the stack entered memory pressure (see [`MemoryLimits`]).
@@ -187,6 +195,9 @@ pub struct Stats {
     pub orphans_reset: u64,
     /// Connections by state, now (listeners not counted).
     pub states: StateCounts,
+    /// Connections whose 4-tuple a new connection of ours took over from
+    /// TIME-WAIT ([`Config::tw_reuse`]).
+    pub time_wait_reused: u64,
     /// SYN-ACKs sent with a SYN cookie (RFC 4987 §3.6) instead of queueing the SYN.
     pub syncookies_sent: u64,
     /// ACKs that brought back a valid cookie and became a connection.
@@ -312,13 +323,24 @@ const TICK_NANOS: u64 = 1_000_000;
 pub struct Engine {
     config: Config,
     iface: Interface,
+    /// The device interface's addresses (the IP layer, ip/).
+    addrs: ip::Addresses,
     checksums: ChecksumCapabilities,
+    /// Checksums on the loopback interface: none.
+    lo_checksums: ChecksumCapabilities,
+    /// Where loopback datagrams are built (one loopback MTU, allocated on
+    /// first use).
+    lo_buf: Vec<u8>,
     secret: Secret,
     slots: Vec<Slot>,
     free_slots: Vec<u32>,
     conns: HashMap<(SocketAddrV4, SocketAddrV4), SocketHandle>,
-    /// Listeners by port: one, or several that all set `SO_REUSEPORT`.
-    listeners: HashMap<u16, Vec<SocketHandle>>,
+    /// Listeners by port, with their addresses: per address one, or several
+    /// that all set `SO_REUSEPORT`.
+    listeners: HashMap<u16, Vec<(SocketHandle, Ipv4Addr)>>,
+    /// RFC 6056's table of counters for the ephemeral port search
+    /// (tcp/calls.rs), allocated on the first connect.
+    port_perturb: Vec<u32>,
     wheel: Wheel<(SocketHandle, Timer)>,
     tx_queue: VecDeque<SocketHandle>,
     replies: VecDeque<Reply>,
@@ -393,13 +415,17 @@ impl Engine {
             mem_pressure: false,
             orphans: 0,
             config,
+            addrs: ip::Addresses::new(ip::Cidr::new(iface.addr, iface.prefix_len)),
             iface,
             checksums,
+            lo_checksums: ChecksumCapabilities::ignored(),
+            lo_buf: Vec::new(),
             secret,
             slots: Vec::new(),
             free_slots: Vec::new(),
             conns: HashMap::new(),
             listeners: HashMap::new(),
+            port_perturb: Vec::new(),
             wheel: Wheel::new(),
             tx_queue: VecDeque::new(),
             replies: VecDeque::new(),
@@ -530,7 +556,7 @@ impl Engine {
             Some(Socket::Listener(l)) => {
                 let port = l.local.port();
                 if let Some(group) = self.listeners.get_mut(&port) {
-                    group.retain(|&x| x != h);
+                    group.retain(|&(x, _)| x != h);
                     if group.is_empty() {
                         self.listeners.remove(&port);
                     }

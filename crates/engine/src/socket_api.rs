@@ -123,13 +123,14 @@ impl Engine {
     /// `SO_REUSEPORT`; if other sockets bound it or connections use it
     /// (TIME-WAIT included), only when they and this one all set `reuseaddr`,
     /// or all `reuseport` (accepted connections inherit the listener's).
-    pub fn port_free(&self, port: u16, reuse: Reuse) -> bool {
+    pub fn port_free(&self, ip: Ipv4Addr, port: u16, reuse: Reuse) -> bool {
         if let Some(group) = self.listeners.get(&port) {
-            let shared = group.iter().all(|&l| {
-                matches!(
-                    self.slot(l).and_then(|s| s.socket.as_ref()),
-                    Some(Socket::Listener(x)) if x.options.reuseport
-                )
+            let shared = group.iter().all(|&(l, addr)| {
+                !Engine::addrs_overlap(ip, addr)
+                    || matches!(
+                        self.slot(l).and_then(|s| s.socket.as_ref()),
+                        Some(Socket::Listener(x)) if x.options.reuseport
+                    )
             });
             if !(reuse.port && shared) {
                 return false;
@@ -140,6 +141,7 @@ impl Engine {
         }
         !self.conns.iter().any(|(&(local, _), &h)| {
             local.port() == port
+                && Engine::addrs_overlap(ip, *local.ip())
                 && !self
                     .tcb(h)
                     .is_ok_and(|t| (reuse.addr && t.reuseaddr) || (reuse.port && t.reuseport))
@@ -158,8 +160,8 @@ impl Engine {
     pub fn bind(&mut self, local: SocketAddrV4, reuse: Reuse) -> Result<SocketAddrV4, Error> {
         self.check_local(local)?;
         let port = match local.port() {
-            0 => self.ephemeral_port(None)?,
-            p if !self.port_free(p, reuse) => return Err(Error::AddrInUse),
+            0 => self.ephemeral_port()?,
+            p if !self.port_free(*local.ip(), p, reuse) => return Err(Error::AddrInUse),
             p => p,
         };
         let entry = self.bound_ports.0.entry(port).or_insert((0, 0, 0));
@@ -197,12 +199,12 @@ impl Engine {
             return Ok(h);
         }
         self.check_local(local)?;
-        if !self.port_free(local.port(), opts.reuse()) {
+        if !self.port_free(*local.ip(), local.port(), opts.reuse()) {
             return Err(Error::AddrInUse);
         }
         // Free: no listener on the port, or only SO_REUSEPORT ones and this
         // one sets it too.
-        let h = self.add_listener(local.port(), backlog);
+        let h = self.add_listener(local, backlog);
         self.listener_mut(h)?.options = opts;
         Ok(h)
     }
@@ -292,11 +294,6 @@ impl Engine {
             },
         }
     }
-
-    /// The stack's address, for resolving "localhost" to it.
-    pub fn addr(&self) -> Ipv4Addr {
-        self.iface.addr
-    }
 }
 
 fn tcb_readiness(tcb: &Tcb) -> Readiness {
@@ -358,7 +355,7 @@ mod tests {
             addr: false,
             port: true,
         };
-        assert!(h.engine.port_free(LOCAL_PORT, port_only));
+        assert!(h.engine.port_free(*local().ip(), LOCAL_PORT, port_only));
         // 32 peers connect: every handshake completes on one of the two.
         let mut per_listener = [0usize; 2];
         for i in 0..32u16 {
@@ -545,7 +542,7 @@ mod tests {
         let tw = h.engine.conns.get(&(local(), remote())).copied().unwrap();
         assert_eq!(h.engine.state(tw), Ok(State::TimeWait));
 
-        assert!(!h.engine.port_free(LOCAL_PORT, NONE));
+        assert!(!h.engine.port_free(*local().ip(), LOCAL_PORT, NONE));
         assert_eq!(h.engine.bind(local(), NONE), Err(Error::AddrInUse));
         assert_eq!(
             h.engine.listen_with(local(), 8, opts()),
@@ -618,7 +615,7 @@ mod tests {
         assert_eq!(h.engine.bind(local(), NONE), Err(Error::AddrInUse));
         h.engine.unbind(LOCAL_PORT, ADDR);
         h.engine.unbind(LOCAL_PORT, ADDR);
-        assert!(h.engine.port_free(LOCAL_PORT, NONE));
+        assert!(h.engine.port_free(*local().ip(), LOCAL_PORT, NONE));
     }
 
     #[test]

@@ -86,7 +86,8 @@ pub(crate) enum IcmpInput {
 /// The ICMP layer's state: the messages waiting to go out and the rate limiter.
 #[derive(Debug)]
 pub(crate) struct Icmp {
-    out: VecDeque<(Ipv4Addr, Vec<u8>)>,
+    /// Messages to send: source, destination, ICMP message.
+    out: VecDeque<(Ipv4Addr, Ipv4Addr, Vec<u8>)>,
     limiter: RateLimiter,
     /// Errors not sent because of the rate limit or a full queue.
     pub(crate) suppressed: u64,
@@ -104,10 +105,11 @@ impl Icmp {
         }
     }
 
-    /// Handles an inbound ICMP message from `src`.
+    /// Handles an inbound ICMP message from `src` to our address `dst`.
     pub(crate) fn input(
         &mut self,
         src: Ipv4Addr,
+        dst: Ipv4Addr,
         payload: &[u8],
         checksums: &ChecksumCapabilities,
     ) -> IcmpInput {
@@ -140,7 +142,7 @@ impl Icmp {
                 }
                 let mut bytes = vec![0u8; reply.buffer_len()];
                 reply.emit(&mut Icmpv4Packet::new_unchecked(&mut bytes[..]), checksums);
-                self.out.push_back((src, bytes));
+                self.out.push_back((dst, src, bytes));
                 IcmpInput::Answered
             }
             Icmpv4Repr::DstUnreachable {
@@ -226,25 +228,33 @@ impl Icmp {
         };
         let mut bytes = vec![0u8; repr.buffer_len()];
         repr.emit(&mut Icmpv4Packet::new_unchecked(&mut bytes[..]), checksums);
-        self.out.push_back((src, bytes));
+        self.out.push_back((ip.dst_addr(), src, bytes));
     }
 
-    /// The next ICMP message to send: destination and message bytes.
-    pub(crate) fn poll(&mut self) -> Option<(Ipv4Addr, Vec<u8>)> {
+    /// The next ICMP message to send: source, destination and message bytes.
+    pub(crate) fn poll(&mut self) -> Option<(Ipv4Addr, Ipv4Addr, Vec<u8>)> {
         self.out.pop_front()
     }
 }
 
 impl Engine {
-    pub(crate) fn handle_icmp(&mut self, now: Instant, src: Ipv4Addr, payload: &[u8]) {
+    /// An ICMP message from `src` to our address `dst`.
+    pub(crate) fn handle_icmp(
+        &mut self,
+        now: Instant,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        payload: &[u8],
+        checksums: &ChecksumCapabilities,
+    ) {
         let suppressed = self.icmp.suppressed;
-        match self.icmp.input(src, payload, &self.checksums) {
+        match self.icmp.input(src, dst, payload, checksums) {
             IcmpInput::Answered => self.stats.icmp_echo_replies += 1,
             IcmpInput::Malformed => self.stats.rx_malformed += 1,
             IcmpInput::Ignored => {}
             IcmpInput::TcpError(e) => {
                 self.stats.icmp_errors_received += 1;
-                if *e.local.ip() != self.iface.addr {
+                if !self.addrs.is_local(*e.local.ip()) {
                     return;
                 }
                 if let Some(&h) = self.conns.get(&(e.local, e.remote)) {

@@ -9,35 +9,58 @@ use crate::tcp::connection::{Tcb, TcpInfo};
 use crate::tcp::listener::Listener;
 use crate::{Engine, Error, Instant, Seq, Socket, SocketHandle, State};
 
+/// Counters of the ephemeral port search (RFC 6056 §3.3.4's table `G`).
+const PERTURB_TABLE: usize = 4096;
+
 impl Engine {
+    /// `bind(2)`'s address check: the unspecified address, 127.0.0.0/8 or
+    /// one of the host's addresses (else [`Error::AddrNotAvailable`]).
     pub(crate) fn check_local(&self, local: SocketAddrV4) -> Result<(), Error> {
-        if !local.ip().is_unspecified() && *local.ip() != self.iface.addr {
+        if !local.ip().is_unspecified() && !self.addrs.is_local(*local.ip()) {
             return Err(Error::AddrNotAvailable);
         }
         Ok(())
     }
 
+    /// Whether a listener on `ip` would take segments a listener on `other`
+    /// takes: the same address, or either is the wildcard.
+    pub(crate) fn addrs_overlap(ip: Ipv4Addr, other: Ipv4Addr) -> bool {
+        ip == other || ip.is_unspecified() || other.is_unspecified()
+    }
+
+    /// Whether a listener holds `ip:port` (or overlaps it).
+    pub(crate) fn listener_conflict(&self, ip: Ipv4Addr, port: u16) -> bool {
+        self.listeners
+            .get(&port)
+            .is_some_and(|group| group.iter().any(|&(_, l)| Self::addrs_overlap(ip, l)))
+    }
+
     /// Opens a listener on `local` (port 0 picks an ephemeral port) with room for
-    /// `backlog` connections in each of its SYN and accept queues.
+    /// `backlog` connections in each of its SYN and accept queues. A listener
+    /// on `0.0.0.0` takes connections to every address of the host,
+    /// 127.0.0.0/8 included; one on a given address only those to it, and is
+    /// preferred to the wildcard for them.
     ///
-    /// Errors: [`Error::AddrInUse`] if the port has a listener,
-    /// [`Error::AddrNotAvailable`] if the address is not the stack's.
+    /// Errors: [`Error::AddrInUse`] if a listener holds the address and
+    /// port, [`Error::AddrNotAvailable`] if the address is not the host's.
     pub fn listen(&mut self, local: SocketAddrV4, backlog: usize) -> Result<SocketHandle, Error> {
         self.check_local(local)?;
         let port = match local.port() {
-            0 => self.ephemeral_port(None)?,
-            p if self.listeners.contains_key(&p) => return Err(Error::AddrInUse),
+            0 => self.ephemeral_port()?,
+            p if self.listener_conflict(*local.ip(), p) => return Err(Error::AddrInUse),
             p => p,
         };
-        Ok(self.add_listener(port, backlog))
+        Ok(self.add_listener(SocketAddrV4::new(*local.ip(), port), backlog))
     }
 
-    /// Makes a listener on our address and `port` (its checks done).
-    pub(crate) fn add_listener(&mut self, port: u16, backlog: usize) -> SocketHandle {
-        let local = SocketAddrV4::new(self.iface.addr, port);
+    /// Makes a listener on `local` (its checks done).
+    pub(crate) fn add_listener(&mut self, local: SocketAddrV4, backlog: usize) -> SocketHandle {
         let backlog = backlog.clamp(1, self.config.max_backlog.max(1));
         let h = self.alloc_slot(Socket::Listener(Box::new(Listener::new(local, backlog))));
-        self.listeners.entry(port).or_default().push(h);
+        self.listeners
+            .entry(local.port())
+            .or_default()
+            .push((h, *local.ip()));
         h
     }
 
@@ -55,9 +78,9 @@ impl Engine {
         Ok(h)
     }
 
-    /// Finds a free ephemeral port: for a listener (`remote` None), one no listener
-    /// uses; for a connection, one that makes a 4-tuple not in use.
-    pub(crate) fn ephemeral_port(&mut self, remote: Option<SocketAddrV4>) -> Result<u16, Error> {
+    /// Finds an ephemeral port for a listener or a bound socket: one no
+    /// listener, bound socket or connection uses.
+    pub(crate) fn ephemeral_port(&mut self) -> Result<u16, Error> {
         let (lo, hi) = self.config.ephemeral_ports;
         let span = u32::from(hi.saturating_sub(lo)) + 1;
         for _ in 0..span {
@@ -74,13 +97,57 @@ impl Engine {
             {
                 continue;
             }
-            let local = SocketAddrV4::new(self.iface.addr, port);
-            match remote {
-                Some(r) if self.conns.contains_key(&(local, r)) => continue,
-                _ => return Ok(port),
-            }
+            return Ok(port);
         }
         Err(Error::AddrNotAvailable)
+    }
+
+    /// The ephemeral port of a connection from `local` to `remote` (RFC 6056
+    /// §3.3.4, Algorithm 4, as Linux's `__inet_hash_connect`): the search
+    /// starts at a keyed hash of the addresses and the remote port, moved on
+    /// by a counter the hash also picks, so the ports towards one busy
+    /// destination do not use up those for the others, and a peer cannot
+    /// predict them. A port is taken if its 4-tuple is free, or held by a
+    /// TIME-WAIT connection that timestamps make safe to reuse
+    /// ([`Config::tw_reuse`](crate::Config::tw_reuse), RFC 6191).
+    fn connect_port(
+        &mut self,
+        now: Instant,
+        local: Ipv4Addr,
+        remote: SocketAddrV4,
+    ) -> Result<u16, Error> {
+        let (lo, hi) = self.config.ephemeral_ports;
+        let span = u32::from(hi.saturating_sub(lo)) + 1;
+        let (f, g) = self.secret.port_offsets(local, remote);
+        if self.port_perturb.is_empty() {
+            self.port_perturb = vec![0; PERTURB_TABLE];
+        }
+        let index = g % PERTURB_TABLE;
+        let start = f.wrapping_add(self.port_perturb[index]);
+        for i in 0..span {
+            let port = lo.wrapping_add((start.wrapping_add(i) % span) as u16);
+            if self.listeners.contains_key(&port) || self.bound_ports.contains(port) {
+                continue;
+            }
+            let tuple = (SocketAddrV4::new(local, port), remote);
+            match self.conns.get(&tuple) {
+                None => {}
+                Some(&h) if self.tw_reuse_ok(now, h) => {
+                    self.free_slot(h);
+                    self.stats.time_wait_reused += 1;
+                }
+                Some(_) => continue,
+            }
+            self.port_perturb[index] = self.port_perturb[index].wrapping_add(i + 1);
+            return Ok(port);
+        }
+        Err(Error::AddrNotAvailable)
+    }
+
+    /// Whether connection `h`, in TIME-WAIT, may give its 4-tuple to a new
+    /// connection of ours.
+    fn tw_reuse_ok(&self, now: Instant, h: SocketHandle) -> bool {
+        self.config.tw_reuse && self.tcb(h).is_ok_and(|t| t.tw_reusable(now))
     }
 
     /// Starts an active open to `remote` from an ephemeral port (RFC 9293 §3.10.1).
@@ -101,31 +168,41 @@ impl Engine {
     ) -> Result<SocketHandle, Error> {
         self.check_local(local)?;
         // RFC 1122 §4.2.3.10 / RFC 9293 §3.9.1.1: no OPEN to a broadcast or
-        // multicast address (the limited broadcast, our subnet's, or class D).
-        let mask = u32::MAX
-            .checked_shl(32 - u32::from(self.iface.prefix_len.min(32)))
-            .unwrap_or(0);
-        let subnet_broadcast = self.iface.prefix_len < 31
-            && remote.ip().to_bits() & mask == self.iface.addr.to_bits() & mask
-            && remote.ip().to_bits() | mask == u32::MAX;
+        // multicast address (the limited broadcast, our subnets', or class D).
+        let dst = *remote.ip();
         if remote.port() == 0
-            || remote.ip().is_unspecified()
-            || remote.ip().is_broadcast()
-            || remote.ip().is_multicast()
-            || subnet_broadcast
+            || dst.is_unspecified()
+            || dst.is_multicast()
+            || self.addrs.is_broadcast(dst)
         {
             return Err(Error::InvalidInput);
         }
+        // The source address by route (RFC 1122 §3.3.4.3).
+        let src = match *local.ip() {
+            ip if ip.is_unspecified() => self
+                .addrs
+                .source_for(dst)
+                .ok_or(Error::NetworkUnreachable)?,
+            ip => ip,
+        };
+        // A loopback source reaches only the host itself (Linux: EINVAL).
+        if src.is_loopback() && !self.addrs.is_local(dst) {
+            return Err(Error::InvalidInput);
+        }
         let port = match local.port() {
-            0 => self.ephemeral_port(Some(remote))?,
+            0 => self.connect_port(now, src, remote)?,
             p => p,
         };
-        let local = SocketAddrV4::new(self.iface.addr, port);
-        if self.conns.contains_key(&(local, remote)) {
-            return Err(Error::AddrInUse);
+        let local = SocketAddrV4::new(src, port);
+        if let Some(&old) = self.conns.get(&(local, remote)) {
+            if !self.tw_reuse_ok(now, old) {
+                return Err(Error::AddrInUse);
+            }
+            self.free_slot(old);
+            self.stats.time_wait_reused += 1;
         }
         let iss = self.secret.isn(now, local, remote);
-        let mut tcb = Tcb::connect(&self.config, local, remote, iss, self.iface.mtu);
+        let mut tcb = Tcb::connect(&self.config, local, remote, iss, self.route_mtu(dst));
         tcb.start(now, &self.config, self.secret.ts_offset(local, remote));
         let h = self.alloc_slot(Socket::Conn(Box::new(tcb)));
         self.conns.insert((local, remote), h);

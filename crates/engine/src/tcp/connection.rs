@@ -652,6 +652,19 @@ impl Tcb {
         }
     }
 
+    /// Whether a new connection from our side may take this TIME-WAIT
+    /// connection's 4-tuple (Linux's `tcp_tw_reuse`, the active side of RFC
+    /// 6191): only with timestamps, whose per-tuple clock makes every
+    /// segment of the new connection newer than the old one's (PAWS, RFC 7323
+    /// §5), and only when the peer's last timestamp is a second old, so a
+    /// peer still in LAST-ACK has had time to retransmit its FIN.
+    pub(crate) fn tw_reusable(&self, now: Instant) -> bool {
+        self.state == State::TimeWait
+            && self.ts.on
+            && now.saturating_duration_since(self.ts.recent_age())
+                >= std::time::Duration::from_secs(1)
+    }
+
     /// Marks everything written so far as urgent (RFC 9293 §3.8.5): SND.UP.
     pub(crate) fn mark_urgent(&mut self) {
         self.snd_up = Some(self.data_end());

@@ -2,8 +2,10 @@
 //! connection or listener, the listener's SYN handling and SYN cookies, and
 //! the RST answer to a segment for no socket.
 
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::wire::{IpAddress, Ipv4Repr, TcpControl, TcpPacket, TcpRepr};
 use tracing::trace;
 
 use crate::tcp::connection::{Ctl, Outbound, Segment, Tcb};
@@ -15,6 +17,56 @@ use crate::{
 };
 
 impl Engine {
+    /// A TCP segment in an IPv4 datagram for us (RFC 9293 §3.10.7): checked,
+    /// parsed and handed to its connection or listener.
+    pub(crate) fn tcp_input(
+        &mut self,
+        now: Instant,
+        ip_repr: &Ipv4Repr,
+        payload: &[u8],
+        checksums: &ChecksumCapabilities,
+    ) {
+        let src = IpAddress::Ipv4(ip_repr.src_addr);
+        let dst = IpAddress::Ipv4(ip_repr.dst_addr);
+        let Ok(tcp) = TcpPacket::new_checked(payload) else {
+            self.stats.rx_malformed += 1;
+            return;
+        };
+        if checksums.tcp.rx() && !tcp.verify_checksum(&src, &dst) {
+            self.stats.rx_bad_checksum += 1;
+            return;
+        }
+        let Ok(repr) = TcpRepr::parse(&tcp, &src, &dst, &ChecksumCapabilities::ignored()) else {
+            self.stats.rx_malformed += 1;
+            return;
+        };
+        let seg = Segment {
+            seq: repr.seq_number.into(),
+            ack: repr.ack_number.map(Seq::from),
+            ctl: match repr.control {
+                TcpControl::Syn => Ctl::Syn,
+                TcpControl::Fin => Ctl::Fin,
+                TcpControl::Rst => Ctl::Rst,
+                TcpControl::None | TcpControl::Psh => Ctl::None,
+            },
+            window: repr.window_len,
+            mss: repr.max_seg_size,
+            window_scale: repr.window_scale,
+            payload: repr.payload,
+            timestamp: repr.timestamp.map(|t| (t.tsval, t.tsecr)),
+            sack_permitted: repr.sack_permitted,
+            sack_blocks: repr
+                .sack_ranges
+                .map(|r| r.map(|(left, right)| (Seq(left), Seq(right)))),
+            urgent: tcp.urg().then(|| tcp.urgent_at()),
+        };
+        let local = SocketAddrV4::new(ip_repr.dst_addr, repr.dst_port);
+        let remote = SocketAddrV4::new(ip_repr.src_addr, repr.src_port);
+        self.handle_segment(now, local, remote, &seg);
+    }
+
+    /// A segment to `local` from `remote`: to its connection, else to a
+    /// listener, else answered with a RST.
     pub(crate) fn handle_segment(
         &mut self,
         now: Instant,
@@ -23,7 +75,10 @@ impl Engine {
         seg: &Segment<'_>,
     ) {
         if let Some(&h) = self.conns.get(&(local, remote)) {
-            let has_listener = self.listeners.contains_key(&local.port());
+            // Only a SYN at a TIME-WAIT connection needs to know of a
+            // listener: the lookup is not paid for every segment.
+            let is_syn = seg.ctl == Ctl::Syn && seg.ack.is_none();
+            let has_listener = is_syn && self.find_listener(local, remote).is_some();
             let coalesce_acks = self.config.coalesce_acks;
             let owed_room = self.owed_acks.len() < MAX_OWED_ACKS;
             let tcb = self
@@ -31,11 +86,7 @@ impl Engine {
                 .expect("connection table names a live connection");
             // RFC 9293 §3.10.7.4 / RFC 6191: a new SYN may reuse a TIME-WAIT pair when
             // its timestamp (or else its sequence number) is beyond the old connection's.
-            let reuse = tcb.state == State::TimeWait
-                && seg.ctl == Ctl::Syn
-                && seg.ack.is_none()
-                && tcb.syn_may_reuse(seg)
-                && has_listener;
+            let reuse = tcb.state == State::TimeWait && has_listener && tcb.syn_may_reuse(seg);
             // A connection that ended (reset, timed out) while the application
             // still holds its handle is no connection to the peer: its segments
             // go to the listener or get a RST (RFC 9293 §3.10.7.1), so a peer
@@ -60,9 +111,9 @@ impl Engine {
                 } else if owed && let Some(out) = tcb.take_owed_ack(now) {
                     trace!(seq = %out.seq, ack = ?out.ack, "owed ACK out");
                     let mut buf = self.spare_acks.pop().unwrap_or_default();
-                    buf.resize(OWED_ACK_BUF.min(self.iface.mtu), 0);
+                    buf.resize(OWED_ACK_BUF.min(self.route_mtu(*remote.ip())), 0);
                     let tcb = self.tcb(h).expect("live connection");
-                    let len = Self::emit_for(&self.checksums, tcb, &out, &mut buf);
+                    let len = Self::emit_for(self.caps_to(*remote.ip()), tcb, &out, &mut buf);
                     buf.truncate(len);
                     self.owed_acks.push_back(buf);
                 }
@@ -77,19 +128,41 @@ impl Engine {
                 self.free_slot(h);
             }
         }
-        if let Some(group) = self.listeners.get(&local.port()) {
-            // SO_REUSEPORT: the listeners of a port share its connections by
-            // a hash of the peer's address, so one peer's segments always meet
-            // the same listener (as Linux's `reuseport_select_sock`).
-            let lh = match group.len() {
-                1 => group[0],
-                n => group[reuseport_pick(remote, n)],
-            };
+        if let Some(lh) = self.find_listener(local, remote) {
             self.listen_segment(now, lh, local, remote, seg);
             return;
         }
         self.stats.rx_no_socket += 1;
         self.reply_rst(local, remote, seg);
+    }
+
+    /// The listener a segment to `local` from `remote` meets: one bound to
+    /// `local`'s address before one on the wildcard address (as Linux scores
+    /// them). SO_REUSEPORT: the listeners of an address share its
+    /// connections by a hash of the peer's address, so one peer's segments
+    /// always meet the same listener (as Linux's `reuseport_select_sock`).
+    fn find_listener(&self, local: SocketAddrV4, remote: SocketAddrV4) -> Option<SocketHandle> {
+        let group = self.listeners.get(&local.port())?;
+        if let [(h, ip)] = group[..] {
+            // The common case: one listener on the port.
+            return (ip == *local.ip() || ip.is_unspecified()).then_some(h);
+        }
+        let exact = group.iter().filter(|&&(_, ip)| ip == *local.ip()).count();
+        let (n, want) = if exact > 0 {
+            (exact, *local.ip())
+        } else {
+            let wild = group.iter().filter(|(_, ip)| ip.is_unspecified()).count();
+            (wild, Ipv4Addr::UNSPECIFIED)
+        };
+        if n == 0 {
+            return None;
+        }
+        let pick = reuseport_pick(remote, n);
+        group
+            .iter()
+            .filter(|&&(_, ip)| ip == want)
+            .nth(pick)
+            .map(|&(h, _)| h)
     }
 
     /// RFC 9293 §3.10.7.2: a segment for a listener.
@@ -141,7 +214,7 @@ impl Engine {
         listener.syn_queue += 1;
         let iss = self.secret.isn(now, local, remote);
         let (cfg, opts) = self.accept_config(lh);
-        let tcb = Tcb::accept_syn(&cfg, local, remote, iss, self.iface.mtu, seg);
+        let tcb = Tcb::accept_syn(&cfg, local, remote, iss, self.route_mtu(*remote.ip()), seg);
         let h = self.add_child(now, lh, &cfg, &opts, tcb);
         if let Some(slot) = self.slot_mut(h) {
             slot.young = true;
@@ -169,6 +242,7 @@ impl Engine {
             return;
         }
         let (cfg, _) = self.accept_config(lh);
+        let mtu = self.route_mtu(*remote.ip());
         let mss_idx = syncookie::mss_index(seg.mss.unwrap_or(536));
         let iss = syncookie::make(&self.secret, now, local, remote, seg.seq, mss_idx);
         let peer_ts = seg.timestamp.filter(|_| cfg.timestamps);
@@ -189,8 +263,8 @@ impl Engine {
             seq: iss,
             ack: Some(seg.seq + 1u32),
             ctl: Ctl::Syn,
-            window: syn_window(&cfg, self.iface.mtu),
-            mss: Some(offered_mss(&cfg, self.iface.mtu)),
+            window: syn_window(&cfg, mtu),
+            mss: Some(offered_mss(&cfg, mtu)),
             window_scale: opts.wscale.map(|_| window_scale_for(&cfg)),
             payload_offset: 0,
             payload_len: 0,
@@ -264,7 +338,14 @@ impl Engine {
             sack_blocks: [None; 3],
             urgent: None,
         };
-        let tcb = Tcb::from_cookie(&cfg, local, remote, cookie, self.iface.mtu, &syn);
+        let tcb = Tcb::from_cookie(
+            &cfg,
+            local,
+            remote,
+            cookie,
+            self.route_mtu(*remote.ip()),
+            &syn,
+        );
         let h = self.add_child(now, lh, &cfg, &opts, tcb);
         if let Ok(tcb) = self.tcb_mut(h) {
             let span = tcb.span().clone();

@@ -12,25 +12,6 @@ use crate::Engine;
 use crate::tcp::connection::{Ctl, Outbound, Tcb};
 
 impl Engine {
-    pub(crate) fn emit(
-        &self,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
-        out: &Outbound,
-        tcb: Option<&Tcb>,
-        buf: &mut [u8],
-    ) -> usize {
-        Self::emit_with(
-            &self.checksums,
-            self.config.ttl,
-            local,
-            remote,
-            out,
-            tcb,
-            buf,
-        )
-    }
-
     /// Builds segment `out` of connection `tcb` in `buf` (see [`emit_with`](Engine::emit_with)).
     pub(crate) fn emit_for(
         checksums: &ChecksumCapabilities,
@@ -51,7 +32,7 @@ impl Engine {
 
     /// Builds the IPv4 datagram of `out` in `buf`: payload first, straight from the
     /// send buffer, then the headers, whose checksum covers it.
-    fn emit_with(
+    pub(crate) fn emit_with(
         checksums: &ChecksumCapabilities,
         ttl: u8,
         local: SocketAddrV4,

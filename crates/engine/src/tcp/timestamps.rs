@@ -33,6 +33,11 @@ pub(crate) struct Timestamps {
 }
 
 impl Timestamps {
+    /// When TS.Recent was last set.
+    pub(crate) fn recent_age(&self) -> Instant {
+        self.recent_age
+    }
+
     pub(crate) fn new(enabled: bool, offset: u32) -> Timestamps {
         Timestamps {
             on: enabled,

@@ -40,6 +40,7 @@ mod close;
 mod conformance;
 mod data;
 mod handshake;
+mod host;
 mod icmp;
 mod listener;
 mod lossy;
