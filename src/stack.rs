@@ -11,14 +11,16 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use synack_device::{Device, Packet};
-use synack_engine::{Config, Engine, Instant, Interface, SocketHandle, Stats};
+use synack_engine::{Cidr, Config, Engine, Instant, Interface, SocketHandle, Stats};
+
+use crate::error::{ipv6_unsupported, to_io};
 use tracing::{debug, warn};
 
 /// Most packets taken from the device per call.
@@ -275,6 +277,8 @@ pub struct StackBuilder {
     device: Box<dyn Device>,
     addr: Ipv4Addr,
     prefix_len: u8,
+    /// Addresses beyond the first.
+    more: Vec<(IpAddr, u8)>,
     config: Config,
     secret: Option<[u64; 2]>,
     hosts: HashMap<String, Ipv4Addr>,
@@ -294,9 +298,20 @@ impl StackBuilder {
         self
     }
 
+    /// One more address of the stack's device interface, with its prefix
+    /// (any number may be added; the one given to [`Stack::builder`] is the
+    /// first, the default source). Connections leave from the address whose
+    /// subnet holds the destination; a listener on `0.0.0.0` hears them all.
+    /// IPv6 addresses are not supported yet: [`try_build`](Self::try_build)
+    /// fails with `Unsupported`.
+    pub fn address(mut self, addr: impl Into<IpAddr>, prefix_len: u8) -> Self {
+        self.more.push((addr.into(), prefix_len));
+        self
+    }
+
     /// Adds `name` → `addr` to the stack's host table, which resolves names
     /// given to [`net`](crate::net) functions (there is no DNS client).
-    /// `"localhost"` always resolves to the stack's own address.
+    /// `"localhost"` resolves to 127.0.0.1, as in `/etc/hosts`.
     pub fn host(mut self, name: &str, addr: Ipv4Addr) -> Self {
         self.hosts.insert(name.to_ascii_lowercase(), addr);
         self
@@ -333,7 +348,7 @@ impl StackBuilder {
             checksum_tx_offload: caps.checksum.tx,
         };
         let secret = self.secret.unwrap_or_else(random_secret);
-        let engine = Engine::try_new(self.config, iface, secret).map_err(|_| {
+        let mut engine = Engine::try_new(self.config, iface, secret).map_err(|_| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
@@ -343,6 +358,14 @@ impl StackBuilder {
                 ),
             )
         })?;
+        for (addr, prefix_len) in self.more {
+            let IpAddr::V4(ip) = addr else {
+                return Err(ipv6_unsupported());
+            };
+            engine.add_address(Cidr::new(ip, prefix_len)).map_err(|e| {
+                io::Error::new(to_io(e).kind(), format!("address {addr}/{prefix_len}: {e}"))
+            })?;
+        }
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 engine,
@@ -408,15 +431,63 @@ impl Stack {
             device: Box::new(device),
             addr,
             prefix_len,
+            more: Vec::new(),
             config: Config::default(),
             secret: None,
             hosts: HashMap::new(),
         }
     }
 
-    /// The stack's IPv4 address.
+    /// The stack's first IPv4 address (its default source address), or
+    /// `0.0.0.0` if every address was removed.
     pub fn addr(&self) -> Ipv4Addr {
-        self.shared().lock().engine.interface().addr
+        self.shared().lock().engine.addr()
+    }
+
+    /// Every address of the stack's device interface with its prefix length,
+    /// first one first. The loopback interface (127.0.0.0/8) is always
+    /// there and not listed.
+    pub fn addresses(&self) -> Vec<(IpAddr, u8)> {
+        let st = self.shared().lock();
+        st.engine
+            .addresses()
+            .iter()
+            .map(|c| (IpAddr::V4(c.addr), c.prefix_len))
+            .collect()
+    }
+
+    /// Adds an address to the device interface at run time (`ip addr add`).
+    ///
+    /// Errors: `AddrInUse` if the stack has it; `InvalidInput` for an
+    /// address no host may have (loopback, multicast, broadcast,
+    /// unspecified) or a prefix over 32; `Unsupported` for IPv6.
+    pub fn add_address(&self, addr: impl Into<IpAddr>, prefix_len: u8) -> io::Result<()> {
+        let IpAddr::V4(ip) = addr.into() else {
+            return Err(ipv6_unsupported());
+        };
+        let mut st = self.shared().lock();
+        st.engine
+            .add_address(Cidr::new(ip, prefix_len))
+            .map_err(to_io)
+    }
+
+    /// Removes an address from the device interface (`ip addr del`): its
+    /// connections are reset (the peer gets a RST, the application
+    /// `ConnectionAborted`), as Linux does. `AddrNotAvailable` if the stack
+    /// does not have it.
+    pub fn remove_address(&self, addr: impl Into<IpAddr>) -> io::Result<()> {
+        let IpAddr::V4(ip) = addr.into() else {
+            return Err(io::ErrorKind::AddrNotAvailable.into());
+        };
+        let shared = self.shared();
+        let wake = {
+            let mut st = shared.lock();
+            let now = shared.now();
+            st.engine.remove_address(now, ip).map_err(to_io)?;
+            st.after_call(now)
+        };
+        wake.run();
+        Ok(())
     }
 
     /// The engine configuration the stack was built with.
@@ -442,20 +513,24 @@ impl Stack {
         hosts.insert(name.to_ascii_lowercase(), addr);
     }
 
-    /// Looks `name` up: `"localhost"` is the stack's own address, anything else
-    /// comes from the host table.
+    /// Looks `name` up: `"localhost"` (and `*.localhost`, RFC 6761 §6.3) is
+    /// 127.0.0.1 unless the host table says otherwise; anything else comes
+    /// from the host table.
     pub(crate) fn resolve_host(&self, name: &str) -> Option<Ipv4Addr> {
         let name = name.to_ascii_lowercase();
         let name = name.strip_suffix('.').unwrap_or(&name);
-        if name == "localhost" {
-            return Some(self.addr());
-        }
         let hosts = self
             .shared()
             .hosts
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        hosts.get(name).copied()
+        if let Some(&ip) = hosts.get(name) {
+            return Some(ip);
+        }
+        if name == "localhost" || name.ends_with(".localhost") {
+            return Some(Ipv4Addr::LOCALHOST);
+        }
+        None
     }
 
     /// Makes this the current stack of the thread until the guard drops, as

@@ -549,6 +549,7 @@ macro_rules! battery {
 
 battery!(tokio_net, tokio::net, Env::kernel());
 battery!(synack_net, synack::net, Env::synack());
+battery!(synack_loopback, synack::net, Env::synack_loopback());
 
 /// Only on synack: no address the kernel test may use is silent, so the SYN
 /// retries cannot be run out there.

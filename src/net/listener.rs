@@ -35,8 +35,6 @@ const DEFAULT_BACKLOG: usize = 1024;
 pub struct TcpListener {
     handle: Arc<HandleRef>,
     socket: SocketHandle,
-    /// Bound to `0.0.0.0`: `local_addr` says so, as the kernel's does.
-    any: bool,
 }
 
 impl TcpListener {
@@ -107,7 +105,6 @@ impl TcpListener {
         Ok(TcpListener {
             handle: stack.handle.clone(),
             socket,
-            any: addr.ip().is_unspecified(),
         })
     }
 
@@ -159,10 +156,7 @@ impl TcpListener {
     /// it was bound to the unspecified address, as on the kernel.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         let st = self.handle.shared.lock();
-        let mut addr = st.engine.local_addr(self.socket).map_err(to_io)?;
-        if self.any {
-            addr.set_ip(std::net::Ipv4Addr::UNSPECIFIED);
-        }
+        let addr = st.engine.local_addr(self.socket).map_err(to_io)?;
         Ok(SocketAddr::V4(addr))
     }
 }

@@ -1,5 +1,6 @@
-//! Runs one test body on two networks: tokio::net over the kernel's loopback,
-//! and synack::net over a MemoryLink between two stacks.
+//! Runs one test body on several networks: tokio::net over the kernel's
+//! loopback, synack::net over a MemoryLink between two stacks, and synack::net
+//! within one stack over its own loopback.
 
 #![allow(dead_code)]
 
@@ -56,6 +57,19 @@ impl Env {
             name: "server",
             server: Some(server),
             client: Some(client),
+        }
+    }
+
+    /// One synack stack talking to itself over 127.0.0.1, as a tokio test on
+    /// the kernel's loopback does: server and client enter the same stack.
+    pub fn synack_loopback() -> Env {
+        let (a, _b) = MemoryLink::pair(MemoryLinkConfig::default());
+        let stack = Stack::new(a, SERVER, 24);
+        Env {
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            name: "localhost",
+            server: Some(stack.clone()),
+            client: Some(stack),
         }
     }
 
