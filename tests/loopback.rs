@@ -100,7 +100,7 @@ async fn echo(stack: &Stack, bind: &str, target: &str) -> io::Result<(SocketAddr
         let (wrote, back) = tokio::join!(write, read);
         wrote?;
         assert!(back? == data, "echo came back different");
-        io::Result::Ok(c.local_addr()?)
+        c.local_addr()
     };
     let (server, client) = tokio::join!(server, client);
     let (local, peer) = server?;
