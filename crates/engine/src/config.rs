@@ -79,6 +79,13 @@ pub struct Config {
     /// peer's last one is at least a second old. Default on (Linux's default
     /// enables it for loopback only).
     pub tw_reuse: bool,
+    /// How long the fragments of a datagram wait for the rest (RFC 1122
+    /// §3.3.2: a fixed value, 60 s to 120 s recommended). Default 60 s.
+    pub reassembly_timeout: Duration,
+    /// Memory all partial datagrams together may hold, bytes; beyond it the
+    /// oldest are dropped (and counted). Default 4 MiB, as Linux's
+    /// `ipfrag_high_thresh`.
+    pub reassembly_memory: usize,
     /// IP time-to-live of outgoing packets. Default 64.
     pub ttl: u8,
     /// Offer and accept the timestamps option (RFC 7323 §3, §4, §5): RTT
@@ -168,6 +175,8 @@ impl Default for Config {
             max_backlog: 4096,
             ephemeral_ports: (49152, 65535),
             tw_reuse: true,
+            reassembly_timeout: Duration::from_secs(60),
+            reassembly_memory: 4 << 20,
             ttl: 64,
             timestamps: true,
             challenge_ack_limit: 1000,

@@ -137,7 +137,7 @@ pub struct Stats {
     pub rx_packets: u64,
     /// Packets produced by [`Engine::poll_transmit`].
     pub tx_packets: u64,
-    /// Packets dropped because they did not parse (truncated, bad header, fragments).
+    /// Packets dropped because they did not parse (truncated, bad header).
     pub rx_malformed: u64,
     /// Datagrams of another IP version (IPv6 is not spoken yet; a TUN carries
     /// the kernel's router solicitations and the like), dropped.
@@ -195,6 +195,22 @@ pub struct Stats {
     pub orphans_reset: u64,
     /// Connections by state, now (listeners not counted).
     pub states: StateCounts,
+    /// IPv4 fragments received for us (RFC 791).
+    pub frag_received: u64,
+    /// Datagrams reassembled from fragments (RFC 1122 §3.3.2).
+    pub frag_reassembled: u64,
+    /// Partial datagrams dropped when their reassembly time ran out.
+    pub frag_timeouts: u64,
+    /// Fragments or partial datagrams dropped: overlapping (the RFC 5722
+    /// rule, as Linux for IPv4), malformed, too large, or pushed out by the
+    /// memory bound ([`Config::reassembly_memory`]).
+    pub frag_dropped: u64,
+    /// Bytes held now by partial datagrams.
+    pub frag_memory: usize,
+    /// Partial datagrams held now.
+    pub frag_pending: usize,
+    /// Datagrams larger than the device's MTU sent in fragments (RFC 791 §3.2).
+    pub frag_created: u64,
     /// Connections whose 4-tuple a new connection of ours took over from
     /// TIME-WAIT ([`Config::tw_reuse`]).
     pub time_wait_reused: u64,
@@ -328,6 +344,12 @@ pub struct Engine {
     checksums: ChecksumCapabilities,
     /// Checksums on the loopback interface: none.
     lo_checksums: ChecksumCapabilities,
+    /// Partial datagrams waiting for their other fragments (ip/frag.rs).
+    reassembly: ip::frag::Reassembler,
+    /// A datagram larger than the device's MTU going out in fragments.
+    frag_out: Option<ip::frag::Fragmenter>,
+    /// The last IP Identification given to a datagram that may be fragmented.
+    ip_id: u16,
     /// Where loopback datagrams are built (one loopback MTU, allocated on
     /// first use).
     lo_buf: Vec<u8>,
@@ -406,6 +428,9 @@ impl Engine {
         let (lo, hi) = config.ephemeral_ports;
         let span = u64::from(hi.saturating_sub(lo)) + 1;
         let next_port = lo.wrapping_add((secret.next_u64() % span) as u16);
+        let ip_id = secret.next_u64() as u16;
+        let reassembly =
+            ip::frag::Reassembler::new(config.reassembly_timeout, config.reassembly_memory);
         let mem_limits = config
             .memory
             .unwrap_or_else(|| MemoryLimits::for_buffers(config.send_buffer, config.recv_buffer));
@@ -420,6 +445,9 @@ impl Engine {
             checksums,
             lo_checksums: ChecksumCapabilities::ignored(),
             lo_buf: Vec::new(),
+            reassembly,
+            frag_out: None,
+            ip_id,
             secret,
             slots: Vec::new(),
             free_slots: Vec::new(),
@@ -456,6 +484,13 @@ impl Engine {
     pub fn stats(&self) -> Stats {
         let mut stats = self.stats;
         stats.buffer_bytes = self.mem_used;
+        let frag = self.reassembly.stats();
+        stats.frag_received = frag.fragments_received;
+        stats.frag_reassembled = frag.reassembled;
+        stats.frag_timeouts = frag.timed_out;
+        stats.frag_dropped = frag.overlaps + frag.evicted + frag.malformed + frag.too_big;
+        stats.frag_memory = self.reassembly.memory();
+        stats.frag_pending = self.reassembly.len();
         stats.orphans = self.orphans;
         for slot in &self.slots {
             if let Some(Socket::Conn(tcb)) = &slot.socket {
@@ -763,13 +798,25 @@ impl Engine {
 
     /// The earliest timer deadline, if any timer is pending.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.wheel
+        let wheel = self
+            .wheel
             .next_deadline()
-            .map(|tick| Instant::from_nanos(tick.saturating_mul(TICK_NANOS)))
+            .map(|tick| Instant::from_nanos(tick.saturating_mul(TICK_NANOS)));
+        match (wheel, self.reassembly.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.reassembly.poll_timeout().is_some_and(|t| t <= now) {
+            for quote in self.reassembly.expire(now) {
+                let before = self.icmp.suppressed;
+                self.icmp.reassembly_timeout(now, &quote);
+                self.stats.icmp_suppressed += self.icmp.suppressed - before;
+            }
+        }
         let tick = now.as_nanos() / TICK_NANOS;
         while let Some((key, (h, timer))) = self.wheel.poll(tick) {
             let Some(slot) = self.slot_mut(h) else {

@@ -231,6 +231,31 @@ impl Icmp {
         self.out.push_back((ip.dst_addr(), src, bytes));
     }
 
+    /// Queues a time exceeded, code 1 ("fragment reassembly time exceeded",
+    /// RFC 792), to the sender of a datagram whose fragments did not all
+    /// arrive in time (RFC 1122 §3.3.2). `quote` is the first fragment's
+    /// header and first 8 bytes of payload, quoted as received.
+    pub(crate) fn reassembly_timeout(&mut self, now: Instant, quote: &[u8]) {
+        let ip = Ipv4Packet::new_unchecked(quote);
+        if quote.len() < 20 {
+            return;
+        }
+        let src = ip.src_addr();
+        if src.is_broadcast() || src.is_multicast() || src.is_unspecified() {
+            return;
+        }
+        if self.out.len() >= MAX_QUEUED || !self.limiter.allow(now) {
+            self.suppressed += 1;
+            return;
+        }
+        let mut bytes = vec![0u8; 8 + quote.len()];
+        bytes[0] = 11; // Time Exceeded
+        bytes[1] = 1; // fragment reassembly time exceeded
+        bytes[8..].copy_from_slice(quote);
+        Icmpv4Packet::new_unchecked(&mut bytes[..]).fill_checksum();
+        self.out.push_back((ip.dst_addr(), src, bytes));
+    }
+
     /// The next ICMP message to send: source, destination and message bytes.
     pub(crate) fn poll(&mut self) -> Option<(Ipv4Addr, Ipv4Addr, Vec<u8>)> {
         self.out.pop_front()

@@ -10,6 +10,8 @@
 //! else to the device, from the address whose prefix holds the destination
 //! (longest first) or else the first address.
 
+pub(crate) mod frag;
+
 use std::net::Ipv4Addr;
 
 use smoltcp::phy::ChecksumCapabilities;
@@ -257,11 +259,7 @@ impl Engine {
             self.stats.rx_bad_checksum += 1;
             return;
         }
-        let Ok(ip_repr) = Ipv4Repr::parse(&ip, &ChecksumCapabilities::ignored()) else {
-            self.stats.rx_malformed += 1;
-            return;
-        };
-        let (src, dst) = (ip_repr.src_addr, ip_repr.dst_addr);
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
         if via == Route::Device {
             // RFC 1122 §3.2.1.3: 127/8 never appears on a wire; a datagram
             // whose source is not one host (broadcast, multicast, unspecified,
@@ -282,6 +280,19 @@ impl Engine {
             self.stats.rx_not_for_us += 1;
             return;
         }
+        // RFC 1122 §3.3.2: a host MUST reassemble. The whole datagram comes
+        // back through here, no longer a fragment.
+        if ip.more_frags() || ip.frag_offset() != 0 {
+            let datagram = &packet[..usize::from(ip.total_len())];
+            if let frag::Push::Reassembled(whole) = self.reassembly.push(now, datagram) {
+                self.input(now, &whole, via);
+            }
+            return;
+        }
+        let Ok(ip_repr) = Ipv4Repr::parse(&ip, &ChecksumCapabilities::ignored()) else {
+            self.stats.rx_malformed += 1;
+            return;
+        };
         match ip_repr.next_header {
             IpProtocol::Tcp => self.tcp_input(now, &ip_repr, ip.payload(), &checksums),
             IpProtocol::Icmp => self.handle_icmp(now, src, dst, ip.payload(), &checksums),
@@ -346,6 +357,16 @@ impl Engine {
     /// Builds the next datagram, for the device in `buf` or for loopback in
     /// `lo`.
     fn transmit_one(&mut self, now: Instant, buf: &mut [u8], lo: &mut Vec<u8>) -> Option<Built> {
+        if let Some(f) = self.frag_out.as_mut() {
+            let mtu = self.iface.mtu.min(buf.len());
+            if let Some(n) = f.next(&mut buf[..mtu], self.checksums.ipv4.tx()) {
+                if f.is_done() {
+                    self.frag_out = None;
+                }
+                return Some((Route::Device, n));
+            }
+            self.frag_out = None;
+        }
         if let Some(ack) = self.owed_acks.pop_front() {
             let len = ack.len();
             let dst = Ipv4Packet::new_unchecked(&ack[..]).dst_addr();
@@ -409,16 +430,29 @@ impl Engine {
                 hop_limit: self.config.ttl,
             };
             let total = 20 + message.len();
-            let is_error = message.first() == Some(&3);
+            let is_error = matches!(message.first(), Some(&3) | Some(&11));
+            if is_error {
+                self.stats.icmp_errors_sent += 1;
+            }
+            if route == Route::Device && total > self.iface.mtu.min(buf.len()) {
+                // An echo reply to a large (reassembled) request goes out in
+                // fragments, as the request came.
+                let mut datagram = vec![0u8; total];
+                datagram[20..].copy_from_slice(&message);
+                let mut packet = Ipv4Packet::new_unchecked(&mut datagram[..]);
+                ip.emit(&mut packet, &ChecksumCapabilities::ignored());
+                packet.set_dont_frag(false);
+                packet.set_ident(self.next_ip_id());
+                self.frag_out = Some(frag::Fragmenter::new(datagram, self.iface.mtu));
+                self.stats.frag_created += 1;
+                return self.transmit_one(now, buf, lo);
+            }
             let out = target(route, buf, lo);
             out[20..total].copy_from_slice(&message);
             ip.emit(
                 &mut Ipv4Packet::new_unchecked(&mut out[..total]),
                 self.caps(route),
             );
-            if is_error {
-                self.stats.icmp_errors_sent += 1;
-            }
             return Some((route, total));
         }
         while let Some(h) = self.tx_queue.pop_front() {
@@ -451,6 +485,14 @@ impl Engine {
             return Some((route, len));
         }
         None
+    }
+
+    /// The Identification of the next datagram that may be fragmented (RFC
+    /// 791 §3.2; RFC 6864: unique per source, destination and protocol
+    /// while it may be alive, which a counter from a random start gives).
+    pub(crate) fn next_ip_id(&mut self) -> u16 {
+        self.ip_id = self.ip_id.wrapping_add(1);
+        self.ip_id
     }
 
     /// The checksum work for a route: none on loopback.

@@ -343,3 +343,171 @@ fn time_wait_tuples_are_reused_only_when_timestamps_make_it_safe() {
         Some(Error::AddrNotAvailable)
     );
 }
+
+/// An ICMP echo request of `len` data bytes from the remote host, as one
+/// IPv4 datagram (DF clear, identification 0x1234).
+fn echo_request(len: usize) -> Vec<u8> {
+    let data = pattern(0, len);
+    let repr = smoltcp::wire::Icmpv4Repr::EchoRequest {
+        ident: 9,
+        seq_no: 3,
+        data: &data,
+    };
+    let mut pkt = vec![0u8; 20 + repr.buffer_len()];
+    let ip = Ipv4Repr {
+        src_addr: REMOTE_IP,
+        dst_addr: LOCAL_IP,
+        next_header: IpProtocol::Icmp,
+        payload_len: repr.buffer_len(),
+        hop_limit: 64,
+    };
+    let caps = ChecksumCapabilities::default();
+    let mut packet = Ipv4Packet::new_unchecked(&mut pkt[..]);
+    ip.emit(&mut packet, &caps);
+    packet.set_dont_frag(false);
+    packet.set_ident(0x1234);
+    packet.fill_checksum();
+    repr.emit(
+        &mut smoltcp::wire::Icmpv4Packet::new_unchecked(&mut pkt[20..]),
+        &caps,
+    );
+    pkt
+}
+
+fn fragments(datagram: Vec<u8>, mtu: usize) -> Vec<Vec<u8>> {
+    let mut f = crate::ip::frag::Fragmenter::new(datagram, mtu);
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; mtu];
+    while let Some(n) = f.next(&mut buf, true) {
+        out.push(buf[..n].to_vec());
+    }
+    out
+}
+
+/// Reassembles what the engine sent with a fresh reassembler.
+fn reassemble(packets: &[Vec<u8>]) -> Vec<u8> {
+    let mut r = crate::ip::frag::Reassembler::new(secs(60), 1 << 20);
+    let mut whole = None;
+    for p in packets {
+        if let crate::ip::frag::Push::Reassembled(d) = r.push(Instant::ZERO, p) {
+            whole = Some(d);
+        }
+    }
+    whole.expect("the fragments make a datagram")
+}
+
+#[test]
+fn a_fragmented_echo_request_is_reassembled_and_answered_in_fragments() {
+    let mut e = engine();
+    let request = echo_request(4000);
+    let mut frags = fragments(request.clone(), 1500);
+    assert_eq!(frags.len(), 3);
+    // Out of order, one duplicated (before the datagram completes: a copy
+    // that comes after starts a new partial datagram, as on Linux).
+    frags.reverse();
+    frags.insert(2, frags[1].clone());
+    for f in &frags {
+        e.handle_packet(Instant::ZERO, f);
+    }
+    let stats = e.stats();
+    assert_eq!(stats.frag_reassembled, 1);
+    assert_eq!(stats.icmp_echo_replies, 1);
+    assert_eq!(stats.frag_pending, 0);
+    let out = pump(&mut e, Instant::ZERO);
+    assert_eq!(out.len(), 3, "the reply goes in fragments");
+    assert!(out.iter().all(|p| p.len() <= 1500));
+    assert!(
+        out.iter()
+            .all(|p| Ipv4Packet::new_unchecked(&p[..]).verify_checksum())
+    );
+    let reply = reassemble(&out);
+    let ip = Ipv4Packet::new_unchecked(&reply[..]);
+    assert_eq!((ip.src_addr(), ip.dst_addr()), (LOCAL_IP, REMOTE_IP));
+    let icmp = smoltcp::wire::Icmpv4Packet::new_unchecked(ip.payload());
+    assert_eq!(icmp.msg_type(), smoltcp::wire::Icmpv4Message::EchoReply);
+    assert!(icmp.verify_checksum());
+    assert_eq!(icmp.data(), &request[28..], "the request's data, unchanged");
+    assert_eq!(e.stats().frag_created, 1);
+}
+
+#[test]
+fn a_fragmented_syn_reaches_its_listener() {
+    let mut e = engine();
+    e.listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, LOCAL_PORT), 8)
+        .unwrap();
+    let syn = Seg::default().syn().no_ack().data(&pattern(0, 100));
+    let mut datagram = build(&syn, REMOTE_IP, LOCAL_IP);
+    {
+        let mut p = Ipv4Packet::new_unchecked(&mut datagram[..]);
+        p.set_dont_frag(false);
+        p.fill_checksum();
+    }
+    for f in fragments(datagram, 68) {
+        e.handle_packet(Instant::ZERO, &f);
+    }
+    let out = pump(&mut e, Instant::ZERO);
+    assert_eq!(out.len(), 1);
+    let synack = parse(&out[0]);
+    assert_eq!(synack.ctl, TcpControl::Syn);
+    assert_eq!(synack.ack, Some(1));
+}
+
+#[test]
+fn fragments_that_never_complete_time_out_with_an_icmp_error() {
+    let mut e = engine();
+    let frags = fragments(echo_request(3000), 1500);
+    // The first fragment only: quoted in the error.
+    e.handle_packet(Instant::ZERO, &frags[0]);
+    // A last fragment of another datagram, without its first: no error.
+    let mut other = fragments(echo_request(3000), 1500).pop().unwrap();
+    Ipv4Packet::new_unchecked(&mut other[..]).set_ident(0x4321);
+    Ipv4Packet::new_unchecked(&mut other[..]).fill_checksum();
+    e.handle_packet(Instant::ZERO, &other);
+    assert_eq!(e.stats().frag_pending, 2);
+    assert!(e.stats().frag_memory > 0);
+    let deadline = e.poll_timeout().expect("the reassembly timer");
+    assert_eq!(deadline, Instant::ZERO + secs(60));
+    e.handle_timeout(Instant::from_millis(59_999));
+    assert_eq!(e.stats().frag_pending, 2);
+    e.handle_timeout(deadline);
+    let stats = e.stats();
+    assert_eq!(
+        (stats.frag_pending, stats.frag_timeouts, stats.frag_memory),
+        (0, 2, 0)
+    );
+    let out = pump(&mut e, deadline);
+    assert_eq!(out.len(), 1);
+    let ip = Ipv4Packet::new_unchecked(&out[0][..]);
+    assert_eq!(ip.dst_addr(), REMOTE_IP);
+    let icmp = smoltcp::wire::Icmpv4Packet::new_unchecked(ip.payload());
+    assert_eq!(icmp.msg_type(), smoltcp::wire::Icmpv4Message::TimeExceeded);
+    assert_eq!(icmp.msg_code(), 1);
+    assert!(icmp.verify_checksum());
+    // The quote: the first fragment's header and 8 bytes.
+    assert_eq!(&ip.payload()[8..], &frags[0][..28]);
+    assert_eq!(e.poll_timeout(), None);
+}
+
+#[test]
+fn overlapping_fragments_drop_the_datagram() {
+    let mut e = engine();
+    let frags = fragments(echo_request(3000), 1500);
+    e.handle_packet(Instant::ZERO, &frags[0]);
+    // The second fragment moved 8 bytes back: it overlaps the first.
+    let mut bad = frags[1].clone();
+    {
+        let mut p = Ipv4Packet::new_unchecked(&mut bad[..]);
+        let off = p.frag_offset();
+        p.set_frag_offset(off - 8);
+        p.fill_checksum();
+    }
+    e.handle_packet(Instant::ZERO, &bad);
+    for f in &frags[1..] {
+        e.handle_packet(Instant::ZERO, f);
+    }
+    let stats = e.stats();
+    assert_eq!(stats.frag_reassembled, 0);
+    assert!(stats.frag_dropped >= 1);
+    assert_eq!(stats.icmp_echo_replies, 0);
+    assert!(pump(&mut e, Instant::ZERO).is_empty());
+}
