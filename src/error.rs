@@ -21,6 +21,14 @@ pub(crate) fn to_io(e: Error) -> io::Error {
         Error::HostUnreachable => io::ErrorKind::HostUnreachable,
         Error::NetworkUnreachable => io::ErrorKind::NetworkUnreachable,
         Error::NotConnected => io::ErrorKind::NotConnected,
+        Error::PermissionDenied => io::ErrorKind::PermissionDenied,
+        Error::MessageTooLong => {
+            // The kernel's own error, so its kind matches a kernel socket's.
+            #[cfg(unix)]
+            return io::Error::from_raw_os_error(libc::EMSGSIZE);
+            #[cfg(not(unix))]
+            io::ErrorKind::InvalidInput
+        }
     };
     io::Error::new(kind, e)
 }

@@ -79,6 +79,12 @@ pub struct Config {
     /// peer's last one is at least a second old. Default on (Linux's default
     /// enables it for loopback only).
     pub tw_reuse: bool,
+    /// A UDP socket's receive buffer, bytes (`SO_RCVBUF`): datagrams beyond
+    /// it are dropped and counted. Default 212 992, as Linux's `rmem_default`.
+    pub udp_recv_buffer: usize,
+    /// A UDP socket's send buffer, bytes (`SO_SNDBUF`): beyond it a send
+    /// would block. Default 212 992, as Linux's `wmem_default`.
+    pub udp_send_buffer: usize,
     /// How long the fragments of a datagram wait for the rest (RFC 1122
     /// §3.3.2: a fixed value, 60 s to 120 s recommended). Default 60 s.
     pub reassembly_timeout: Duration,
@@ -175,6 +181,8 @@ impl Default for Config {
             max_backlog: 4096,
             ephemeral_ports: (49152, 65535),
             tw_reuse: true,
+            udp_recv_buffer: 212_992,
+            udp_send_buffer: 212_992,
             reassembly_timeout: Duration::from_secs(60),
             reassembly_memory: 4 << 20,
             ttl: 64,

@@ -33,6 +33,10 @@ pub enum Error {
     NetworkUnreachable,
     /// The socket is not connected.
     NotConnected,
+    /// Not allowed: a broadcast without `SO_BROADCAST` (`EACCES`).
+    PermissionDenied,
+    /// A datagram too large for UDP over IPv4 (`EMSGSIZE`).
+    MessageTooLong,
 }
 
 impl fmt::Display for Error {
@@ -51,6 +55,8 @@ impl fmt::Display for Error {
             Error::HostUnreachable => "host unreachable",
             Error::NetworkUnreachable => "network unreachable",
             Error::NotConnected => "not connected",
+            Error::PermissionDenied => "permission denied",
+            Error::MessageTooLong => "message too long",
         })
     }
 }

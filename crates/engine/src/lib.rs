@@ -49,6 +49,7 @@ mod seq;
 mod socket_api;
 mod tcp;
 mod time;
+mod udp;
 
 #[cfg(test)]
 mod tests;
@@ -69,6 +70,7 @@ pub use socket_api::{Readiness, Reuse, SocketOptions};
 pub use tcp::cc::CongestionAlgorithm;
 pub use tcp::connection::{CaState, State, TcpInfo, Timer};
 pub use time::Instant;
+pub use udp::MAX_UDP_PAYLOAD;
 
 use icmp::Icmp;
 use isn::Secret;
@@ -195,6 +197,15 @@ pub struct Stats {
     pub orphans_reset: u64,
     /// Connections by state, now (listeners not counted).
     pub states: StateCounts,
+    /// UDP datagrams queued at a socket.
+    pub udp_rx: u64,
+    /// UDP datagrams sent (each counted once, however many fragments).
+    pub udp_tx: u64,
+    /// UDP datagrams dropped because the socket's receive buffer was full.
+    pub udp_rx_dropped: u64,
+    /// UDP datagrams for a port no socket holds (answered with ICMP port
+    /// unreachable unless broadcast).
+    pub udp_no_port: u64,
     /// IPv4 fragments received for us (RFC 791).
     pub frag_received: u64,
     /// Datagrams reassembled from fragments (RFC 1122 §3.3.2).
@@ -283,6 +294,7 @@ impl StateCounts {
 enum Socket {
     Listener(Box<Listener>),
     Conn(Box<Tcb>),
+    Udp(Box<udp::UdpSocket>),
 }
 
 struct Slot {
@@ -360,6 +372,10 @@ pub struct Engine {
     /// Listeners by port, with their addresses: per address one, or several
     /// that all set `SO_REUSEPORT`.
     listeners: HashMap<u16, Vec<(SocketHandle, Ipv4Addr)>>,
+    /// UDP sockets by port (udp/).
+    udp_ports: HashMap<u16, Vec<SocketHandle>>,
+    /// UDP datagrams waiting to go out.
+    udp_tx: VecDeque<udp::UdpOut>,
     /// RFC 6056's table of counters for the ephemeral port search
     /// (tcp/calls.rs), allocated on the first connect.
     port_perturb: Vec<u32>,
@@ -424,6 +440,7 @@ impl Engine {
         checksums.ipv4 = mode;
         checksums.tcp = mode;
         checksums.icmpv4 = mode;
+        checksums.udp = mode;
         let mut secret = Secret::new(secret);
         let (lo, hi) = config.ephemeral_ports;
         let span = u64::from(hi.saturating_sub(lo)) + 1;
@@ -454,6 +471,8 @@ impl Engine {
             conns: HashMap::new(),
             listeners: HashMap::new(),
             port_perturb: Vec::new(),
+            udp_ports: HashMap::new(),
+            udp_tx: VecDeque::new(),
             wheel: Wheel::new(),
             tx_queue: VecDeque::new(),
             replies: VecDeque::new(),
@@ -545,6 +564,7 @@ impl Engine {
         match self.slot(h).and_then(|s| s.socket.as_ref()) {
             Some(Socket::Conn(tcb)) => Ok(tcb),
             Some(Socket::Listener(_)) => Err(Error::NotConnected),
+            Some(Socket::Udp(_)) => Err(Error::InvalidInput),
             None => Err(Error::InvalidHandle),
         }
     }
@@ -553,6 +573,7 @@ impl Engine {
         match self.slot_mut(h).and_then(|s| s.socket.as_mut()) {
             Some(Socket::Conn(tcb)) => Ok(tcb),
             Some(Socket::Listener(_)) => Err(Error::NotConnected),
+            Some(Socket::Udp(_)) => Err(Error::InvalidInput),
             None => Err(Error::InvalidHandle),
         }
     }
@@ -560,7 +581,7 @@ impl Engine {
     fn listener_mut(&mut self, h: SocketHandle) -> Result<&mut Listener, Error> {
         match self.slot_mut(h).and_then(|s| s.socket.as_mut()) {
             Some(Socket::Listener(l)) => Ok(l),
-            Some(Socket::Conn(_)) => Err(Error::InvalidInput),
+            Some(Socket::Conn(_) | Socket::Udp(_)) => Err(Error::InvalidInput),
             None => Err(Error::InvalidHandle),
         }
     }
@@ -588,6 +609,7 @@ impl Engine {
             Some(Socket::Conn(tcb)) if self.conns.get(&(tcb.local, tcb.remote)) == Some(&h) => {
                 self.conns.remove(&(tcb.local, tcb.remote));
             }
+            Some(Socket::Udp(u)) => self.udp_unlink(h, u.local.port()),
             Some(Socket::Listener(l)) => {
                 let port = l.local.port();
                 if let Some(group) = self.listeners.get_mut(&port) {

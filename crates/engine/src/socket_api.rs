@@ -247,6 +247,7 @@ impl Engine {
         match self.slot(h).and_then(|s| s.socket.as_ref()) {
             Some(Socket::Conn(tcb)) => Ok(tcb.ttl),
             Some(Socket::Listener(l)) => Ok(l.options.ttl.unwrap_or(self.config.ttl)),
+            Some(Socket::Udp(u)) => Ok(u.ttl),
             None => Err(Error::InvalidHandle),
         }
     }
@@ -260,6 +261,7 @@ impl Engine {
         match self.slot_mut(h).and_then(|s| s.socket.as_mut()) {
             Some(Socket::Conn(tcb)) => tcb.ttl = ttl,
             Some(Socket::Listener(l)) => l.options.ttl = Some(ttl),
+            Some(Socket::Udp(u)) => u.ttl = ttl,
             None => return Err(Error::InvalidHandle),
         }
         Ok(())
@@ -272,6 +274,7 @@ impl Engine {
         match self.slot_mut(h).and_then(|s| s.socket.as_mut()) {
             Some(Socket::Conn(tcb)) => Ok(tcb.error.take()),
             Some(Socket::Listener(_)) => Ok(None),
+            Some(Socket::Udp(u)) => Ok(u.error.take()),
             None => Err(Error::InvalidHandle),
         }
     }
@@ -283,6 +286,12 @@ impl Engine {
             Some(Socket::Conn(tcb)) => tcb_readiness(tcb),
             Some(Socket::Listener(l)) => Readiness {
                 readable: !l.accept_queue.is_empty(),
+                ..Readiness::default()
+            },
+            Some(Socket::Udp(u)) => Readiness {
+                readable: u.readable(),
+                writable: u.writable(),
+                error: u.error.is_some(),
                 ..Readiness::default()
             },
             None => Readiness {

@@ -79,6 +79,9 @@ pub(crate) enum IcmpInput {
     Answered,
     /// An error about one of our TCP segments.
     TcpError(TcpIcmpError),
+    /// An error about one of our UDP datagrams: our end, the peer's end, and
+    /// what it says.
+    UdpError(SocketAddrV4, SocketAddrV4, IcmpErrorKind),
     /// Malformed or a bad checksum.
     Malformed,
 }
@@ -149,7 +152,9 @@ impl Icmp {
                 reason,
                 header,
                 data,
-            } if header.next_header == IpProtocol::Tcp && data.len() >= 8 => {
+            } if matches!(header.next_header, IpProtocol::Tcp | IpProtocol::Udp)
+                && data.len() >= 8 =>
+            {
                 let kind = match reason {
                     Icmpv4DstUnreachable::ProtoUnreachable
                     | Icmpv4DstUnreachable::PortUnreachable => IcmpErrorKind::Refused,
@@ -164,10 +169,15 @@ impl Icmp {
                 };
                 let sport = u16::from_be_bytes([data[0], data[1]]);
                 let dport = u16::from_be_bytes([data[2], data[3]]);
+                let local = SocketAddrV4::new(header.src_addr, sport);
+                let remote = SocketAddrV4::new(header.dst_addr, dport);
+                if header.next_header == IpProtocol::Udp {
+                    return IcmpInput::UdpError(local, remote, kind);
+                }
                 let seq = Seq(u32::from_be_bytes([data[4], data[5], data[6], data[7]]));
                 IcmpInput::TcpError(TcpIcmpError {
-                    local: SocketAddrV4::new(header.src_addr, sport),
-                    remote: SocketAddrV4::new(header.dst_addr, dport),
+                    local,
+                    remote,
                     seq,
                     kind,
                 })
@@ -277,6 +287,12 @@ impl Engine {
             IcmpInput::Answered => self.stats.icmp_echo_replies += 1,
             IcmpInput::Malformed => self.stats.rx_malformed += 1,
             IcmpInput::Ignored => {}
+            IcmpInput::UdpError(local, remote, kind) => {
+                self.stats.icmp_errors_received += 1;
+                if self.addrs.is_local(*local.ip()) {
+                    self.udp_icmp_error(local, remote, kind);
+                }
+            }
             IcmpInput::TcpError(e) => {
                 self.stats.icmp_errors_received += 1;
                 if !self.addrs.is_local(*e.local.ip()) {

@@ -276,7 +276,11 @@ impl Engine {
                 return;
             }
         }
-        if !self.addrs.is_local(dst) {
+        // A broadcast to us is for UDP only.
+        let broadcast = self.addrs.is_broadcast(dst)
+            && ip.next_header() == IpProtocol::Udp
+            && via == Route::Device;
+        if !self.addrs.is_local(dst) && !broadcast {
             self.stats.rx_not_for_us += 1;
             return;
         }
@@ -296,15 +300,14 @@ impl Engine {
         match ip_repr.next_header {
             IpProtocol::Tcp => self.tcp_input(now, &ip_repr, ip.payload(), &checksums),
             IpProtocol::Icmp => self.handle_icmp(now, src, dst, ip.payload(), &checksums),
-            other => {
-                // RFC 1122 §3.2.2.1 / §4.1.3.1: a host answers a datagram for a port
-                // or protocol it does not serve with destination unreachable.
+            IpProtocol::Udp => {
+                self.udp_input(now, &ip_repr, packet, ip.payload(), &checksums, broadcast)
+            }
+            _ => {
+                // RFC 1122 §3.2.2.1: a host answers a datagram for a protocol
+                // it does not serve with destination unreachable.
                 self.stats.rx_unknown_protocol += 1;
-                let reason = if other == IpProtocol::Udp {
-                    Icmpv4DstUnreachable::PortUnreachable
-                } else {
-                    Icmpv4DstUnreachable::ProtoUnreachable
-                };
+                let reason = Icmpv4DstUnreachable::ProtoUnreachable;
                 let before = self.icmp.suppressed;
                 self.icmp.unreachable(now, packet, reason, &self.checksums);
                 self.stats.icmp_suppressed += self.icmp.suppressed - before;
@@ -454,6 +457,39 @@ impl Engine {
                 self.caps(route),
             );
             return Some((route, total));
+        }
+        if let Some((src, dst, ttl, data)) = self.udp_next() {
+            let route = self.route(*dst.ip());
+            let total = 20 + crate::udp::HEADER_LEN + data.len();
+            if route == Route::Device && total > self.iface.mtu.min(buf.len()) {
+                // RFC 791 §3.2: too large for the link, it goes in fragments.
+                // The UDP checksum covers the whole datagram, so it is
+                // computed here even where the device would fill it.
+                let mut datagram = vec![0u8; total];
+                Self::udp_emit(
+                    &ChecksumCapabilities::default(),
+                    src,
+                    dst,
+                    ttl,
+                    &data,
+                    &mut datagram,
+                );
+                let mut packet = Ipv4Packet::new_unchecked(&mut datagram[..]);
+                packet.set_dont_frag(false);
+                packet.set_ident(self.next_ip_id());
+                self.frag_out = Some(frag::Fragmenter::new(datagram, self.iface.mtu));
+                self.stats.frag_created += 1;
+                return self.transmit_one(now, buf, lo);
+            }
+            let len = Self::udp_emit(
+                self.caps(route),
+                src,
+                dst,
+                ttl,
+                &data,
+                target(route, buf, lo),
+            );
+            return Some((route, len));
         }
         while let Some(h) = self.tx_queue.pop_front() {
             let slot = match self.slots.get_mut(h.index as usize) {

@@ -302,18 +302,22 @@ impl Engine {
                     self.after(now, c);
                 }
             }
+            // A UDP socket goes at once; its datagrams already queued still
+            // go out, as a kernel's already in the device queue.
+            Some(Socket::Udp(_)) => self.free_slot(h),
             None => {}
         }
     }
 
     /// Aborts a connection: RST to the peer, and the handle is given up.
+    /// A listener or UDP socket is closed.
     pub fn abort(&mut self, now: Instant, h: SocketHandle) {
         if let Ok(tcb) = self.tcb_mut(h) {
             tcb.abort();
             tcb.error.get_or_insert(Error::ConnectionAborted);
             tcb.released = true;
             self.after(now, h);
-        } else if self.listener_mut(h).is_ok() {
+        } else {
             self.close(now, h);
         }
     }
@@ -334,12 +338,17 @@ impl Engine {
         match self.slot(h).and_then(|s| s.socket.as_ref()) {
             Some(Socket::Conn(tcb)) => Ok(tcb.local),
             Some(Socket::Listener(l)) => Ok(l.local),
+            Some(Socket::Udp(u)) => Ok(u.local),
             None => Err(Error::InvalidHandle),
         }
     }
 
-    /// The remote address of a connection.
+    /// The remote address of a connection (or a connected UDP socket:
+    /// [`Error::NotConnected`] if it is not).
     pub fn peer_addr(&self, h: SocketHandle) -> Result<SocketAddrV4, Error> {
+        if let Some(Socket::Udp(u)) = self.slot(h).and_then(|s| s.socket.as_ref()) {
+            return u.remote.ok_or(Error::NotConnected);
+        }
         Ok(self.tcb(h)?.remote)
     }
 
@@ -353,6 +362,7 @@ impl Engine {
         match self.slot(h).and_then(|s| s.socket.as_ref()) {
             Some(Socket::Conn(tcb)) => tcb.readable(),
             Some(Socket::Listener(l)) => !l.accept_queue.is_empty(),
+            Some(Socket::Udp(u)) => u.readable(),
             None => true,
         }
     }
@@ -361,6 +371,7 @@ impl Engine {
     pub fn is_writable(&self, h: SocketHandle) -> bool {
         match self.slot(h).and_then(|s| s.socket.as_ref()) {
             Some(Socket::Conn(tcb)) => tcb.writable(),
+            Some(Socket::Udp(u)) => u.writable(),
             _ => true,
         }
     }

@@ -55,6 +55,7 @@ mod sack;
 mod states;
 mod syncookies;
 mod timestamps;
+mod udp;
 
 pub(crate) const LOCAL_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 pub(crate) const REMOTE_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
