@@ -79,6 +79,14 @@ pub struct Config {
     /// peer's last one is at least a second old. Default on (Linux's default
     /// enables it for loopback only).
     pub tw_reuse: bool,
+    /// A connect (SYN-SENT) fails at once with
+    /// [`Error::HostUnreachable`](crate::Error::HostUnreachable) when ICMP
+    /// says the host or network is unreachable: RFC 5461's "non-standard,
+    /// but widely implemented" reaction (Linux, the BSDs), so an application
+    /// need not wait out the SYN retries. Off: RFC 1122 §4.2.3.9's soft
+    /// error, reported only when the connect times out. Established
+    /// connections never abort on it. Default on.
+    pub unreachable_fails_connect: bool,
     /// A UDP socket's receive buffer, bytes (`SO_RCVBUF`): datagrams beyond
     /// it are dropped and counted. Default 212 992, as Linux's `rmem_default`.
     pub udp_recv_buffer: usize,
@@ -181,6 +189,7 @@ impl Default for Config {
             max_backlog: 4096,
             ephemeral_ports: (49152, 65535),
             tw_reuse: true,
+            unreachable_fails_connect: true,
             udp_recv_buffer: 212_992,
             udp_send_buffer: 212_992,
             reassembly_timeout: Duration::from_secs(60),

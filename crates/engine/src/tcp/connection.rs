@@ -377,6 +377,8 @@ pub(crate) struct Tcb {
     /// SYN-ACK retransmissions allowed; the engine lowers it for old embryos
     /// of a crowded listener.
     pub(crate) synack_retries: u32,
+    /// [`Config::unreachable_fails_connect`].
+    unreachable_fails_connect: bool,
 }
 
 /// How long an empty buffer larger than [`RECLAIM_AT_ONCE`] keeps its memory
@@ -564,6 +566,7 @@ impl Tcb {
             persist_probes: 0,
             dropped_for_memory: 0,
             synack_retries: cfg.synack_retries,
+            unreachable_fails_connect: cfg.unreachable_fails_connect,
         }
     }
 
@@ -2204,6 +2207,12 @@ impl Tcb {
                 self.fail(Error::ConnectionRefused);
             }
             IcmpErrorKind::Refused => self.soft_error = Some(Error::ConnectionRefused),
+            // RFC 5461: a soft error rejects a pending connection request.
+            IcmpErrorKind::Unreachable
+                if self.state == State::SynSent && self.unreachable_fails_connect =>
+            {
+                self.fail(Error::HostUnreachable);
+            }
             IcmpErrorKind::Unreachable => self.soft_error = Some(Error::HostUnreachable),
         }
     }

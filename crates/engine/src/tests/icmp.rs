@@ -174,9 +174,25 @@ fn port_unreachable_during_connect_refuses() {
 }
 
 #[test]
+fn host_unreachable_fails_a_connect_at_once() {
+    // RFC 5461, as Linux and the BSDs: the default.
+    let mut h = Harness::new();
+    let c = h.engine.connect(h.now, remote()).unwrap();
+    let syn = transmit_raw(&mut h).remove(0);
+    h.engine.handle_packet(
+        h.now,
+        &unreachable_about(&syn, Icmpv4DstUnreachable::HostUnreachable, None),
+    );
+    assert_eq!(h.engine.connect_result(c), Err(Error::HostUnreachable));
+    h.recv_none();
+}
+
+#[test]
 fn host_unreachable_during_connect_is_soft() {
+    // RFC 1122 §4.2.3.9 read strictly: a soft error.
     let mut h = Harness::with_config(Config {
         syn_retries: 1,
+        unreachable_fails_connect: false,
         ..base_config()
     });
     let c = h.engine.connect(h.now, remote()).unwrap();
