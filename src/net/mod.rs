@@ -1,4 +1,4 @@
-//! TCP sockets on a [`Stack`](crate::Stack), shaped like `tokio::net`: switch
+//! TCP and UDP sockets on a [`Stack`](crate::Stack), shaped like `tokio::net`: switch
 //! `use tokio::net::{...}` to `use synack::net::{...}` and enter a stack
 //! ([`Stack::enter`](crate::Stack::enter)).
 
@@ -8,11 +8,13 @@ mod socket;
 mod split;
 mod split_owned;
 mod stream;
+mod udp;
 
 pub use addr::{ToSocketAddrs, lookup_host, lookup_host_on};
 pub use listener::TcpListener;
 pub use socket::TcpSocket;
 pub use stream::TcpStream;
+pub use udp::UdpSocket;
 
 /// The halves of a split [`TcpStream`], as `tokio::net::tcp`.
 pub mod tcp {

@@ -74,7 +74,7 @@ pub struct TcpStream {
 }
 
 /// Maps a tokio interest and a socket's readiness to tokio's `Ready`.
-fn to_ready(r: Readiness, interest: Interest) -> Ready {
+pub(crate) fn to_ready(r: Readiness, interest: Interest) -> Ready {
     let mut ready = Ready::EMPTY;
     if interest.is_readable() {
         if r.readable {

@@ -23,6 +23,8 @@ pub struct Env {
     pub ip: IpAddr,
     /// A name the client can resolve to `ip`.
     pub name: &'static str,
+    /// The address the client side binds to.
+    pub client_ip: IpAddr,
     server: Option<Stack>,
     client: Option<Stack>,
 }
@@ -33,6 +35,7 @@ impl Env {
         Env {
             ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             name: "localhost",
+            client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             server: None,
             client: None,
         }
@@ -55,6 +58,7 @@ impl Env {
         Env {
             ip: IpAddr::V4(SERVER),
             name: "server",
+            client_ip: IpAddr::V4(CLIENT),
             server: Some(server),
             client: Some(client),
         }
@@ -68,6 +72,7 @@ impl Env {
         Env {
             ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             name: "localhost",
+            client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             server: Some(stack.clone()),
             client: Some(stack),
         }

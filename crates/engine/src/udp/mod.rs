@@ -262,9 +262,13 @@ impl Engine {
         Ok((n, from))
     }
 
-    /// The size of the next datagram and its sender, without taking it.
-    pub fn udp_peek_len(&self, h: SocketHandle) -> Result<(usize, SocketAddrV4), Error> {
-        let u = self.udp(h)?;
+    /// The size of the next datagram and its sender, without taking it; a
+    /// pending ICMP error first, as [`udp_recv`](Engine::udp_recv).
+    pub fn udp_peek_len(&mut self, h: SocketHandle) -> Result<(usize, SocketAddrV4), Error> {
+        let u = self.udp_mut(h)?;
+        if let Some(e) = u.error.take() {
+            return Err(e);
+        }
         let d = u.rx.front().ok_or(Error::WouldBlock)?;
         Ok((d.data.len(), d.from))
     }

@@ -1,0 +1,550 @@
+//! `UdpSocket`: datagrams on a [`Stack`], name for name as
+//! `tokio::net::UdpSocket`.
+
+use std::future::poll_fn;
+use std::io;
+use std::net::{SocketAddr, SocketAddrV4};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use synack_engine::{Engine, Error, Instant, SocketHandle};
+use tokio::io::{Interest, ReadBuf, Ready};
+
+use crate::error::{ipv6_unsupported, to_io};
+use crate::net::addr::{ToSocketAddrs, no_addresses, resolve};
+use crate::net::stream::to_ready;
+use crate::stack::{HandleRef, Stack, register};
+
+/// Which tasks a call that would block waits with.
+#[derive(Clone, Copy)]
+enum Dir {
+    Read,
+    Write,
+}
+
+/// A UDP socket, like `tokio::net::UdpSocket`: bound to an address of its
+/// stack (`0.0.0.0`, `127.0.0.1`, or one of the stack's), optionally
+/// connected to one peer.
+///
+/// Each datagram is sent whole or not at all; one larger than the path's
+/// MTU leaves in IPv4 fragments and is reassembled by the receiver. A
+/// socket's receive queue is bounded ([`Config::udp_recv_buffer`](crate::Config::udp_recv_buffer),
+/// 208 KiB by default, as Linux): datagrams beyond it are dropped and counted
+/// in [`Stats::udp_rx_dropped`](crate::Stats::udp_rx_dropped). The socket is
+/// `Send + Sync`: share it in an `Arc` to send and receive from several tasks.
+///
+/// ```
+/// use std::net::Ipv4Addr;
+/// use synack::Stack;
+/// use synack::device::{MemoryLink, MemoryLinkConfig};
+/// use synack::net::UdpSocket;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let (a, _b) = MemoryLink::pair(MemoryLinkConfig::default());
+/// let stack = Stack::new(a, Ipv4Addr::new(192, 0, 2, 1), 24);
+/// let _guard = stack.enter();
+/// let server = UdpSocket::bind("127.0.0.1:0").await?;
+/// let client = UdpSocket::bind("127.0.0.1:0").await?;
+/// client.connect(server.local_addr()?).await?;
+/// client.send(b"ping").await?;
+/// let mut buf = [0u8; 16];
+/// let (n, from) = server.recv_from(&mut buf).await?;
+/// assert_eq!((&buf[..n], from), (&b"ping"[..], client.local_addr()?));
+/// # Ok(())
+/// # }
+/// ```
+pub struct UdpSocket {
+    handle: Arc<HandleRef>,
+    socket: SocketHandle,
+}
+
+fn v4(addr: SocketAddr) -> io::Result<SocketAddrV4> {
+    match addr {
+        SocketAddr::V4(a) => Ok(a),
+        SocketAddr::V6(_) => Err(ipv6_unsupported()),
+    }
+}
+
+impl UdpSocket {
+    /// Binds a socket to `addr` on the current stack (see
+    /// [`Stack::enter`]): each resolved address is tried in turn. Port 0
+    /// picks a free port.
+    ///
+    /// Errors: `AddrInUse` if a socket holds the address and port,
+    /// `AddrNotAvailable` for an address not the stack's, `NotFound`
+    /// without a current stack, `EAFNOSUPPORT` for IPv6.
+    pub async fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<UdpSocket> {
+        let stack = Stack::current()?;
+        UdpSocket::bind_on(&stack, addr).await
+    }
+
+    /// [`bind`](UdpSocket::bind) on a given stack.
+    pub async fn bind_on<A: ToSocketAddrs>(stack: &Stack, addr: A) -> io::Result<UdpSocket> {
+        let mut last = None;
+        for addr in resolve(stack, &addr)? {
+            let result = v4(addr).and_then(|a| {
+                let shared = stack.shared();
+                shared.lock().engine.udp_bind(a).map_err(to_io)
+            });
+            match result {
+                Ok(socket) => {
+                    return Ok(UdpSocket {
+                        handle: stack.handle.clone(),
+                        socket,
+                    });
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(no_addresses))
+    }
+
+    /// The stack the socket lives on.
+    pub fn stack(&self) -> Stack {
+        Stack {
+            handle: self.handle.clone(),
+        }
+    }
+
+    /// Runs `f` on the engine under the stack's lock; on `WouldBlock` the
+    /// task of `cx` (if any) is registered for `dir` under the same lock.
+    fn io<R>(
+        &self,
+        cx: Option<&mut Context<'_>>,
+        dir: Dir,
+        f: impl FnOnce(&mut Engine, Instant, SocketHandle) -> Result<R, Error>,
+    ) -> Poll<io::Result<R>> {
+        let shared = &self.handle.shared;
+        let mut st = shared.lock();
+        let now = shared.now();
+        match f(&mut st.engine, now, self.socket) {
+            Ok(r) => {
+                let wake = st.after_call(now);
+                drop(st);
+                wake.run();
+                Poll::Ready(Ok(r))
+            }
+            Err(Error::WouldBlock) => match cx {
+                Some(cx) => {
+                    let w = st.wakers(self.socket);
+                    register(
+                        match dir {
+                            Dir::Read => &mut w.read,
+                            Dir::Write => &mut w.write,
+                        },
+                        cx.waker(),
+                    );
+                    Poll::Pending
+                }
+                None => Poll::Ready(Err(io::ErrorKind::WouldBlock.into())),
+            },
+            Err(e) => Poll::Ready(Err(to_io(e))),
+        }
+    }
+
+    fn try_now<R>(
+        &self,
+        f: impl FnOnce(&mut Engine, Instant, SocketHandle) -> Result<R, Error>,
+    ) -> io::Result<R> {
+        match self.io(None, Dir::Read, f) {
+            Poll::Ready(r) => r,
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    /// The address the socket is bound to (after `connect` from `0.0.0.0`,
+    /// the source address the route chose, as on Linux).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        let st = self.handle.shared.lock();
+        st.engine
+            .local_addr(self.socket)
+            .map(SocketAddr::V4)
+            .map_err(to_io)
+    }
+
+    /// The peer of a connected socket; `NotConnected` otherwise.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        let st = self.handle.shared.lock();
+        st.engine
+            .peer_addr(self.socket)
+            .map(SocketAddr::V4)
+            .map_err(to_io)
+    }
+
+    /// Connects the socket to `addr`: `send` goes there, and only its
+    /// datagrams are received. Each resolved address is tried in turn. An
+    /// ICMP port unreachable from the peer is reported by the next call as
+    /// `ConnectionRefused`, as on Linux.
+    pub async fn connect<A: ToSocketAddrs>(&self, addr: A) -> io::Result<()> {
+        let mut last = None;
+        for addr in resolve(&self.stack(), &addr)? {
+            let result = v4(addr).and_then(|a| {
+                let mut st = self.handle.shared.lock();
+                st.engine.udp_connect(self.socket, a).map_err(to_io)
+            });
+            match result {
+                Ok(()) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(no_addresses))
+    }
+
+    /// The readiness for `interest` now, or registers the task and waits.
+    fn poll_ready(&self, cx: &mut Context<'_>, interest: Interest) -> Poll<Ready> {
+        let mut st = self.handle.shared.lock();
+        let ready = to_ready(st.engine.readiness(self.socket), interest);
+        if !ready.is_empty() {
+            return Poll::Ready(ready);
+        }
+        let w = st.wakers(self.socket);
+        if interest.is_readable() || interest.is_error() {
+            register(&mut w.read, cx.waker());
+        }
+        if interest.is_writable() || interest.is_error() {
+            register(&mut w.write, cx.waker());
+        }
+        Poll::Pending
+    }
+
+    /// Waits for any of the readiness in `interest`: readable (a datagram
+    /// or a pending error is queued), writable (room in the send buffer).
+    pub async fn ready(&self, interest: Interest) -> io::Result<Ready> {
+        Ok(poll_fn(|cx| self.poll_ready(cx, interest)).await)
+    }
+
+    /// Waits until a send would not block.
+    pub async fn writable(&self) -> io::Result<()> {
+        self.ready(Interest::WRITABLE).await.map(|_| ())
+    }
+
+    /// Polls for room to send.
+    pub fn poll_send_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_ready(cx, Interest::WRITABLE).map(|_| Ok(()))
+    }
+
+    /// Waits until a receive would not block.
+    pub async fn readable(&self) -> io::Result<()> {
+        self.ready(Interest::READABLE).await.map(|_| ())
+    }
+
+    /// Polls for a datagram (or an error) to receive.
+    pub fn poll_recv_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_ready(cx, Interest::READABLE).map(|_| Ok(()))
+    }
+
+    /// Sends a datagram to the connected peer; returns its length.
+    /// `NotConnected` on an unconnected socket.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the datagram is sent whole or not at all.
+    pub async fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        poll_fn(|cx| self.poll_send(cx, buf)).await
+    }
+
+    /// Polls to send a datagram to the connected peer.
+    pub fn poll_send(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.io(Some(cx), Dir::Write, |e, now, h| {
+            e.udp_send(now, h, buf, None)
+        })
+    }
+
+    /// Sends a datagram to the connected peer if there is room now, else
+    /// `WouldBlock`.
+    pub fn try_send(&self, buf: &[u8]) -> io::Result<usize> {
+        self.try_now(|e, now, h| e.udp_send(now, h, buf, None))
+    }
+
+    /// Sends a datagram to `target` (resolved on the socket's stack; the
+    /// first address is used).
+    ///
+    /// Errors besides those of [`send`](Self::send): `PermissionDenied` to
+    /// a broadcast address without [`set_broadcast`](Self::set_broadcast),
+    /// `EMSGSIZE` beyond 65 507 bytes.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the datagram is sent whole or not at all.
+    pub async fn send_to<A: ToSocketAddrs>(&self, buf: &[u8], target: A) -> io::Result<usize> {
+        let target = resolve(&self.stack(), &target)?
+            .into_iter()
+            .next()
+            .ok_or_else(no_addresses)?;
+        poll_fn(|cx| self.poll_send_to(cx, buf, target)).await
+    }
+
+    /// Polls to send a datagram to `target`.
+    pub fn poll_send_to(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+        target: SocketAddr,
+    ) -> Poll<io::Result<usize>> {
+        let target = match v4(target) {
+            Ok(t) => t,
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        self.io(Some(cx), Dir::Write, |e, now, h| {
+            e.udp_send(now, h, buf, Some(target))
+        })
+    }
+
+    /// Sends a datagram to `target` if there is room now, else `WouldBlock`.
+    pub fn try_send_to(&self, buf: &[u8], target: SocketAddr) -> io::Result<usize> {
+        let target = v4(target)?;
+        self.try_now(|e, now, h| e.udp_send(now, h, buf, Some(target)))
+    }
+
+    /// Receives a datagram from the connected peer into `buf`; a datagram
+    /// longer than `buf` is cut and the rest discarded, as on a kernel.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: no datagram is taken unless the call completes.
+    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        poll_fn(|cx| self.poll_recv_from_slice(cx, buf, false))
+            .await
+            .map(|(n, _)| n)
+    }
+
+    fn poll_recv_from_slice(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+        peek: bool,
+    ) -> Poll<io::Result<(usize, SocketAddr)>> {
+        self.io(Some(cx), Dir::Read, |e, _, h| {
+            e.udp_recv(h, buf, peek)
+                .map(|(n, from)| (n, SocketAddr::V4(from)))
+        })
+    }
+
+    /// Polls to receive a datagram from the connected peer into `buf`.
+    pub fn poll_recv(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        self.poll_recv_read_buf(cx, buf, false).map_ok(|_| ())
+    }
+
+    fn poll_recv_read_buf(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+        peek: bool,
+    ) -> Poll<io::Result<SocketAddr>> {
+        let dst = buf.initialize_unfilled();
+        match self.poll_recv_from_slice(cx, dst, peek) {
+            Poll::Ready(Ok((n, from))) => {
+                buf.advance(n);
+                Poll::Ready(Ok(from))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Receives a datagram from the connected peer if one is queued, else
+    /// `WouldBlock`.
+    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.try_now(|e, _, h| e.udp_recv(h, buf, false))
+            .map(|(n, _)| n)
+    }
+
+    /// Receives a datagram into the spare capacity of `buf` if one is
+    /// queued (growing nothing: a datagram longer than the spare capacity
+    /// is cut), else `WouldBlock`.
+    pub fn try_recv_buf<B: bytes::BufMut>(&self, buf: &mut B) -> io::Result<usize> {
+        self.try_recv_buf_from(buf).map(|(n, _)| n)
+    }
+
+    /// Waits for a datagram and receives it into the spare capacity of `buf`.
+    pub async fn recv_buf<B: bytes::BufMut>(&self, buf: &mut B) -> io::Result<usize> {
+        self.recv_buf_from(buf).await.map(|(n, _)| n)
+    }
+
+    /// [`try_recv_buf`](Self::try_recv_buf), with the sender.
+    pub fn try_recv_buf_from<B: bytes::BufMut>(
+        &self,
+        buf: &mut B,
+    ) -> io::Result<(usize, SocketAddr)> {
+        // As tokio: into the spare capacity `chunk_mut` offers, not more.
+        let room = buf.chunk_mut().len();
+        let (n, from) = self.try_now(|e, _, h| {
+            let (len, _) = e.udp_peek_len(h)?;
+            let mut tmp = vec![0u8; len.min(room)];
+            let (n, from) = e.udp_recv(h, &mut tmp, false)?;
+            buf.put_slice(&tmp[..n]);
+            Ok((n, from))
+        })?;
+        Ok((n, SocketAddr::V4(from)))
+    }
+
+    /// Waits for a datagram and receives it into the spare capacity of
+    /// `buf`, with the sender.
+    pub async fn recv_buf_from<B: bytes::BufMut>(
+        &self,
+        buf: &mut B,
+    ) -> io::Result<(usize, SocketAddr)> {
+        loop {
+            self.readable().await?;
+            match self.try_recv_buf_from(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => return r,
+            }
+        }
+    }
+
+    /// Receives a datagram and its sender.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: no datagram is taken unless the call completes.
+    pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        poll_fn(|cx| self.poll_recv_from_slice(cx, buf, false)).await
+    }
+
+    /// Polls to receive a datagram into `buf`; returns its sender.
+    pub fn poll_recv_from(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<SocketAddr>> {
+        self.poll_recv_read_buf(cx, buf, false)
+    }
+
+    /// Receives a datagram and its sender if one is queued, else `WouldBlock`.
+    pub fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.try_now(|e, _, h| e.udp_recv(h, buf, false))
+            .map(|(n, from)| (n, SocketAddr::V4(from)))
+    }
+
+    /// Copies the next datagram and its sender without taking it: the next
+    /// receive returns it again.
+    pub async fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        poll_fn(|cx| self.poll_recv_from_slice(cx, buf, true)).await
+    }
+
+    /// Polls to copy the next datagram without taking it; returns its sender.
+    pub fn poll_peek_from(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<SocketAddr>> {
+        self.poll_recv_read_buf(cx, buf, true)
+    }
+
+    /// Copies the next datagram and its sender without taking it, if one is
+    /// queued, else `WouldBlock`.
+    pub fn try_peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.try_now(|e, _, h| e.udp_recv(h, buf, true))
+            .map(|(n, from)| (n, SocketAddr::V4(from)))
+    }
+
+    /// The sender of the next datagram, without taking it.
+    pub async fn peek_sender(&self) -> io::Result<SocketAddr> {
+        poll_fn(|cx| self.poll_peek_sender(cx)).await
+    }
+
+    /// Polls for the sender of the next datagram, without taking it.
+    pub fn poll_peek_sender(&self, cx: &mut Context<'_>) -> Poll<io::Result<SocketAddr>> {
+        self.io(Some(cx), Dir::Read, |e, _, h| {
+            e.udp_peek_len(h).map(|(_, from)| SocketAddr::V4(from))
+        })
+    }
+
+    /// The sender of the next datagram if one is queued, else `WouldBlock`.
+    pub fn try_peek_sender(&self) -> io::Result<SocketAddr> {
+        self.try_now(|e, _, h| e.udp_peek_len(h).map(|(_, from)| SocketAddr::V4(from)))
+    }
+
+    /// Runs `f` if the socket is ready for `interest`, else `WouldBlock`
+    /// without calling it, like tokio's `try_io`.
+    pub fn try_io<R>(
+        &self,
+        interest: Interest,
+        f: impl FnOnce() -> io::Result<R>,
+    ) -> io::Result<R> {
+        let ready = {
+            let st = self.handle.shared.lock();
+            to_ready(st.engine.readiness(self.socket), interest)
+        };
+        if ready.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        f()
+    }
+
+    /// Waits for `interest` and runs `f`, again after each readiness change
+    /// while it returns `WouldBlock`, like tokio's `async_io`.
+    pub async fn async_io<R>(
+        &self,
+        interest: Interest,
+        mut f: impl FnMut() -> io::Result<R>,
+    ) -> io::Result<R> {
+        loop {
+            self.ready(interest).await?;
+            match f() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    tokio::task::yield_now().await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// `SO_BROADCAST`: whether the socket may send to a broadcast address.
+    pub fn broadcast(&self) -> io::Result<bool> {
+        let st = self.handle.shared.lock();
+        st.engine.broadcast(self.socket).map_err(to_io)
+    }
+
+    /// Sets `SO_BROADCAST`.
+    pub fn set_broadcast(&self, on: bool) -> io::Result<()> {
+        let mut st = self.handle.shared.lock();
+        st.engine.set_broadcast(self.socket, on).map_err(to_io)
+    }
+
+    /// The IP time-to-live of the socket's datagrams (`IP_TTL`).
+    pub fn ttl(&self) -> io::Result<u32> {
+        let st = self.handle.shared.lock();
+        st.engine.ttl(self.socket).map(u32::from).map_err(to_io)
+    }
+
+    /// Sets the IP time-to-live: 1 to 255, else `InvalidInput`, as on Linux.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        let ttl = u8::try_from(ttl).map_err(|_| to_io(Error::InvalidInput))?;
+        let mut st = self.handle.shared.lock();
+        st.engine.set_ttl(self.socket, ttl).map_err(to_io)
+    }
+
+    /// `SO_ERROR`: takes a pending error (an ICMP error about what a
+    /// connected socket sent), so it is reported once.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        let mut st = self.handle.shared.lock();
+        let e = st.engine.take_error(self.socket).map_err(to_io)?;
+        Ok(e.map(to_io))
+    }
+}
+
+impl Drop for UdpSocket {
+    fn drop(&mut self) {
+        let shared = &self.handle.shared;
+        let wake = {
+            let mut st = shared.lock();
+            let now = shared.now();
+            st.engine.close(now, self.socket);
+            *st.wakers(self.socket) = Default::default();
+            st.after_call(now)
+        };
+        wake.run();
+    }
+}
+
+impl std::fmt::Debug for UdpSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UdpSocket")
+            .field("local", &self.local_addr().ok())
+            .field("peer", &self.peer_addr().ok())
+            .finish()
+    }
+}
