@@ -4,6 +4,51 @@
 
 mod dual;
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+/// A waker that only records that it was woken.
+struct WakeFlag(AtomicBool);
+
+impl futures::task::ArcWake for WakeFlag {
+    fn wake_by_ref(this: &Arc<Self>) {
+        this.0.store(true, Ordering::SeqCst);
+    }
+}
+
+fn wake_flag() -> (Arc<WakeFlag>, Waker) {
+    let flag = Arc::new(WakeFlag(AtomicBool::new(false)));
+    let waker = futures::task::waker(flag.clone());
+    (flag, waker)
+}
+
+/// Polls `f` once with `waker` instead of the test task's own.
+fn poll_with<F: Future + ?Sized>(f: Pin<&mut F>, waker: &Waker) -> Poll<F::Output> {
+    f.poll(&mut Context::from_waker(waker))
+}
+
+/// Lets the runtime (and a synack stack's driver) run until `flag` is woken.
+async fn until_woken(flag: &WakeFlag) {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !flag.0.load(Ordering::SeqCst) {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the waker was never woken");
+}
+
+/// Whether `f` is still pending when polled once, right now, without giving
+/// the runtime a turn in between.
+async fn pending_now<F: Future>(f: F) -> bool {
+    let mut f = std::pin::pin!(f);
+    std::future::poll_fn(|cx| Poll::Ready(f.as_mut().poll(cx).is_pending())).await
+}
+
 use dual::Env;
 
 /// `n` bytes of a recognisable pattern.
@@ -14,8 +59,12 @@ fn pattern(n: usize) -> Vec<u8> {
 macro_rules! battery {
     ($module:ident, $($net:ident)::+, $env:expr) => {
         mod $module {
+            use std::future::poll_fn;
             use std::io;
             use std::net::SocketAddr;
+            use std::pin::pin;
+            use std::sync::atomic::AtomicUsize;
+            use tokio::io::Interest;
 
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -542,6 +591,562 @@ macro_rules! battery {
                 sock.set_zero_linger()?;
                 assert_eq!(sock.linger()?, Some(std::time::Duration::ZERO));
                 Ok(())
+            }
+
+
+            /// Every address form tokio's tests bind a listener with; each
+            /// accepted stream's addresses mirror the client's, and the
+            /// address `accept` returns is the stream's `peer_addr`.
+            /// (tcp_accept::{ip_str, host_str, socket_addr, str_port_tuple,
+            /// ip_port_tuple}, tcp_connect::connect_v4)
+            #[tokio::test]
+            async fn bind_takes_every_address_form() -> io::Result<()> {
+                let env = env();
+                let ip = env.ip;
+                let ip_text = ip.to_string();
+                let with_port = format!("{ip}:0");
+                let mut listeners = Vec::new();
+                listeners.push(env.server(TcpListener::bind(SocketAddr::new(ip, 0))).await?);
+                listeners.push(env.server(TcpListener::bind(with_port.as_str())).await?);
+                listeners.push(env.server(TcpListener::bind(with_port.clone())).await?);
+                listeners.push(env.server(TcpListener::bind((ip_text.as_str(), 0))).await?);
+                listeners.push(env.server(TcpListener::bind((ip, 0))).await?);
+                // "localhost" is 127.0.0.1 on the kernel and on a synack
+                // stack: reachable only where client and server share a host.
+                if ip.is_loopback() {
+                    listeners.push(env.server(TcpListener::bind("localhost:0")).await?);
+                }
+                for (form, l) in listeners.iter().enumerate() {
+                    let addr = l.local_addr()?;
+                    assert_ne!(addr.port(), 0, "form {form}");
+                    let (c, a) = tokio::join!(env.client(TcpStream::connect(addr)), l.accept());
+                    let c = c?;
+                    let (s, from) = a?;
+                    assert_eq!(from, s.peer_addr()?, "form {form}");
+                    assert_eq!(c.local_addr()?, s.peer_addr()?, "form {form}");
+                    assert_eq!(c.peer_addr()?, s.local_addr()?, "form {form}");
+                }
+                Ok(())
+            }
+
+            /// `poll_accept` is polled once to register, and after one
+            /// connection exactly twice more (ready, then pending again): no
+            /// spurious wake-up on the SYN or elsewhere. (tcp_accept::no_extra_poll)
+            #[tokio::test]
+            async fn accept_is_polled_only_when_a_connection_waits() -> io::Result<()> {
+                let env = env();
+                let l = listener(&env).await?;
+                let addr = l.local_addr()?;
+                let polls = Arc::new(AtomicUsize::new(0));
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                let counted = polls.clone();
+                let acceptor = tokio::spawn(async move {
+                    loop {
+                        let accepted = poll_fn(|cx| {
+                            counted.fetch_add(1, Ordering::SeqCst);
+                            l.poll_accept(cx)
+                        })
+                        .await;
+                        if tx.send(accepted).is_err() {
+                            return;
+                        }
+                    }
+                });
+                tokio::task::yield_now().await;
+                assert_eq!(polls.load(Ordering::SeqCst), 1, "polled once to register");
+                let _c = env.client(TcpStream::connect(addr)).await?;
+                let (_s, _peer) = rx.recv().await.expect("the acceptor is running")?;
+                assert_eq!(polls.load(Ordering::SeqCst), 3, "once ready, once pending again");
+                acceptor.abort();
+                Ok(())
+            }
+
+            /// Several `accept` futures waiting on one listener are all woken
+            /// by a connection (each then finds out by polling). (tcp_accept::accept_many)
+            #[tokio::test]
+            async fn every_waiting_accept_is_woken() -> io::Result<()> {
+                const WAITERS: usize = 16;
+                let env = env();
+                let l = listener(&env).await?;
+                let addr = l.local_addr()?;
+                let waiting: Vec<_> = (0..WAITERS)
+                    .map(|_| {
+                        let (flag, waker) = wake_flag();
+                        let mut accept = Box::pin(l.accept());
+                        assert!(poll_with(accept.as_mut(), &waker).is_pending());
+                        (flag, accept)
+                    })
+                    .collect();
+                let _c = env.client(TcpStream::connect(addr)).await?;
+                for (flag, _) in &waiting {
+                    until_woken(flag).await;
+                }
+                drop(waiting);
+                Ok(())
+            }
+
+            /// Many small request/response rounds through `io::copy` over
+            /// borrowed halves; the count `copy` returns is every byte.
+            /// (tcp_echo::echo_server)
+            #[tokio::test]
+            async fn many_round_trips_through_copy() -> io::Result<()> {
+                const ROUNDS: usize = 1000;
+                const MSG: &[u8] = b"one round trip";
+                let env = env();
+                let (mut c, mut s) = pair(&env).await?;
+                let server = async move {
+                    let (mut r, mut w) = s.split();
+                    tokio::io::copy(&mut r, &mut w).await
+                    // `s` drops here: a FIN ends the client's read_to_end.
+                };
+                let client = async {
+                    let mut back = [0u8; MSG.len()];
+                    for round in 0..ROUNDS {
+                        c.write_all(MSG).await?;
+                        c.read_exact(&mut back).await?;
+                        assert_eq!(&back[..], MSG, "round {round}");
+                    }
+                    c.shutdown().await?;
+                    let mut rest = Vec::new();
+                    c.read_to_end(&mut rest).await?;
+                    assert!(rest.is_empty());
+                    io::Result::Ok(())
+                };
+                let (copied, done) = tokio::join!(server, client);
+                done?;
+                assert_eq!(copied?, (ROUNDS * MSG.len()) as u64);
+                Ok(())
+            }
+
+            /// Peeking through either kind of half leaves the data: two peeks
+            /// agree and the read returns what they saw. `write` on a write
+            /// half takes the whole short message.
+            /// (tcp_into_split::split, tcp_split::split)
+            #[tokio::test]
+            async fn halves_peek_without_consuming() -> io::Result<()> {
+                let env = env();
+                let (c, mut s) = pair(&env).await?;
+                let (mut cr, mut cw) = c.into_split();
+                // Owned read half, fed by the server.
+                assert_eq!(s.write(b"to owned").await?, 8);
+                let mut first = [0u8; 32];
+                let mut second = [0u8; 32];
+                let n = cr.peek(&mut first).await?;
+                let m = cr.peek(&mut second).await?;
+                assert_eq!((n, &first[..n]), (m, &second[..m]));
+                let mut read = [0u8; 32];
+                let r = cr.read(&mut read).await?;
+                assert_eq!(r, n);
+                assert_eq!(&read[..r], b"to owned");
+                // Borrowed read half, fed by the owned write half.
+                assert_eq!(cw.write(b"to borrowed").await?, 11);
+                let (mut sr, _sw) = s.split();
+                let n = sr.peek(&mut first).await?;
+                let m = sr.peek(&mut second).await?;
+                assert_eq!((n, &first[..n]), (m, &second[..m]));
+                let r = sr.read(&mut read).await?;
+                assert_eq!(r, n);
+                assert_eq!(&read[..r], b"to borrowed");
+                Ok(())
+            }
+
+            /// Halves of two different streams do not reunite; the error hands
+            /// them back, and the right pair then reunites.
+            /// (tcp_into_split::reunite)
+            #[tokio::test]
+            async fn reunite_refuses_halves_of_another_stream() -> io::Result<()> {
+                let env = env();
+                let (one, _s1) = pair(&env).await?;
+                let (two, _s2) = pair(&env).await?;
+                let one_local = one.local_addr()?;
+                let (r1, w1) = one.into_split();
+                let (_r2, w2) = two.into_split();
+                let err = r1.reunite(w2).expect_err("halves of two streams");
+                let r1 = err.0;
+                let one = r1.reunite(w1).map_err(|_| io::Error::other("reunite"))?;
+                assert_eq!(one.local_addr()?, one_local);
+                Ok(())
+            }
+
+            /// Dropping the owned write half while a read on the read half is
+            /// pending: the peer reads end-of-stream and closes, and the pending
+            /// read then ends with 0. (tcp_into_split::drop_write)
+            #[tokio::test]
+            async fn pending_read_ends_after_the_write_half_drops() -> io::Result<()> {
+                let env = env();
+                let (c, mut s) = pair(&env).await?;
+                let (mut r, w) = c.into_split();
+                let server = async move {
+                    s.write_all(b"before").await?;
+                    let mut buf = [0u8; 16];
+                    let n = s.read(&mut buf).await?;
+                    assert_eq!(n, 0, "the client's write half is gone");
+                    drop(s);
+                    io::Result::Ok(())
+                };
+                let client = async move {
+                    let mut buf = [0u8; 16];
+                    let n = r.read(&mut buf).await?;
+                    assert_eq!(&buf[..n], b"before");
+                    // Dropped from another task while the read below waits.
+                    let dropper = tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        drop(w);
+                    });
+                    let n = r.read(&mut buf).await?;
+                    assert_eq!(n, 0);
+                    dropper.await.map_err(io::Error::other)?;
+                    io::Result::Ok(())
+                };
+                let (a, b) = tokio::join!(server, client);
+                a?;
+                b?;
+                Ok(())
+            }
+
+            /// `shutdown` is Ok however often it is called: before the peer
+            /// answers, after the peer's own shutdown, after both FINs.
+            /// `copy` of a stream shut at once moves 0 bytes.
+            /// (tcp_shutdown::shutdown, tcp_shutdown::shutdown_multiple_calls)
+            #[tokio::test]
+            async fn shutdown_again_is_ok() -> io::Result<()> {
+                let env = env();
+                let (mut c, mut s) = pair(&env).await?;
+                for _ in 0..3 {
+                    c.shutdown().await?;
+                }
+                let copied = {
+                    let (mut r, mut w) = s.split();
+                    tokio::io::copy(&mut r, &mut w).await?
+                };
+                assert_eq!(copied, 0);
+                s.shutdown().await?;
+                s.shutdown().await?;
+                let mut buf = [0u8; 1];
+                assert_eq!(c.read(&mut buf).await?, 0);
+                // Both directions closed (the client is in TIME-WAIT).
+                c.shutdown().await?;
+                Ok(())
+            }
+
+            /// `shutdown` after the peer's RST (zero linger): Ok, or
+            /// `ConnectionReset` while the reset is still pending, as tokio's
+            /// test allows; once a read has reported the reset, Ok (tokio maps
+            /// the kernel's ENOTCONN to Ok). (tcp_shutdown::shutdown_after_tcp_reset)
+            ///
+            /// EXPECTED DIVERGENCE: synack's `poll_shutdown` returns the
+            /// engine's `NotConnected` for a closed connection whose error was
+            /// already taken; tokio's `shutdown_std` turns that into Ok.
+            #[tokio::test]
+            async fn shutdown_after_the_peer_reset() -> io::Result<()> {
+                let env = env();
+                let (mut c, s) = pair(&env).await?;
+                s.set_zero_linger()?;
+                drop(s);
+                c.readable().await?;
+                match c.shutdown().await {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
+                    Err(e) => panic!("shutdown after a reset: {e:?}"),
+                }
+                let mut buf = [0u8; 1];
+                match c.read(&mut buf).await {
+                    Ok(0) => {}
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
+                    other => panic!("read after a reset: {other:?}"),
+                }
+                c.shutdown().await?;
+                Ok(())
+            }
+
+            /// `SO_LINGER` on a stream round-trips: a time, zero, off.
+            /// (tcp_stream::set_linger)
+            #[tokio::test]
+            #[allow(deprecated)] // tokio deprecates TcpStream::set_linger; synack does not
+            async fn stream_linger_round_trips() -> io::Result<()> {
+                let env = env();
+                let (c, _s) = pair(&env).await?;
+                assert_eq!(c.linger()?, None);
+                c.set_linger(Some(Duration::from_secs(1)))?;
+                assert_eq!(c.linger()?, Some(Duration::from_secs(1)));
+                c.set_zero_linger()?;
+                assert_eq!(c.linger()?, Some(Duration::ZERO));
+                c.set_linger(None)?;
+                assert_eq!(c.linger()?, None);
+                Ok(())
+            }
+
+            /// Every `TcpSocket` option tokio's tests round-trip: off (or
+            /// unset) at first, then reads back as set.
+            /// (tcp_socket::{keepalive, reuseaddr, reuseport, nodelay, linger,
+            /// send_buffer_size, recv_buffer_size, basic_linger})
+            #[tokio::test]
+            #[allow(deprecated)] // tokio deprecates TcpSocket::set_linger
+            async fn socket_options_round_trip() -> io::Result<()> {
+                const SET: u32 = 4096;
+                let env = env();
+                let sock = env.client(async { TcpSocket::new_v4() }).await?;
+                assert!(!sock.keepalive()?);
+                sock.set_keepalive(true)?;
+                assert!(sock.keepalive()?);
+                assert!(!sock.reuseaddr()?);
+                sock.set_reuseaddr(true)?;
+                assert!(sock.reuseaddr()?);
+                assert!(!sock.reuseport()?);
+                sock.set_reuseport(true)?;
+                assert!(sock.reuseport()?);
+                assert!(!sock.nodelay()?);
+                sock.set_nodelay(true)?;
+                assert!(sock.nodelay()?);
+                assert_eq!(sock.linger()?, None);
+                sock.set_linger(Some(Duration::from_secs(10)))?;
+                assert_eq!(sock.linger()?, Some(Duration::from_secs(10)));
+                // Linux reports twice the size set (room for its bookkeeping);
+                // synack reports it as set. Both are at least what was asked.
+                assert_ne!(sock.send_buffer_size()?, SET);
+                sock.set_send_buffer_size(SET)?;
+                let got = sock.send_buffer_size()?;
+                assert!(got == SET || got == 2 * SET, "send buffer {got}");
+                assert_ne!(sock.recv_buffer_size()?, SET);
+                sock.set_recv_buffer_size(SET)?;
+                let got = sock.recv_buffer_size()?;
+                assert!(got == SET || got == 2 * SET, "recv buffer {got}");
+                // TODO once synack has IP_TOS (tcp_socket::tos_v4):
+                // assert_eq!(sock.tos_v4()?, 0);
+                // sock.set_tos_v4(96)?;
+                // assert_eq!(sock.tos_v4()?, 96);
+                Ok(())
+            }
+
+            /// The readiness edges around filling and draining, three times:
+            /// with `try_write`/`try_read`, the vectored pair, and
+            /// `try_read_buf`. A `readable()` registered before data is woken
+            /// by it; `writable()` waits once a write would block; the reader
+            /// sees read-closed once the writer is gone.
+            /// (tcp_stream::try_read_write, tcp_stream::try_read_buf)
+            ///
+            /// tokio's test also asserts `writable()` is still ready after
+            /// every successful `try_write`: that is tokio's cached readiness
+            /// (cleared only by a `WouldBlock`), not the socket's state, so a
+            /// write that exactly fills a synack buffer would legitimately
+            /// differ. Not asserted here.
+            #[tokio::test]
+            async fn readiness_edges_while_filling_and_draining() -> io::Result<()> {
+                const DATA: &[u8] = &[7u8; 4000];
+                let env = env();
+                let (c, s) = pair(&env).await?;
+                let (flag, waker) = wake_flag();
+                // A fresh stream may already report read-ready on tokio (its
+                // first readiness event is not the socket's state): only a
+                // task that waited must be woken by the data.
+                let mut readable = Box::pin(s.readable());
+                let waited = poll_with(readable.as_mut(), &waker).is_pending();
+                c.writable().await?;
+                assert_eq!(c.try_write(DATA)?, DATA.len());
+                if waited {
+                    until_woken(&flag).await;
+                }
+                drop(readable);
+
+                let slices: Vec<io::IoSlice<'_>> = DATA.chunks(10).map(io::IoSlice::new).collect();
+                let mut unread = DATA.len();
+                for round in 0..3 {
+                    if round > 0 {
+                        c.writable().await?;
+                    }
+                    loop {
+                        let wrote = if round == 1 {
+                            c.try_write_vectored(&slices)
+                        } else {
+                            c.try_write(DATA)
+                        };
+                        match wrote {
+                            Ok(n) => unread += n,
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    assert!(pending_now(c.writable()).await, "round {round}: full, yet writable");
+                    let mut got = 0;
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while got < unread {
+                        s.readable().await?;
+                        let read = match round {
+                            0 => s.try_read(&mut buf).inspect(|&n| {
+                                assert!(buf[..n].iter().all(|&b| b == 7));
+                            }),
+                            1 => {
+                                let r = {
+                                    let mut bufs: Vec<io::IoSliceMut<'_>> =
+                                        buf.chunks_mut(0x1000).map(io::IoSliceMut::new).collect();
+                                    s.try_read_vectored(&mut bufs)
+                                };
+                                // The slices fill in order, so the bytes read are buf[..n].
+                                r.inspect(|&n| assert!(buf[..n].iter().all(|&b| b == 7)))
+                            }
+                            _ => {
+                                let mut v: Vec<u8> = Vec::with_capacity(64 * 1024);
+                                let r = s.try_read_buf(&mut v);
+                                if let Ok(n) = r {
+                                    assert_eq!(v.len(), n);
+                                    assert!(v.iter().all(|&b| b == 7));
+                                }
+                                r
+                            }
+                        };
+                        match read {
+                            Ok(0) => panic!("round {round}: unexpected end of stream"),
+                            Ok(n) => got += n,
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    assert_eq!(got, unread, "round {round}");
+                    unread = 0;
+                }
+
+                drop(c);
+                tokio::time::timeout(Duration::from_secs(5), async {
+                    loop {
+                        let ready = s.ready(Interest::READABLE).await?;
+                        if ready.is_read_closed() {
+                            return io::Result::Ok(());
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                })
+                .await
+                .expect("read-closed never seen")?;
+                Ok(())
+            }
+
+            /// `poll_read_ready`: ready once data is in, pending again once
+            /// drained to `WouldBlock`, ready again at the peer's close.
+            /// (tcp_stream::poll_read_ready)
+            ///
+            /// tokio's test also asserts readiness right after a `read_exact`
+            /// that took every byte: tokio's cached readiness again (the
+            /// socket has nothing to read), so that step is left out.
+            #[tokio::test]
+            async fn poll_read_ready_follows_the_data() -> io::Result<()> {
+                let env = env();
+                let (mut c, mut s) = pair(&env).await?;
+                // (tokio may report a fresh stream read-ready before any
+                // data: its first readiness event; so that is not asserted.)
+                c.write_all(b"ping").await?;
+                poll_fn(|cx| s.poll_read_ready(cx)).await?;
+                let mut ping = [0u8; 4];
+                s.read_exact(&mut ping).await?;
+                assert_eq!(&ping, b"ping");
+                let mut buf = [0u8; 1024];
+                loop {
+                    match s.try_read(&mut buf) {
+                        Ok(n) => assert!(n > 0),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(e),
+                    }
+                }
+                let drained = poll_fn(|cx| Poll::Ready(s.poll_read_ready(cx).is_pending())).await;
+                assert!(drained, "drained to WouldBlock, yet read-ready");
+                drop(c);
+                poll_fn(|cx| s.poll_read_ready(cx)).await?;
+                Ok(())
+            }
+
+            /// `poll_write_ready`: ready on a fresh stream, pending once the
+            /// buffers are full, ready again when the peer resets (it is
+            /// dropped with unread data). (tcp_stream::poll_write_ready)
+            #[tokio::test]
+            async fn poll_write_ready_follows_the_room() -> io::Result<()> {
+                let env = env();
+                let (c, s) = pair(&env).await?;
+                poll_fn(|cx| c.poll_write_ready(cx)).await?;
+                let chunk = pattern(1 << 20);
+                let mut sent = 0usize;
+                loop {
+                    match c.try_write(&chunk) {
+                        Ok(n) => sent += n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(e),
+                    }
+                }
+                assert!(sent > 0);
+                let full = poll_fn(|cx| Poll::Ready(c.poll_write_ready(cx).is_pending())).await;
+                assert!(full, "no room, yet write-ready");
+                drop(s);
+                poll_fn(|cx| c.poll_write_ready(cx)).await?;
+                Ok(())
+            }
+
+            /// Readiness for data is not read-closed: no false positive.
+            /// (tcp_stream::read_closed)
+            #[tokio::test]
+            async fn data_is_not_read_closed() -> io::Result<()> {
+                let env = env();
+                let (c, mut s) = pair(&env).await?;
+                let mut ready = pin!(c.ready(Interest::READABLE));
+                assert!(pending_now(ready.as_mut()).await);
+                s.write_all(b"ping").await?;
+                let r = ready.await?;
+                assert!(r.is_readable());
+                assert!(!r.is_read_closed());
+                Ok(())
+            }
+
+            /// Room made by the reader is not write-closed: no false positive.
+            /// (tcp_stream::write_closed)
+            #[tokio::test]
+            async fn room_is_not_write_closed() -> io::Result<()> {
+                let env = env();
+                let (c, s) = pair(&env).await?;
+                let chunk = pattern(1 << 20);
+                let mut sent = 0usize;
+                loop {
+                    match c.try_write(&chunk) {
+                        Ok(n) => sent += n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(e),
+                    }
+                }
+                let mut ready = pin!(c.ready(Interest::WRITABLE));
+                assert!(pending_now(ready.as_mut()).await);
+                let mut buf = vec![0u8; 1 << 20];
+                let mut got = 0usize;
+                while got < sent {
+                    s.readable().await?;
+                    loop {
+                        match s.try_read(&mut buf) {
+                            Ok(0) => panic!("unexpected end of stream"),
+                            Ok(n) => got += n,
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                let r = ready.await?;
+                assert!(r.is_writable());
+                assert!(!r.is_write_closed());
+                Ok(())
+            }
+
+            /// A connect-then-read-loop future stays small: the read buffer
+            /// lives in the loop body, not in the readiness futures.
+            /// (tcp_stream::buffer_not_included_in_future; never polled)
+            #[test]
+            fn a_read_loop_future_stays_small() {
+                const N: usize = 4096;
+                let fut = async {
+                    let stream = TcpStream::connect("192.0.2.1:80").await.unwrap();
+                    loop {
+                        stream.readable().await.unwrap();
+                        let mut buf = [0u8; N];
+                        if stream.try_read(&mut buf[..]).unwrap() == 0 {
+                            break;
+                        }
+                    }
+                };
+                let size = std::mem::size_of_val(&fut);
+                assert!(size < 1000, "{size} bytes");
             }
         }
     };

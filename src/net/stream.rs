@@ -697,8 +697,14 @@ impl TcpStream {
         })
     }
 
+    /// As tokio's (tokio-rs/tokio#4665): `NotConnected` (a connection
+    /// the peer reset or that timed out) is `Ok`, so a shutdown does not
+    /// race the connection's end.
     pub(crate) fn shutdown_priv(&self) -> io::Result<()> {
-        self.try_now(|e, now, h| e.shutdown(now, h))
+        match self.try_now(|e, now, h| e.shutdown(now, h)) {
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+            r => r,
+        }
     }
 }
 
