@@ -1,40 +1,46 @@
-//! The harness's layer over the simulated network: per-pair partitions and
-//! holds, and power (a crashed host's old stack talks to nobody).
+//! The harness's layer over the simulated network: per-pair partitions,
+//! and power (a crashed host's old stack talks to nobody). Holds are the
+//! network's own ([`Network::hold`]), as they reach packets in flight.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use synack_device::{Capabilities, Device, Packet};
-use synack_sim::HostEnd;
+use synack_sim::{HostEnd, Network};
+
+/// What a partition does to the packets it cuts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cut {
+    /// Dropped without a word, as by a cable cut.
+    Silent,
+    /// Dropped, the sender told by the router: ICMP host unreachable.
+    Unreachable,
+}
 
 /// State every host's device shares.
 pub(crate) struct Fabric {
+    net: Network,
     ends: Vec<HostEnd>,
     addrs: Vec<Ipv4Addr>,
     /// The incarnation whose stack may use each host's end; `None` while the host is down.
     live: Vec<Option<u64>>,
     /// Directed pairs (from, to) whose packets are dropped.
-    cut: BTreeSet<(usize, usize)>,
-    /// Directed pairs (from, to) whose packets are held until released.
-    hold: BTreeSet<(usize, usize)>,
-    /// Held packets, in the order they were sent: (from, to, packet).
-    held: Vec<(usize, usize, Packet)>,
+    cut: BTreeMap<(usize, usize), Cut>,
 }
 
 impl Fabric {
-    pub(crate) fn new(ends: Vec<HostEnd>) -> Fabric {
+    pub(crate) fn new(net: Network, ends: Vec<HostEnd>) -> Fabric {
         let addrs = ends.iter().map(|e| e.config().addr).collect();
         let live = vec![None; ends.len()];
         Fabric {
+            net,
             ends,
             addrs,
             live,
-            cut: BTreeSet::new(),
-            hold: BTreeSet::new(),
-            held: Vec::new(),
+            cut: BTreeMap::new(),
         }
     }
 
@@ -43,10 +49,10 @@ impl Fabric {
     }
 
     /// Powers `host` on as incarnation `generation`, or off with `None`.
-    /// Packets waiting for the host, and packets it sent that are held, are lost.
+    /// Packets waiting for the host are lost; those it sent, held ones
+    /// included, are on their way and still arrive.
     pub(crate) fn set_live(&mut self, host: usize, generation: Option<u64>) {
         self.live[host] = generation;
-        self.held.retain(|(from, _, _)| *from != host);
         let mut cx = Context::from_waker(Waker::noop());
         let mut sink = Vec::new();
         while let Poll::Ready(Ok(n)) = self.ends[host].poll_recv(&mut cx, &mut sink, 64) {
@@ -57,31 +63,22 @@ impl Fabric {
         }
     }
 
-    /// Cuts (or repairs) the direction `from` → `to`.
-    pub(crate) fn set_cut(&mut self, from: usize, to: usize, cut: bool) {
-        if cut {
-            self.cut.insert((from, to));
-        } else {
-            self.cut.remove(&(from, to));
-        }
+    /// Cuts the direction `from` → `to` (`Some`), or repairs it.
+    pub(crate) fn set_cut(&mut self, from: usize, to: usize, cut: Option<Cut>) {
+        match cut {
+            Some(c) => self.cut.insert((from, to), c),
+            None => self.cut.remove(&(from, to)),
+        };
     }
 
-    /// Starts holding the direction `from` → `to`.
+    /// Starts holding the direction `from` → `to`, packets in flight included.
     pub(crate) fn hold(&mut self, from: usize, to: usize) {
-        self.hold.insert((from, to));
+        self.net.hold(self.addrs[from], self.addrs[to]);
     }
 
-    /// Stops holding `from` → `to` and sends what was held, in order.
+    /// Stops holding `from` → `to`; what was held goes on, in order.
     pub(crate) fn release(&mut self, from: usize, to: usize) {
-        self.hold.remove(&(from, to));
-        let (go, keep) = std::mem::take(&mut self.held)
-            .into_iter()
-            .partition(|(f, t, _)| (*f, *t) == (from, to));
-        self.held = keep;
-        let mut out: VecDeque<Packet> = go.into_iter().map(|(_, _, p)| p).collect();
-        let mut cx = Context::from_waker(Waker::noop());
-        // A `HostEnd` takes every packet at once.
-        let _ = self.ends[from].poll_send(&mut cx, &mut out);
+        self.net.release(self.addrs[from], self.addrs[to]);
     }
 
     /// The uplink and downlink of `host`.
@@ -145,7 +142,7 @@ impl Device for SimDevice {
             let mut i = start;
             while i < out.len() {
                 let from = endpoints(&out[i]).and_then(|(src, _)| f.host_of(src));
-                if from.is_some_and(|from| f.cut.contains(&(from, self.host))) {
+                if from.is_some_and(|from| f.cut.contains_key(&(from, self.host))) {
                     out.remove(i);
                 } else {
                     i += 1;
@@ -172,12 +169,15 @@ impl Device for SimDevice {
         let mut pass = VecDeque::with_capacity(n);
         for p in packets.drain(..) {
             let to = endpoints(&p).and_then(|(_, dst)| f.host_of(dst));
-            match to {
-                Some(to) if f.cut.contains(&(self.host, to)) => {
-                    tracing::trace!(from = self.host, to, "sim: packet dropped by a partition");
+            match to.and_then(|to| f.cut.get(&(self.host, to))) {
+                Some(Cut::Silent) => {
+                    tracing::trace!(from = self.host, ?to, "sim: packet dropped by a partition");
                 }
-                Some(to) if f.hold.contains(&(self.host, to)) => f.held.push((self.host, to, p)),
-                _ => pass.push_back(p),
+                Some(Cut::Unreachable) => {
+                    // Answered at once, as by the first router of the path.
+                    f.net.answer_unreachable(&p);
+                }
+                None => pass.push_back(p),
             }
         }
         let host = self.host;

@@ -3,9 +3,14 @@
 //! [`synack_sim`] network, under paused tokio time.
 //!
 //! Declare servers with [`Sim::host`] (a factory, so the host can be crashed
-//! and restarted) and test drivers with [`Sim::client`], then [`Sim::run`].
+//! and restarted) and test drivers with [`Sim::client`], then [`Sim::run`]
+//! (or [`Sim::step`], one millisecond at a time). [`connections`] counts a
+//! host's connections by state.
 //! Hosts are numbered from `192.0.2.1` in order of declaration, and every
 //! host's stack knows every name, so `TcpStream::connect("server:80")` works.
+//! The router joining them is `.254` of the same /24 (`192.0.2.254`): it
+//! answers a packet for an address no host has with ICMP host unreachable
+//! (see [`Network::set_router_addr`](synack_sim::Network::set_router_addr)).
 //! Inside a host's or client's future, [`synack::net`](crate::net) calls need
 //! no stack argument: the host's stack is current whenever its futures are
 //! polled.
@@ -19,9 +24,9 @@
 //!
 //! # Faults
 //!
-//! From any client or host, during a run: [`partition`], [`partition_oneway`],
-//! [`repair`], [`repair_oneway`], [`hold`] and [`release`] act on pairs of
-//! hosts; [`set_link`] changes a host's links; [`crash`] powers a host off (its
+//! From any client or host, during a run: [`partition`],
+//! [`partition_unreachable`], [`partition_oneway`], [`repair`],
+//! [`repair_oneway`], [`hold`] and [`release`] act on pairs of hosts; [`set_link`] changes a host's links; [`crash`] powers a host off (its
 //! stack is dropped without a word on the wire, so its peers learn of it only
 //! when they next send) and [`bounce`] boots it again with a new stack, which
 //! answers the old connections' segments with resets.
@@ -77,13 +82,13 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use synack_engine::Config;
+use synack_engine::{Config, StateCounts};
 use synack_sim::{HostConfig, Network};
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinHandle};
 
 use crate::stack::Stack;
-use fabric::{Fabric, SharedFabric, SimDevice};
+use fabric::{Cut, Fabric, SharedFabric, SimDevice};
 
 pub use synack_sim::{CaptureBuffer, GilbertElliott, Link, LinkConfig, LinkStats, read_pcap};
 
@@ -150,7 +155,8 @@ impl Builder {
     }
 
     /// The first host's address; the others follow it in order of declaration,
-    /// all in its /24 (and all hosts' stacks are on that /24).
+    /// all in its /24 (and all hosts' stacks are on that /24). The router is
+    /// `.254` of that /24, so the hosts must end by `.253`.
     pub fn first_addr(mut self, addr: Ipv4Addr) -> Self {
         self.first_addr = addr;
         self
@@ -169,6 +175,8 @@ impl Builder {
             decls: Vec::new(),
             log: Vec::new(),
             captures: Vec::new(),
+            running: None,
+            elapsed: Duration::ZERO,
         }
     }
 }
@@ -189,6 +197,10 @@ pub struct Sim {
     decls: Vec<Decl>,
     log: Vec<String>,
     captures: Vec<(String, CaptureBuffer)>,
+    /// The run under way between steps.
+    running: Option<Running>,
+    /// How long the last run took.
+    elapsed: Duration,
 }
 
 impl fmt::Debug for Sim {
@@ -248,27 +260,113 @@ impl Sim {
     }
 
     /// Runs the simulation on a new current-thread tokio runtime with paused
-    /// time, until every client has finished.
+    /// time, until every client has finished: [`step`](Sim::step) repeated.
     ///
     /// Returns the first error: a client's or a host's (with its name), or
     /// `TimedOut` when simulated time passes the [duration
     /// limit](Builder::duration). Clients run once: a second run fails with
     /// `InvalidInput`, as does a run with two hosts of one name or more hosts
-    /// than fit in the /24 of the [first address](Builder::first_addr).
+    /// than fit in the /24 of the [first address](Builder::first_addr)
+    /// (`.254` is the router's).
     ///
     /// # Panics
     ///
     /// When called inside another tokio runtime.
     pub fn run(&mut self) -> Result {
-        self.check()?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()?;
-        let local = tokio::task::LocalSet::new();
-        let (result, log) = local.block_on(&rt, self.run_inner());
-        self.log = log;
-        result
+        while !self.step()? {}
+        Ok(())
+    }
+
+    /// Advances the simulation by one tick, [`TICK`] (1 ms) of simulated
+    /// time, and returns whether every client has finished.
+    ///
+    /// The first step starts the run (the runtime, the network, the hosts);
+    /// every timer due within the tick fires at its exact instant. Between
+    /// steps nothing runs and simulated time stands still, so a test can look
+    /// at the hosts ([`Sim::connections`], [`Sim::elapsed`]) or break the
+    /// network: the fault functions ([`partition`], [`hold`], [`set_link`],
+    /// [`crash`], ...) and [`connections`] work from the test's thread
+    /// between steps; [`bounce`] and [`spawn`] do not (they spawn tasks, which
+    /// needs a host). When it returns `Ok(true)` or an error,
+    /// the run is over, as with [`run`](Sim::run): hosts are powered off and
+    /// the [log](Sim::log) is complete.
+    ///
+    /// Errors are those of [`run`](Sim::run).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use synack::sim::Builder;
+    ///
+    /// let mut sim = Builder::new().build();
+    /// sim.client("sleeper", async {
+    ///     tokio::time::sleep(Duration::from_millis(3)).await;
+    ///     Ok(())
+    /// });
+    /// assert!(!sim.step().unwrap());
+    /// assert_eq!(sim.elapsed(), Duration::from_millis(1));
+    /// assert!(!sim.step().unwrap());
+    /// assert!(sim.step().unwrap());
+    /// assert_eq!(sim.elapsed(), Duration::from_millis(3));
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When called inside another tokio runtime.
+    pub fn step(&mut self) -> Result<bool> {
+        if self.running.is_none() {
+            self.start()?;
+        }
+        let Some(r) = self.running.as_mut() else {
+            unreachable!("the run was just started");
+        };
+        let limit = self.builder.duration;
+        let outcome = r.local.block_on(
+            &r.rt,
+            tick(&r.world, &mut r.done_rx, &mut r.clients, r.deadline, limit),
+        );
+        let Some(result) = outcome else {
+            return Ok(false);
+        };
+        {
+            let _rt = r.rt.enter();
+            r.world.note(match &result {
+                Ok(()) => "run finished".to_string(),
+                Err(e) => format!("run ended: {e}"),
+            });
+            self.elapsed = r.world.start.elapsed();
+        }
+        self.log = r.world.log.take();
+        // Powers everything off before the runtime goes.
+        self.running = None;
+        result.map(|()| true)
+    }
+
+    /// Simulated time since the run began: of the run under way between
+    /// [`step`](Sim::step)s, else of the last run (zero before any).
+    pub fn elapsed(&self) -> Duration {
+        match &self.running {
+            Some(r) => {
+                let _rt = r.rt.enter();
+                r.world.start.elapsed()
+            }
+            None => self.elapsed,
+        }
+    }
+
+    /// `host`'s connections by state, between [`step`](Sim::step)s (see
+    /// [`connections`]); `NotFound` when no run is under way or there is no
+    /// such host.
+    pub fn connections(&self, host: &str) -> io::Result<StateCounts> {
+        match &self.running {
+            Some(r) => {
+                let _rt = r.rt.enter();
+                r.world.connections(r.world.find(host)?)
+            }
+            None => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "no run is under way (step the simulation first)",
+            )),
+        }
     }
 
     fn check(&self) -> io::Result<()> {
@@ -281,12 +379,12 @@ impl Sim {
                 return Err(invalid(format!("client {:?} has already run", d.name)));
             }
         }
-        // Every stack is on one /24 with the first address.
+        // Every stack is on one /24 with the first address; .254 is the router.
         let first = u32::from(self.builder.first_addr);
         let last = u64::from(first) + (self.decls.len() as u64).saturating_sub(1);
-        if last >> 8 != u64::from(first >> 8) || last & 0xff == 0xff {
+        if last >> 8 != u64::from(first >> 8) || last & 0xff >= 0xfe {
             return Err(invalid(format!(
-                "{} hosts do not fit in the /24 from {}",
+                "{} hosts do not fit in the /24 from {} (.254 is the router)",
                 self.decls.len(),
                 self.builder.first_addr
             )));
@@ -294,33 +392,52 @@ impl Sim {
         Ok(())
     }
 
-    async fn run_inner(&mut self) -> (Result, Vec<String>) {
+    /// Starts a run: the runtime, the network, and every host booted.
+    fn start(&mut self) -> Result {
+        self.check()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()?;
+        let local = tokio::task::LocalSet::new();
+        self.log.clear();
+        let started = local.block_on(&rt, self.boot_all());
+        let (world, done_rx, clients) = started?;
+        let deadline = world.start + self.builder.duration;
+        self.running = Some(Running {
+            local,
+            rt,
+            world,
+            done_rx,
+            clients,
+            deadline,
+        });
+        Ok(())
+    }
+
+    async fn boot_all(&mut self) -> Result<(Rc<World>, mpsc::UnboundedReceiver<Done>, usize)> {
         let b = &self.builder;
         let net = Network::new(b.seed);
         let first = u32::from(b.first_addr);
+        net.set_router_addr(Ipv4Addr::from(first | 0xfe), 24)?;
         let mut ends = Vec::new();
         self.captures.clear();
         for (i, d) in self.decls.iter().enumerate() {
             let addr = Ipv4Addr::from(first + i as u32);
             let config = HostConfig::new(addr).uplink(b.link).downlink(b.link);
-            let end = match net.add_host(config) {
-                Ok(end) => end,
-                Err(e) => return (Err(e.into()), Vec::new()),
-            };
+            let end = net.add_host(config)?;
             if b.capture {
                 let buf = CaptureBuffer::new();
                 let point = synack_sim::CapturePoint::Ingress;
-                if let Err(e) = end.uplink().capture(point, buf.clone()) {
-                    return (Err(e.into()), Vec::new());
-                }
+                end.uplink().capture(point, buf.clone())?;
                 self.captures.push((d.name.clone(), buf));
             }
             ends.push(end);
         }
         let addrs: Vec<Ipv4Addr> = ends.iter().map(|e| e.config().addr).collect();
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
         let world = Rc::new(World {
-            fabric: Arc::new(Mutex::new(Fabric::new(ends))),
+            fabric: Arc::new(Mutex::new(Fabric::new(net, ends))),
             hosts: self
                 .decls
                 .iter_mut()
@@ -336,6 +453,7 @@ impl Sim {
                 })
                 .collect(),
             start: tokio::time::Instant::now(),
+            handle: tokio::runtime::Handle::current(),
             seed: b.seed,
             config: b.config.clone(),
             log: RefCell::new(Vec::new()),
@@ -355,55 +473,89 @@ impl Sim {
                 }
             }
         }
+        Ok((world, done_rx, clients))
+    }
+}
 
-        let deadline = world.start + b.duration;
-        let mut result = Ok(());
-        while clients > 0 {
-            let done = tokio::select! {
-                d = done_rx.recv() => d,
-                () = tokio::time::sleep_until(deadline) => {
-                    let msg = format!("the simulation ran past its duration limit of {:?}", b.duration);
-                    result = Err(io::Error::new(io::ErrorKind::TimedOut, msg).into());
-                    break;
-                }
-            };
-            // `world` holds a sender, so the channel stays open.
-            let Some(done) = done else { break };
-            let host = &world.hosts[done.host];
-            if host.state.borrow().generation != done.generation {
-                continue;
-            }
-            match done.result {
-                Ok(()) if host.factory.is_none() => {
-                    clients -= 1;
-                    world.note(format!("client {} finished", host.name));
-                }
-                Ok(()) => world.note(format!("host {} software returned", host.name)),
-                Err(e) => {
-                    world.note(format!("{} failed: {e}", host.name));
-                    result = Err(format!("{} failed: {e}", host.name).into());
-                    break;
-                }
-            }
-        }
-        world.note(match &result {
-            Ok(()) => "run finished".to_string(),
-            Err(e) => format!("run ended: {e}"),
-        });
+/// The length of a [`Sim::step`]: one millisecond of simulated time (the
+/// resolution of tokio's timers, and turmoil's default tick).
+pub const TICK: Duration = Duration::from_millis(1);
+
+/// A run under way: what lives from the first [`Sim::step`] to the last.
+struct Running {
+    // Dropped before the runtime it runs on.
+    local: tokio::task::LocalSet,
+    rt: tokio::runtime::Runtime,
+    world: Rc<World>,
+    done_rx: mpsc::UnboundedReceiver<Done>,
+    /// Clients still running.
+    clients: usize,
+    deadline: tokio::time::Instant,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
         // Power everything off before the runtime goes, so no stack outlives it.
-        for i in 0..world.hosts.len() {
-            world.power_off(i);
+        let _rt = self.rt.enter();
+        for i in 0..self.world.hosts.len() {
+            self.world.power_off(i);
         }
         WORLD.with(|w| w.borrow_mut().take());
-        let log = world.log.take();
-        (result, log)
     }
+}
+
+/// Runs one [`TICK`] of the simulation; then takes stock of the finished
+/// futures. Returns the run's outcome once it is over.
+async fn tick(
+    world: &World,
+    done_rx: &mut mpsc::UnboundedReceiver<Done>,
+    clients: &mut usize,
+    deadline: tokio::time::Instant,
+    limit: Duration,
+) -> Option<Result> {
+    if *clients > 0 {
+        let end = (tokio::time::Instant::now() + TICK).min(deadline);
+        tokio::time::sleep_until(end).await;
+        // Let the tasks woken at the tick's last instant run too (a few
+        // rounds: what is left runs at the start of the next step).
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+        }
+    }
+    // `world` holds a sender, so the channel stays open.
+    while let Ok(done) = done_rx.try_recv() {
+        let host = &world.hosts[done.host];
+        if host.state.borrow().generation != done.generation {
+            continue;
+        }
+        match done.result {
+            Ok(()) if host.factory.is_none() => {
+                *clients -= 1;
+                world.note_at(done.at, format!("client {} finished", host.name));
+            }
+            Ok(()) => world.note_at(done.at, format!("host {} software returned", host.name)),
+            Err(e) => {
+                world.note_at(done.at, format!("{} failed: {e}", host.name));
+                return Some(Err(format!("{} failed: {e}", host.name).into()));
+            }
+        }
+    }
+    if *clients == 0 {
+        return Some(Ok(()));
+    }
+    if tokio::time::Instant::now() >= deadline {
+        let msg = format!("the simulation ran past its duration limit of {limit:?}");
+        return Some(Err(io::Error::new(io::ErrorKind::TimedOut, msg).into()));
+    }
+    None
 }
 
 /// A finished host or client future.
 struct Done {
     host: usize,
     generation: u64,
+    /// When it finished.
+    at: tokio::time::Instant,
     result: Result,
 }
 
@@ -421,6 +573,7 @@ impl Report {
         let _ = self.done.send(Done {
             host: self.host,
             generation: self.generation,
+            at: tokio::time::Instant::now(),
             result,
         });
     }
@@ -455,6 +608,8 @@ struct World {
     fabric: SharedFabric,
     hosts: Vec<HostRec>,
     start: tokio::time::Instant,
+    /// The run's runtime, for its clock when called from the test between steps.
+    handle: tokio::runtime::Handle,
     seed: u64,
     config: Config,
     log: RefCell<Vec<String>>,
@@ -477,7 +632,18 @@ fn mix(mut z: u64) -> u64 {
 
 impl World {
     fn note(&self, what: String) {
-        let t = self.start.elapsed();
+        self.note_at(self.now(), what);
+    }
+
+    /// The simulated clock, also from the test's thread between steps.
+    fn now(&self) -> tokio::time::Instant {
+        let _rt = self.handle.enter();
+        tokio::time::Instant::now()
+    }
+
+    /// Logs `what` as having happened at `at`.
+    fn note_at(&self, at: tokio::time::Instant, what: String) {
+        let t = at.saturating_duration_since(self.start);
         tracing::debug!(at = ?t, "sim: {what}");
         self.log
             .borrow_mut()
@@ -496,6 +662,16 @@ impl World {
                     format!("no simulated host {name:?}"),
                 )
             })
+    }
+
+    /// `host`'s connections by state; none while it is down.
+    fn connections(&self, host: usize) -> io::Result<StateCounts> {
+        let st = self.hosts[host].state.borrow();
+        Ok(st
+            .stack
+            .as_ref()
+            .map(|s| s.stats().states)
+            .unwrap_or_default())
     }
 
     /// Boots `host` with a new stack and runs its factory's software on it.
@@ -649,7 +825,42 @@ pub fn hostname() -> Option<String> {
 
 /// Simulated time since the run began (zero outside a run).
 pub fn elapsed() -> Duration {
-    world().map(|w| w.start.elapsed()).unwrap_or_default()
+    world()
+        .map(|w| w.now().saturating_duration_since(w.start))
+        .unwrap_or_default()
+}
+
+/// The connections of `host` by state, now (listeners not counted; a host
+/// that is down has none). `host` is a name or an address.
+///
+/// Callable from any host or client during a run, and from the test between
+/// [`Sim::step`]s (as is [`Sim::connections`]). turmoil's
+/// `established_tcp_stream_count` is [`established`].
+///
+/// ```
+/// use synack::net::{TcpListener, TcpStream};
+/// use synack::sim::{self, Builder};
+///
+/// let mut sim = Builder::new().build();
+/// sim.client("client", async {
+///     let listener = TcpListener::bind("0.0.0.0:80").await?;
+///     let s = TcpStream::connect("client:80").await?;
+///     let (_t, _) = listener.accept().await?;
+///     let counts = sim::connections("client")?;
+///     assert_eq!(counts.established, 2); // both ends, over loopback
+///     drop(s);
+///     Ok(())
+/// });
+/// sim.run().unwrap();
+/// ```
+pub fn connections(host: &str) -> io::Result<StateCounts> {
+    let world = world()?;
+    world.connections(world.find(host)?)
+}
+
+/// How many of `host`'s connections are ESTABLISHED (see [`connections`]).
+pub fn established(host: &str) -> io::Result<usize> {
+    connections(host).map(|c| c.established)
 }
 
 fn pair(a: &str, b: &str, what: &str, f: impl FnOnce(&mut Fabric, usize, usize)) -> io::Result<()> {
@@ -665,34 +876,80 @@ fn pair(a: &str, b: &str, what: &str, f: impl FnOnce(&mut Fabric, usize, usize))
 
 /// Drops every packet between `a` and `b`, both ways, including those already
 /// on the wire, until [`repair`]. Hosts are named by name or address.
+///
+/// The cut is silent, as a pulled cable and as turmoil's `partition`: the
+/// senders hear nothing and learn of it only by timeouts (a connect gives up
+/// after its SYN retries). For a partition the senders are told of, see
+/// [`partition_unreachable`].
 pub fn partition(a: &str, b: &str) -> io::Result<()> {
     pair(a, b, "partition", |f, x, y| {
-        f.set_cut(x, y, true);
-        f.set_cut(y, x, true);
+        f.set_cut(x, y, Some(Cut::Silent));
+        f.set_cut(y, x, Some(Cut::Silent));
     })
 }
 
-/// Drops every packet from `from` to `to` (but not back) until [`repair_oneway`] or [`repair`].
+/// Like [`partition`], but the router answers every packet the cut drops
+/// with ICMP destination unreachable, code 1 (host unreachable), from its
+/// address (`.254` of the hosts' /24), as a router that lost its route to
+/// the other side does. turmoil has no such mode.
+///
+/// The answer comes at once, down the sender's downlink (as from the first
+/// router on the path); packets already on the wire when the cut is made
+/// are still lost silently. What a stack does with the message is its own
+/// affair: RFC 1122 §4.2.3.9 makes it a soft error for an established
+/// connection.
+///
+/// ```
+/// use std::time::Duration;
+/// use synack::net::{TcpListener, TcpStream};
+/// use synack::sim::{self, Builder};
+///
+/// let mut sim = Builder::new().build();
+/// sim.host("server", || async {
+///     let _listener = TcpListener::bind("0.0.0.0:80").await?;
+///     std::future::pending().await
+/// });
+/// sim.client("client", async {
+///     sim::partition_unreachable("client", "server")?;
+///     let attempt = TcpStream::connect("server:80");
+///     assert!(tokio::time::timeout(Duration::from_secs(1), attempt).await.is_err());
+///     Ok(())
+/// });
+/// sim.run().unwrap();
+/// ```
+pub fn partition_unreachable(a: &str, b: &str) -> io::Result<()> {
+    pair(a, b, "partition_unreachable", |f, x, y| {
+        f.set_cut(x, y, Some(Cut::Unreachable));
+        f.set_cut(y, x, Some(Cut::Unreachable));
+    })
+}
+
+/// Drops every packet from `from` to `to` (but not back), silently, until
+/// [`repair_oneway`] or [`repair`].
 pub fn partition_oneway(from: &str, to: &str) -> io::Result<()> {
     pair(from, to, "partition_oneway", |f, x, y| {
-        f.set_cut(x, y, true)
+        f.set_cut(x, y, Some(Cut::Silent))
     })
 }
 
-/// Ends a partition between `a` and `b`, both ways.
+/// Ends a partition between `a` and `b`, both ways (silent or not).
 pub fn repair(a: &str, b: &str) -> io::Result<()> {
     pair(a, b, "repair", |f, x, y| {
-        f.set_cut(x, y, false);
-        f.set_cut(y, x, false);
+        f.set_cut(x, y, None);
+        f.set_cut(y, x, None);
     })
 }
 
 /// Ends a partition from `from` to `to`.
 pub fn repair_oneway(from: &str, to: &str) -> io::Result<()> {
-    pair(from, to, "repair_oneway", |f, x, y| f.set_cut(x, y, false))
+    pair(from, to, "repair_oneway", |f, x, y| f.set_cut(x, y, None))
 }
 
-/// Holds the packets `a` and `b` send each other from now on, until [`release`].
+/// Holds the packets `a` and `b` send each other, both ways, until
+/// [`release`]: those sent from now on and those already on their way
+/// (queued in a link or on the wire), as turmoil's `hold` holds messages in
+/// flight. Nothing is lost, and the order is kept. A packet already
+/// delivered to a host, waiting for its stack to read it, is not recalled.
 pub fn hold(a: &str, b: &str) -> io::Result<()> {
     pair(a, b, "hold", |f, x, y| {
         f.hold(x, y);
@@ -700,7 +957,8 @@ pub fn hold(a: &str, b: &str) -> io::Result<()> {
     })
 }
 
-/// Stops holding packets between `a` and `b` and sends the held ones, in order.
+/// Stops holding packets between `a` and `b` and sends the held ones on, in
+/// order, from the router: each crosses its receiver's downlink from now.
 pub fn release(a: &str, b: &str) -> io::Result<()> {
     pair(a, b, "release", |f, x, y| {
         f.release(x, y);

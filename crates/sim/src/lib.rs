@@ -16,6 +16,11 @@
 //! Settings can change during a run ([`Link::set_config`]), e.g.
 //! [`LinkConfig::blackhole`] for one direction of a partition.
 //!
+//! The router can hold the packets between two hosts, those in flight
+//! included ([`Network::hold`]), and, given an address
+//! ([`Network::set_router_addr`]), answers packets for an address no host has
+//! with ICMP host unreachable.
+//!
 //! Each host's end, a [`HostEnd`], is a [`synack_device::Device`], so a
 //! `synack::Stack` (or any other stack on that trait) runs on it.
 //!
@@ -73,6 +78,7 @@
 #![warn(missing_docs)]
 
 mod capture;
+mod icmp;
 mod link;
 mod network;
 mod rng;

@@ -1,7 +1,7 @@
 //! The network: hosts, their links to one router, the event queue and the clock task.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::fmt;
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
@@ -88,6 +88,10 @@ pub struct RouterStats {
     pub forwarded: u64,
     /// Packets dropped because they were not IPv4 or no host has their destination.
     pub unroutable: u64,
+    /// ICMP host unreachable messages sent (see [`Network::set_router_addr`]).
+    pub icmp_unreachable: u64,
+    /// Packets held now between pairs of hosts (see [`Network::hold`]).
+    pub held: usize,
 }
 
 /// Where a link's packets go when they arrive.
@@ -168,6 +172,13 @@ struct Net {
     to_wake: Vec<Waker>,
     /// Empty packet buffers given back by hosts, handed out again by `alloc`.
     pool: Vec<Packet>,
+    /// The router's own address and its subnet's prefix length; `None`: it
+    /// has none and sends no ICMP.
+    router_addr: Option<(Ipv4Addr, u8)>,
+    /// Directed pairs (source, destination) whose packets are held.
+    holds: BTreeSet<(Ipv4Addr, Ipv4Addr)>,
+    /// Held packets, oldest first, with their source and destination.
+    held: Vec<(Ipv4Addr, Ipv4Addr, Packet)>,
 }
 
 /// The most empty buffers the network keeps for reuse.
@@ -209,7 +220,7 @@ impl Net {
         }
     }
 
-    /// A packet enters `link` at `at`.
+    /// A packet enters `link` at `at` (unless its pair is held).
     fn ingress(&mut self, at: u64, link: usize, packet: Packet) {
         let entry = &mut self.links[link];
         for c in &mut entry.captures {
@@ -217,6 +228,14 @@ impl Net {
                 c.record(at, &packet);
             }
         }
+        if !self.holds.is_empty()
+            && let Some((src, dst)) = endpoints(&packet)
+            && self.holds.contains(&(src, dst))
+        {
+            self.held.push((src, dst, packet));
+            return;
+        }
+        let entry = &mut self.links[link];
         if let Ok(departs) = entry.state.enqueue(at, packet.len()) {
             self.schedule(departs, link, EventKind::Depart, packet);
         }
@@ -269,7 +288,71 @@ impl Net {
             None => {
                 tracing::trace!(?dst, "sim router: unroutable packet dropped");
                 self.router.unroutable += 1;
+                self.unreachable(at, &packet);
             }
+        }
+    }
+
+    /// The router answers the source of `datagram` with ICMP host
+    /// unreachable, if it has an address, the rules allow (see `icmp.rs`) and
+    /// the source is a host it knows.
+    fn unreachable(&mut self, at: u64, datagram: &[u8]) -> bool {
+        let Some((addr, prefix_len)) = self.router_addr else {
+            return false;
+        };
+        let broadcast =
+            (prefix_len < 31).then(|| Ipv4Addr::from(u32::from(addr) | (u32::MAX >> prefix_len)));
+        let Some(icmp) = crate::icmp::host_unreachable(addr, broadcast, datagram) else {
+            return false;
+        };
+        let Some(&h) = endpoints(&icmp).and_then(|(_, dst)| self.routes.get(&dst)) else {
+            return false;
+        };
+        self.router.icmp_unreachable += 1;
+        let downlink = self.hosts[h].downlink;
+        self.ingress(at, downlink, icmp);
+        true
+    }
+
+    /// Starts holding `from` → `to`, packets in flight included: they leave
+    /// the links' event queue and wait, in the order they were sent.
+    fn hold(&mut self, from: Ipv4Addr, to: Ipv4Addr) {
+        if !self.holds.insert((from, to)) {
+            return;
+        }
+        let events = std::mem::take(&mut self.events).into_vec();
+        let (mut caught, rest): (Vec<_>, Vec<_>) = events
+            .into_iter()
+            .partition(|Reverse(e)| endpoints(&e.packet) == Some((from, to)));
+        self.events = rest.into();
+        // The further along its way, the earlier a packet was sent: those
+        // reaching the receiver first, then those still in its downlink's
+        // queue, then those on and in the sender's uplink; each link in its
+        // own order.
+        let stage = |e: &Event| {
+            let to_host = matches!(self.links[e.link].sink, Sink::Host(_));
+            match (to_host, e.kind) {
+                (true, EventKind::Arrive) => 0,
+                (true, EventKind::Depart) => 1,
+                (false, EventKind::Arrive) => 2,
+                (false, EventKind::Depart) => 3,
+            }
+        };
+        caught.sort_by_key(|Reverse(e)| (stage(e), e.at, e.tie, e.seq));
+        // Nothing of this pair is held yet: a release takes all of it.
+        self.held
+            .extend(caught.into_iter().map(|Reverse(e)| (from, to, e.packet)));
+    }
+
+    /// Stops holding `from` → `to`; its held packets go on from the router.
+    fn release(&mut self, at: u64, from: Ipv4Addr, to: Ipv4Addr) {
+        self.holds.remove(&(from, to));
+        let (go, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|(s, d, _)| (*s, *d) == (from, to));
+        self.held = keep;
+        for (_, _, packet) in go {
+            self.route(at, packet);
         }
     }
 
@@ -285,6 +368,16 @@ impl Net {
         });
         index
     }
+}
+
+/// The source and destination of an IPv4 packet, if it is one.
+fn endpoints(p: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr)> {
+    (p.len() >= 20 && p[0] >> 4 == 4).then(|| {
+        (
+            Ipv4Addr::new(p[12], p[13], p[14], p[15]),
+            Ipv4Addr::new(p[16], p[17], p[18], p[19]),
+        )
+    })
 }
 
 /// The part of a network every handle shares with the clock task.
@@ -403,6 +496,9 @@ impl Network {
                 clock_deadline: None,
                 to_wake: Vec::new(),
                 pool: Vec::new(),
+                router_addr: None,
+                holds: BTreeSet::new(),
+                held: Vec::new(),
             }),
             notify: notify.clone(),
         });
@@ -420,6 +516,12 @@ impl Network {
                 return Err(io::Error::new(
                     io::ErrorKind::AddrInUse,
                     format!("a host with address {} is already joined", config.addr),
+                ));
+            }
+            if net.router_addr.is_some_and(|(a, _)| a == config.addr) {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("{} is the router's address", config.addr),
                 ));
             }
             let h = net.hosts.len();
@@ -466,7 +568,137 @@ impl Network {
 
     /// The router's counters.
     pub fn router_stats(&self) -> RouterStats {
-        self.shared.lock().router
+        let net = self.shared.lock();
+        RouterStats {
+            held: net.held.len(),
+            ..net.router
+        }
+    }
+
+    /// Gives the router the address `addr` on a subnet of `prefix_len` bits,
+    /// from which it answers packets for an address no host has with ICMP
+    /// destination unreachable, code 1 (host unreachable, RFC 792).
+    ///
+    /// A new network's router has no address and drops such packets
+    /// silently. With one, it quotes the offending datagram's header and as
+    /// much of its data as fits in 576 bytes (RFC 1812 §4.3.2.3), fills both
+    /// checksums (a host with checksum offload skips verifying them), and
+    /// answers every such packet (no rate limit), except an ICMP error, a
+    /// non-initial fragment, or one sent to a broadcast or multicast
+    /// address or from an address that is not one host's (RFC 1122 §3.2.2,
+    /// RFC 1812 §4.3.2.7). The answer crosses the sender's downlink.
+    ///
+    /// Fails with `AddrInUse` if a host has `addr`, `InvalidInput` if
+    /// `prefix_len` is over 32.
+    ///
+    /// ```
+    /// use std::net::Ipv4Addr;
+    /// use synack_sim::Network;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let net = Network::new(1);
+    /// assert_eq!(net.router_addr(), None);
+    /// net.set_router_addr(Ipv4Addr::new(192, 0, 2, 254), 24)?;
+    /// assert_eq!(net.router_addr(), Some(Ipv4Addr::new(192, 0, 2, 254)));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn set_router_addr(&self, addr: Ipv4Addr, prefix_len: u8) -> io::Result<()> {
+        let mut net = self.shared.lock();
+        if prefix_len > 32 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a prefix of {prefix_len} bits"),
+            ));
+        }
+        if net.routes.contains_key(&addr) {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("a host has address {addr}"),
+            ));
+        }
+        net.router_addr = Some((addr, prefix_len));
+        Ok(())
+    }
+
+    /// The router's address, if it has one (see [`set_router_addr`](Network::set_router_addr)).
+    pub fn router_addr(&self) -> Option<Ipv4Addr> {
+        self.shared.lock().router_addr.map(|(a, _)| a)
+    }
+
+    /// Has the router answer `datagram`'s source with ICMP host unreachable,
+    /// now, as it answers a packet for an unknown address (see
+    /// [`set_router_addr`](Network::set_router_addr)): for a harness that
+    /// drops packets on its own, such as a partition that should be noticed.
+    ///
+    /// Returns whether a message was sent: not without a router address, nor
+    /// when the rules forbid one or the source is no host's.
+    pub fn answer_unreachable(&self, datagram: &[u8]) -> bool {
+        self.shared.with(|net| {
+            let now = net.now();
+            net.advance(now);
+            let sent = net.unreachable(now, datagram);
+            net.advance(now);
+            sent
+        })
+    }
+
+    /// Holds the packets from `from` to `to` until [`release`](Network::release):
+    /// those already on their way (in the sender's uplink or the receiver's
+    /// downlink, queued or on the wire) and those sent from now on. Nothing
+    /// held is lost, and the order is kept.
+    ///
+    /// One direction only: hold both for a pair. Packets already delivered to
+    /// the receiver (waiting for its stack to read them) are not recalled.
+    ///
+    /// ```
+    /// use std::net::Ipv4Addr;
+    /// use std::time::Duration;
+    /// use synack_sim::{HostConfig, LinkConfig, Network};
+    /// use synack_device::Device;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let net = Network::new(1);
+    /// let slow = LinkConfig::new().delay(Duration::from_millis(100));
+    /// let (a, b) = (Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2));
+    /// let mut host_a = net.add_host(HostConfig::new(a).uplink(slow))?;
+    /// let mut host_b = net.add_host(HostConfig::new(b))?;
+    /// let mut packet = vec![0x45, 0, 0, 20, 0, 0, 0, 0, 64, 253, 0, 0];
+    /// packet.extend_from_slice(&[192, 0, 2, 1, 192, 0, 2, 2]);
+    /// let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    /// let _ = host_a.poll_send(&mut cx, &mut vec![packet.clone()].into());
+    ///
+    /// tokio::time::sleep(Duration::from_millis(10)).await;
+    /// net.hold(a, b); // caught on the uplink
+    /// tokio::time::sleep(Duration::from_secs(1)).await;
+    /// assert_eq!(net.router_stats().held, 1);
+    /// net.release(a, b);
+    /// let mut got = Vec::new();
+    /// let _ = host_b.poll_recv(&mut cx, &mut got, 8);
+    /// assert_eq!(got, [packet]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn hold(&self, from: Ipv4Addr, to: Ipv4Addr) {
+        self.shared.with(|net| {
+            let now = net.now();
+            net.advance(now);
+            net.hold(from, to);
+        });
+    }
+
+    /// Stops holding `from` → `to` (see [`hold`](Network::hold)). The held
+    /// packets go on, in order, from the router: they cross the receiver's
+    /// downlink (its delay and queue) from now.
+    pub fn release(&self, from: Ipv4Addr, to: Ipv4Addr) {
+        self.shared.with(|net| {
+            let now = net.now();
+            net.advance(now);
+            net.release(now, from, to);
+            net.advance(now);
+        });
     }
 
     /// Simulated time since the network was made.

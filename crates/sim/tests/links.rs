@@ -538,3 +538,99 @@ async fn same_instant_arrivals_do_not_depend_on_which_host_sent_first() {
         assert!(own.is_sorted(), "host {host} out of order: {own:?}");
     }
 }
+
+/// A real IPv4 header (checksum filled) from `src` to `dst` carrying `payload` as `proto`.
+fn ip(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, payload: &[u8]) -> Packet {
+    let len = (20 + payload.len()) as u16;
+    let mut p = vec![0x45, 0, 0, 0, 0, 7, 0x40, 0, 64, proto, 0, 0];
+    p[2..4].copy_from_slice(&len.to_be_bytes());
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    let sum = inet_checksum(&p);
+    p[10..12].copy_from_slice(&sum.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+fn inet_checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = bytes
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+#[tokio::test(start_paused = true)]
+async fn router_answers_unknown_addresses_once_it_has_an_address() {
+    let net = Network::new(1);
+    let link = LinkConfig::new().delay(10 * MS);
+    let (mut a, _b) = two_hosts(&net, link, link);
+    let nobody = Ipv4Addr::new(192, 0, 2, 77);
+    let syn = ip(A, nobody, 6, &[0x30; 40]);
+
+    // No address: silent, as before.
+    send(&mut a, vec![syn.clone()]);
+    assert!(recv_until(&net, &mut a, 100 * MS).await.is_empty());
+    assert_eq!(net.router_stats().unroutable, 1);
+
+    let router = Ipv4Addr::new(192, 0, 2, 254);
+    net.set_router_addr(router, 24).unwrap();
+    let err = net.add_host(HostConfig::new(router)).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+    send(&mut a, vec![syn.clone()]);
+    let got = recv_until(&net, &mut a, 300 * MS).await;
+    assert_eq!(got.len(), 1);
+    let (at, icmp) = &got[0];
+    // Up to the router (10 ms) and back down A's perfect downlink.
+    assert_eq!(*at, 100 * MS + 10 * MS);
+    assert_eq!(&icmp[12..16], &router.octets());
+    assert_eq!(&icmp[16..20], &A.octets());
+    assert_eq!((icmp[9], icmp[20], icmp[21]), (1, 3, 1));
+    assert_eq!(inet_checksum(&icmp[..20]), 0);
+    assert_eq!(inet_checksum(&icmp[20..]), 0);
+    assert_eq!(&icmp[28..], &syn[..], "a short datagram is quoted whole");
+    assert_eq!(net.router_stats().icmp_unreachable, 1);
+
+    // Never about an ICMP error, nor a broadcast.
+    let error = ip(A, nobody, 1, &icmp[20..]);
+    let bcast = ip(A, Ipv4Addr::new(192, 0, 2, 255), 17, &[0; 8]);
+    send(&mut a, vec![error, bcast]);
+    assert!(recv_until(&net, &mut a, 500 * MS).await.is_empty());
+    assert_eq!(net.router_stats().icmp_unreachable, 1);
+    assert_eq!(net.router_stats().unroutable, 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn hold_catches_packets_in_flight_and_keeps_their_order() {
+    let net = Network::new(3);
+    // 1 ms per packet on the uplink: some queued, some on the wire when held.
+    let up = LinkConfig::new().delay(50 * MS).rate_bps(8 * 1250 * 1000);
+    let down = LinkConfig::new().delay(50 * MS);
+    let (mut a, mut b) = two_hosts(&net, up, down);
+    let from_a = |i| {
+        let mut p = packet(B, i, 1250);
+        p[12..16].copy_from_slice(&A.octets());
+        p
+    };
+    send(&mut a, (0..150).map(from_a).collect());
+    // Packet i leaves the transmitter at i + 1 ms, reaches the router 50 ms
+    // later and B 50 ms after that. At 120 ms: 0-19 have reached B, 20-69
+    // are on B's downlink, 70-119 on the uplink's wire, 120-149 queued.
+    tokio::time::sleep(120 * MS).await;
+    net.hold(A, B);
+    send(&mut a, vec![from_a(150)]);
+    assert_eq!(net.router_stats().held, 131);
+    let before = recv_until(&net, &mut b, 1000 * MS).await;
+    assert_eq!(before.len(), 20);
+    assert!(before.iter().all(|(at, _)| *at <= 120 * MS));
+    net.release(A, B);
+    let after = recv_until(&net, &mut b, 2000 * MS).await;
+    assert!(after.iter().all(|(at, _)| *at == 1050 * MS));
+    let ids: Vec<u32> = before.iter().chain(&after).map(|(_, p)| id(p)).collect();
+    assert_eq!(ids, (0..151).collect::<Vec<_>>());
+    assert!(after.iter().all(|(_, p)| *p == from_a(id(p))));
+    assert_eq!(net.router_stats().held, 0);
+}
