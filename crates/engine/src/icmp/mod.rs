@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
-    Icmpv4DstUnreachable, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr,
+    Icmpv4DstUnreachable, Icmpv4Message, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr,
 };
 
 use crate::seq::Seq;
@@ -119,71 +119,47 @@ impl Icmp {
         let Ok(packet) = Icmpv4Packet::new_checked(payload) else {
             return IcmpInput::Malformed;
         };
-        let Ok(repr) = Icmpv4Repr::parse(&packet, checksums) else {
-            // smoltcp parses only the message types it knows; the rest we ignore.
-            return if checksums.icmpv4.rx() && !packet.verify_checksum() {
-                IcmpInput::Malformed
-            } else {
-                IcmpInput::Ignored
-            };
-        };
-        match repr {
-            Icmpv4Repr::EchoRequest {
-                ident,
-                seq_no,
-                data,
-            } => {
-                // RFC 1122 §3.2.2.6: the reply carries the request's data unchanged.
-                let reply = Icmpv4Repr::EchoReply {
-                    ident,
-                    seq_no,
-                    data,
-                };
-                if self.out.len() >= MAX_QUEUED {
-                    self.suppressed += 1;
-                    return IcmpInput::Ignored;
-                }
-                let mut bytes = vec![0u8; reply.buffer_len()];
-                reply.emit(&mut Icmpv4Packet::new_unchecked(&mut bytes[..]), checksums);
-                self.out.push_back((dst, src, bytes));
-                IcmpInput::Answered
-            }
-            Icmpv4Repr::DstUnreachable {
-                reason,
-                header,
-                data,
-            } if matches!(header.next_header, IpProtocol::Tcp | IpProtocol::Udp)
-                && data.len() >= 8 =>
-            {
-                let kind = match reason {
-                    Icmpv4DstUnreachable::ProtoUnreachable
-                    | Icmpv4DstUnreachable::PortUnreachable => IcmpErrorKind::Refused,
-                    Icmpv4DstUnreachable::FragRequired => {
-                        // RFC 1191 §4: the next-hop MTU is in the low 16 bits of the
-                        // otherwise unused field.
-                        let raw = packet.into_inner();
-                        let mtu = u16::from_be_bytes([raw[6], raw[7]]);
-                        IcmpErrorKind::FragmentationNeeded(mtu)
-                    }
-                    _ => IcmpErrorKind::Unreachable,
-                };
-                let sport = u16::from_be_bytes([data[0], data[1]]);
-                let dport = u16::from_be_bytes([data[2], data[3]]);
-                let local = SocketAddrV4::new(header.src_addr, sport);
-                let remote = SocketAddrV4::new(header.dst_addr, dport);
-                if header.next_header == IpProtocol::Udp {
-                    return IcmpInput::UdpError(local, remote, kind);
-                }
-                let seq = Seq(u32::from_be_bytes([data[4], data[5], data[6], data[7]]));
-                IcmpInput::TcpError(TcpIcmpError {
-                    local,
-                    remote,
-                    seq,
-                    kind,
-                })
-            }
+        if checksums.icmpv4.rx() && !packet.verify_checksum() {
+            return IcmpInput::Malformed;
+        }
+        match packet.msg_type() {
+            Icmpv4Message::EchoRequest => self.echo(src, dst, &packet, checksums),
+            Icmpv4Message::DstUnreachable => error_about(payload),
+            // Echo replies, time exceeded and the rest: nothing to do.
             _ => IcmpInput::Ignored,
         }
+    }
+
+    /// RFC 1122 §3.2.2.6: an echo request is answered from the address it
+    /// was sent to, with its data unchanged.
+    fn echo(
+        &mut self,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        packet: &Icmpv4Packet<&[u8]>,
+        checksums: &ChecksumCapabilities,
+    ) -> IcmpInput {
+        let Ok(Icmpv4Repr::EchoRequest {
+            ident,
+            seq_no,
+            data,
+        }) = Icmpv4Repr::parse(packet, &ChecksumCapabilities::ignored())
+        else {
+            return IcmpInput::Malformed;
+        };
+        let reply = Icmpv4Repr::EchoReply {
+            ident,
+            seq_no,
+            data,
+        };
+        if self.out.len() >= MAX_QUEUED {
+            self.suppressed += 1;
+            return IcmpInput::Ignored;
+        }
+        let mut bytes = vec![0u8; reply.buffer_len()];
+        reply.emit(&mut Icmpv4Packet::new_unchecked(&mut bytes[..]), checksums);
+        self.out.push_back((dst, src, bytes));
+        IcmpInput::Answered
     }
 
     /// Queues a destination-unreachable error about `datagram` (a whole IPv4
@@ -308,6 +284,51 @@ impl Engine {
         }
         self.stats.icmp_suppressed += self.icmp.suppressed - suppressed;
     }
+}
+
+/// A destination unreachable about one of our datagrams. The quote is read
+/// by hand: RFC 792 asks for only the IP header and 8 bytes of the
+/// datagram, which smoltcp's parser refuses (it wants the whole datagram
+/// the quoted header announces), and those 8 bytes hold the ports and, for
+/// TCP, the sequence number: all we need (RFC 5927 §4.1).
+fn error_about(raw: &[u8]) -> IcmpInput {
+    let packet = Icmpv4Packet::new_unchecked(raw);
+    let quote = packet.data();
+    let Some(&first) = quote.first() else {
+        return IcmpInput::Malformed;
+    };
+    let ihl = usize::from(first & 0x0f) * 4;
+    if first >> 4 != 4 || ihl < 20 || quote.len() < ihl + 8 {
+        return IcmpInput::Malformed;
+    }
+    let proto = IpProtocol::from(quote[9]);
+    if !matches!(proto, IpProtocol::Tcp | IpProtocol::Udp) {
+        return IcmpInput::Ignored;
+    }
+    let ip = |at: usize| Ipv4Addr::new(quote[at], quote[at + 1], quote[at + 2], quote[at + 3]);
+    let data = &quote[ihl..ihl + 8];
+    let kind = match Icmpv4DstUnreachable::from(packet.msg_code()) {
+        Icmpv4DstUnreachable::ProtoUnreachable | Icmpv4DstUnreachable::PortUnreachable => {
+            IcmpErrorKind::Refused
+        }
+        Icmpv4DstUnreachable::FragRequired => {
+            // RFC 1191 §4: the next-hop MTU is in the low 16 bits of the
+            // otherwise unused field.
+            IcmpErrorKind::FragmentationNeeded(u16::from_be_bytes([raw[6], raw[7]]))
+        }
+        _ => IcmpErrorKind::Unreachable,
+    };
+    let local = SocketAddrV4::new(ip(12), u16::from_be_bytes([data[0], data[1]]));
+    let remote = SocketAddrV4::new(ip(16), u16::from_be_bytes([data[2], data[3]]));
+    if proto == IpProtocol::Udp {
+        return IcmpInput::UdpError(local, remote, kind);
+    }
+    IcmpInput::TcpError(TcpIcmpError {
+        local,
+        remote,
+        seq: Seq(u32::from_be_bytes([data[4], data[5], data[6], data[7]])),
+        kind,
+    })
 }
 
 #[cfg(test)]

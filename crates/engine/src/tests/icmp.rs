@@ -288,3 +288,23 @@ fn datagrams_from_impossible_sources_are_dropped_silently() {
     assert!(transmit_raw(&mut h).is_empty());
     assert_eq!(h.engine.stats().rx_martian, 12);
 }
+
+/// An error as routers send it (RFC 792): the offending datagram's header
+/// unchanged, its total length the whole segment's, and only 8 bytes of it.
+#[test]
+fn a_minimal_quote_of_a_full_segment_is_understood() {
+    let mut h = Harness::new();
+    let (c, _, _) = h.established_active();
+    h.engine.send(h.now, c, &pattern(0, 1400)).unwrap();
+    let seg = transmit_raw(&mut h).remove(0);
+    assert!(seg.len() > 1000);
+    let mut msg = vec![3u8, 4, 0, 0, 0, 0];
+    msg.extend_from_slice(&1000u16.to_be_bytes());
+    msg.extend_from_slice(&seg[..28]);
+    Icmpv4Packet::new_unchecked(&mut msg[..]).fill_checksum();
+    h.engine
+        .handle_packet(h.now, &datagram(IpProtocol::Icmp, &msg));
+    assert_eq!(h.engine.stats().icmp_errors_received, 1);
+    let mss = h.engine.tcp_info(c).unwrap().snd_mss;
+    assert!(mss <= 1000 - 40, "path MTU 1000 gives MSS {mss}");
+}
