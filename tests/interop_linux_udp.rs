@@ -92,7 +92,7 @@ async fn body(ns: &NetNs) {
     for want in [&small, &big] {
         let (n, from) = ours.recv_from(&mut buf).await.unwrap();
         assert_eq!(from, kernel_addr);
-        assert!(&buf[..n] == &want[..], "kernel → synack: {n} bytes differ");
+        assert!(buf[..n] == want[..], "kernel → synack: {n} bytes differ");
     }
     let stats = stack.stats();
     println!(
@@ -115,7 +115,7 @@ async fn body(ns: &NetNs) {
         got
     })
     .await;
-    let from_ours = SocketAddr::from(ours_addr);
+    let from_ours = ours_addr;
     assert_eq!(got[0], (small.clone(), from_ours));
     assert!(
         got[1].0 == big && got[1].1 == from_ours,
