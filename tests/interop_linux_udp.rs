@@ -16,7 +16,7 @@
 mod common;
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use common::netns::{self, NetNs};
