@@ -1,13 +1,13 @@
-//! `synack::sim` as a whole host: the router's ICMP host unreachable,
-//! partitions silent or not, holds that catch packets in flight, connection
-//! counts by state, and `Sim::step`.
+//! `synack::sim` as a whole host: UDP through the simulated network, the
+//! router's ICMP host unreachable, partitions silent or not, holds that catch
+//! packets in flight, connection counts by state, and `Sim::step`.
 
 use std::cell::Cell;
 use std::io;
 use std::rc::Rc;
 use std::time::Duration;
 
-use synack::net::{TcpListener, TcpStream};
+use synack::net::{TcpListener, TcpStream, UdpSocket};
 use synack::sim::{self, Builder, LinkConfig};
 use synack::{Config, Stack};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -256,4 +256,43 @@ fn faults_from_the_test_between_steps() {
     let log = sim.log().join("\n");
     assert!(log.contains("0.001000 partition client server"), "{log}");
     assert!(log.contains("0.001000 crash server"), "{log}");
+}
+
+#[test]
+fn udp_through_the_simulated_network() {
+    let mut sim = Builder::new()
+        .seed(3)
+        .link(LinkConfig::new().delay(Duration::from_millis(10)))
+        .build();
+    sim.host("dns", || async {
+        let socket = UdpSocket::bind("0.0.0.0:53").await?;
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let (n, from) = socket.recv_from(&mut buf).await?;
+            socket.send_to(&buf[..n], from).await?;
+        }
+    });
+    sim.client("client", async {
+        let socket = UdpSocket::bind("0.0.0.0:0").await?;
+        socket.connect("dns:53").await?;
+        // Small, and large enough to go in fragments on the 1500-byte links.
+        for len in [12, 9000] {
+            let query: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let start = sim::elapsed();
+            socket.send(&query).await?;
+            let mut buf = vec![0u8; 65536];
+            let n = socket.recv(&mut buf).await?;
+            assert_eq!(buf[..n], query[..]);
+            // Two links each way, 10 ms each.
+            assert!(sim::elapsed() - start >= Duration::from_millis(40));
+        }
+        // A partition drops datagrams silently: nothing comes back.
+        sim::partition("client", "dns")?;
+        socket.send(b"lost").await?;
+        let mut buf = [0u8; 16];
+        let r = tokio::time::timeout(Duration::from_secs(1), socket.recv(&mut buf)).await;
+        assert!(r.is_err(), "a datagram crossed a partition");
+        Ok(())
+    });
+    sim.run().unwrap();
 }
