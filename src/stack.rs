@@ -237,7 +237,9 @@ impl Drop for HandleRef {
     }
 }
 
-/// A user-space TCP/IP stack on one device, with one IPv4 address.
+/// A user-space TCP/IP stack on one device: a whole IPv4 host, with one or
+/// more addresses on the device and a loopback interface (127.0.0.0/8 and
+/// its own addresses are delivered inside the stack).
 ///
 /// Creating a stack spawns its driver task on the current tokio runtime.
 /// Cloning a `Stack` is cheap and shares it.

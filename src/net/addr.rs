@@ -14,7 +14,7 @@ use crate::stack::Stack;
 ///
 /// IP literals stand for themselves. Names are looked up in the stack's host
 /// table ([`StackBuilder::host`](crate::StackBuilder::host),
-/// [`Stack::add_host`]); `"localhost"` is the stack's own address. A name not
+/// [`Stack::add_host`]); `"localhost"` is 127.0.0.1. A name not
 /// in the table is an error of kind `NotFound`.
 ///
 /// This trait is sealed: it cannot be implemented outside synack.

@@ -1,10 +1,13 @@
-//! The sans-IO protocol engine of synack: IPv4 and TCP as a plain state machine.
+//! The sans-IO protocol engine of synack: an IPv4 host (`ip/`: addresses,
+//! loopback, routing, fragmentation and reassembly), TCP (`tcp/`), UDP
+//! (`udp/`) and ICMP (`icmp/`) as a plain state machine.
 //!
 //! The engine does no I/O, reads no clock and knows nothing of tokio. The
 //! caller feeds it packets and time and takes packets and events out:
 //!
 //! - [`Engine::handle_packet`]: one inbound IPv4 datagram;
-//! - [`Engine::poll_transmit`]: the next outbound datagram, until `None`;
+//! - [`Engine::poll_transmit`]: the next outbound datagram, until `None`
+//!   (datagrams to a local address are delivered inside on the way);
 //! - [`Engine::poll_timeout`] / [`Engine::handle_timeout`]: the earliest timer
 //!   deadline, and firing what is due;
 //! - [`Engine::poll_event`]: readiness changes per socket;
@@ -12,7 +15,11 @@
 //!   [`accept`](Engine::accept), [`connect`](Engine::connect),
 //!   [`send`](Engine::send), [`recv`](Engine::recv),
 //!   [`shutdown`](Engine::shutdown), [`close`](Engine::close),
-//!   [`abort`](Engine::abort).
+//!   [`abort`](Engine::abort); UDP by [`udp_bind`](Engine::udp_bind),
+//!   [`udp_connect`](Engine::udp_connect), [`udp_send`](Engine::udp_send),
+//!   [`udp_recv`](Engine::udp_recv); addresses by
+//!   [`add_address`](Engine::add_address) and
+//!   [`remove_address`](Engine::remove_address).
 //!
 //! Connections are found by a hash of their 4-tuple and every timer of every
 //! connection lives in one hierarchical timer wheel, so the cost per packet does
