@@ -221,3 +221,83 @@ async fn addresses_are_added_and_removed_at_run_time() -> io::Result<()> {
     );
     Ok(())
 }
+
+/// Runs `busy` (a loop of calls that are all ready at once, as over loopback)
+/// beside a task that only records that it ran, on one thread: the loop must
+/// let it run before its 1 000 calls are done, as a loop over tokio's own
+/// sockets does (tokio's cooperative budget is 128 calls).
+async fn yields_while_busy<F, Fut>(busy: F)
+where
+    F: FnOnce(Arc<AtomicUsize>) -> Fut,
+    Fut: std::future::Future<Output = io::Result<usize>>,
+{
+    let ran = Arc::new(AtomicUsize::new(0));
+    let other = tokio::spawn({
+        let ran = ran.clone();
+        async move { ran.store(1, Ordering::Relaxed) }
+    });
+    let calls = busy(ran).await.expect("busy loop");
+    assert!(
+        calls < 1000,
+        "a task doing {calls} ready calls never let its neighbour run"
+    );
+    other.await.expect("neighbour");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_busy_udp_sender_over_loopback_yields_to_other_tasks() {
+    let (stack, _sent, _peer) = counted_stack();
+    let _guard = stack.enter();
+    let to = synack::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let from = synack::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let target = to.local_addr().unwrap();
+    yields_while_busy(|ran| async move {
+        for i in 0..1000 {
+            if ran.load(Ordering::Relaxed) == 1 {
+                return Ok(i);
+            }
+            from.send_to(b"x", target).await?;
+        }
+        Ok(1000)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_busy_tcp_writer_and_reader_yield_to_other_tasks() -> io::Result<()> {
+    let (stack, _sent, _peer) = counted_stack();
+    let _guard = stack.enter();
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let mut client = TcpStream::connect(listener.local_addr()?).await?;
+    let (mut server, _) = listener.accept().await?;
+    // One-byte writes: each fits the send buffer at once.
+    yields_while_busy(|ran| {
+        let client = &mut client;
+        async move {
+            for i in 0..1000 {
+                if ran.load(Ordering::Relaxed) == 1 {
+                    return Ok(i);
+                }
+                client.write_all(b"x").await?;
+            }
+            Ok(1000)
+        }
+    })
+    .await;
+    // One-byte reads of data already there (1 000 bytes more than the loop
+    // above wrote, so that no read has to wait).
+    client.write_all(&[0u8; 1000]).await?;
+    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    yields_while_busy(|ran| async move {
+        let mut b = [0u8; 1];
+        for i in 0..1000 {
+            if ran.load(Ordering::Relaxed) == 1 {
+                return Ok(i);
+            }
+            server.read_exact(&mut b).await?;
+        }
+        Ok(1000)
+    })
+    .await;
+    Ok(())
+}

@@ -4,7 +4,7 @@ use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use synack_engine::{Error, SocketHandle, SocketOptions};
 
@@ -120,10 +120,14 @@ impl TcpListener {
 
     /// Polls for a new connection; registers the task's waker when none is ready.
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpStream, SocketAddr)>> {
+        // tokio's cooperative budget, as tokio's listener spends it: an accept
+        // loop under a SYN flood still lets its thread's other tasks run.
+        let coop = ready!(tokio::task::coop::poll_proceed(cx));
         let shared = &self.handle.shared;
         let mut st = shared.lock();
         match st.engine.accept(self.socket) {
             Ok(conn) => {
+                coop.made_progress();
                 let peer = st.engine.peer_addr(conn).map_err(to_io)?;
                 drop(st);
                 let stream = TcpStream::from_parts(self.handle.clone(), conn);
@@ -133,7 +137,10 @@ impl TcpListener {
                 register(&mut st.wakers(self.socket).read, cx.waker());
                 Poll::Pending
             }
-            Err(e) => Poll::Ready(Err(to_io(e))),
+            Err(e) => {
+                coop.made_progress();
+                Poll::Ready(Err(to_io(e)))
+            }
         }
     }
 

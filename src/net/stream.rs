@@ -6,7 +6,7 @@ use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{SocketAddr, SocketAddrV4};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use std::time::Duration;
 
@@ -193,10 +193,17 @@ impl TcpStream {
     /// can slip in between.
     fn io<R>(
         &self,
-        cx: Option<&mut Context<'_>>,
+        mut cx: Option<&mut Context<'_>>,
         dir: Dir,
         f: impl FnOnce(&mut Engine, Instant, SocketHandle) -> Result<R, Error>,
     ) -> Poll<io::Result<R>> {
+        // tokio's cooperative budget, spent as tokio's own sockets spend it:
+        // a loop whose every call is ready (loopback, a fast peer) still
+        // yields to the other tasks of its thread now and then.
+        let coop = match cx.as_deref_mut() {
+            Some(cx) => Some(ready!(tokio::task::coop::poll_proceed(cx))),
+            None => None,
+        };
         let shared = &self.handle.shared;
         let mut st = shared.lock();
         let now = shared.now();
@@ -205,6 +212,9 @@ impl TcpStream {
                 let wake = st.after_call(now);
                 drop(st);
                 wake.run();
+                if let Some(c) = &coop {
+                    c.made_progress();
+                }
                 Poll::Ready(Ok(r))
             }
             Err(Error::WouldBlock) => match cx {
@@ -226,6 +236,9 @@ impl TcpStream {
                 // kernel's `sock_error` does: later reads see end-of-stream and
                 // writes `BrokenPipe`.
                 let _ = st.engine.take_error(self.socket);
+                if let Some(c) = &coop {
+                    c.made_progress();
+                }
                 Poll::Ready(Err(to_io(e)))
             }
         }

@@ -5,7 +5,7 @@ use std::future::poll_fn;
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use synack_engine::{Engine, Error, Instant, SocketHandle};
 use tokio::io::{Interest, ReadBuf, Ready};
@@ -111,10 +111,17 @@ impl UdpSocket {
     /// task of `cx` (if any) is registered for `dir` under the same lock.
     fn io<R>(
         &self,
-        cx: Option<&mut Context<'_>>,
+        mut cx: Option<&mut Context<'_>>,
         dir: Dir,
         f: impl FnOnce(&mut Engine, Instant, SocketHandle) -> Result<R, Error>,
     ) -> Poll<io::Result<R>> {
+        // tokio's cooperative budget, spent as tokio's own sockets spend it:
+        // a loop whose every call is ready (loopback, a fast peer) still
+        // yields to the other tasks of its thread now and then.
+        let coop = match cx.as_deref_mut() {
+            Some(cx) => Some(ready!(tokio::task::coop::poll_proceed(cx))),
+            None => None,
+        };
         let shared = &self.handle.shared;
         let mut st = shared.lock();
         let now = shared.now();
@@ -123,6 +130,9 @@ impl UdpSocket {
                 let wake = st.after_call(now);
                 drop(st);
                 wake.run();
+                if let Some(c) = &coop {
+                    c.made_progress();
+                }
                 Poll::Ready(Ok(r))
             }
             Err(Error::WouldBlock) => match cx {
@@ -139,7 +149,12 @@ impl UdpSocket {
                 }
                 None => Poll::Ready(Err(io::ErrorKind::WouldBlock.into())),
             },
-            Err(e) => Poll::Ready(Err(to_io(e))),
+            Err(e) => {
+                if let Some(c) = &coop {
+                    c.made_progress();
+                }
+                Poll::Ready(Err(to_io(e)))
+            }
         }
     }
 
