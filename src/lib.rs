@@ -20,11 +20,17 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "axum")]
+pub mod axum;
 mod error;
+#[cfg(feature = "hyper")]
+pub mod hyper;
 pub mod net;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod stack;
+#[cfg(feature = "tonic")]
+pub mod tonic;
 
 pub use stack::{EnterGuard, Scoped, Stack, StackBuilder};
 pub use synack_device::{self as device, Device};

@@ -578,9 +578,66 @@ impl Stack {
         }
     }
 
-    /// The stack entered on this thread (see [`enter`](Stack::enter)), if any.
+    /// The stack calls without a stack argument use: the one entered on this
+    /// thread (see [`enter`](Stack::enter); the innermost wins), else the
+    /// process-wide default (see [`set_default`](Stack::set_default)), else none.
     pub fn try_current() -> Option<Stack> {
-        CURRENT.with(|c| c.borrow().last().cloned())
+        CURRENT
+            .with(|c| c.borrow().last().cloned())
+            .or_else(Stack::default_stack)
+    }
+
+    /// Makes this stack the process-wide default: calls without a stack
+    /// argument (`TcpStream::connect`, `TcpListener::bind`, `UdpSocket::bind`,
+    /// `lookup_host`) use it on any thread and in any task where no stack is
+    /// entered — tasks that libraries spawn (a tonic channel dialing from its
+    /// own task, hyper's connection tasks) included. Returns the default it
+    /// replaces.
+    ///
+    /// A stack entered with [`enter`](Stack::enter) or [`scope`](Stack::scope)
+    /// wins over the default. The default holds a handle, so the stack runs
+    /// until [`clear_default`](Stack::clear_default) (and its last other
+    /// handle) lets it go. In a program with one stack this is all it needs;
+    /// with several (a simulation, a test with a client and a server stack),
+    /// give each task its stack with `scope` or the `_on(&stack, ..)` forms:
+    /// the default is one for the whole process.
+    ///
+    /// ```
+    /// # use std::net::Ipv4Addr;
+    /// use synack::{Stack, device::{MemoryLink, MemoryLinkConfig}, net::TcpListener};
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let (a, _b) = MemoryLink::pair(MemoryLinkConfig::default());
+    /// let stack = Stack::new(a, Ipv4Addr::new(192, 0, 2, 1), 24);
+    /// stack.set_default();
+    /// // A task nobody entered a stack in still finds it.
+    /// let port = tokio::spawn(async {
+    ///     TcpListener::bind("127.0.0.1:0").await.map(|l| l.local_addr().unwrap().port())
+    /// })
+    /// .await
+    /// .unwrap()?;
+    /// assert_ne!(port, 0);
+    /// Stack::clear_default();
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn set_default(&self) -> Option<Stack> {
+        DEFAULT
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(self.clone())
+    }
+
+    /// Removes the process-wide default stack (see
+    /// [`set_default`](Stack::set_default)) and returns it.
+    pub fn clear_default() -> Option<Stack> {
+        DEFAULT.write().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// The process-wide default stack, if one is set.
+    pub fn default_stack() -> Option<Stack> {
+        DEFAULT.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The current stack, or the error `synack::net` calls give without one.
@@ -588,8 +645,9 @@ impl Stack {
         Stack::try_current().ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotFound,
-                "no synack Stack is current on this thread: call `stack.enter()` \
-                 (or run the task in `stack.scope(...)`), or use the `_on(&stack, ..)` forms",
+                "no synack Stack is current on this thread and no default is set: call \
+                 `stack.enter()` (or run the task in `stack.scope(...)`), set one for the \
+                 process with `stack.set_default()`, or use the `_on(&stack, ..)` forms",
             )
         })
     }
@@ -705,6 +763,9 @@ impl Future for Driver {
         result
     }
 }
+
+/// The process-wide default stack; see [`Stack::set_default`].
+static DEFAULT: std::sync::RwLock<Option<Stack>> = std::sync::RwLock::new(None);
 
 thread_local! {
     /// The stacks entered on this thread, innermost last.

@@ -422,3 +422,72 @@ mod futures_io {
         Ok(())
     }
 }
+
+/// The framework integrations (features `axum`, `hyper`, `tonic`): the same
+/// body with tokio's types and with synack's — axum serves the listener,
+/// hyper's client talks over a stream, and the stream is tonic's `Connected`
+/// and hyper-util's `Connection` — so code written for one compiles for the
+/// other.
+macro_rules! framework_parity {
+    ($module:ident, $($net:ident)::+, $env:expr) => {
+        mod $module {
+            use std::net::SocketAddr;
+
+            use axum::extract::ConnectInfo;
+            use axum::serve::ListenerExt;
+            use http_body_util::{BodyExt, Empty};
+            use hyper::body::Bytes;
+            use hyper_util::client::legacy::connect::Connection;
+            use hyper_util::rt::TokioIo;
+            use tonic::transport::server::{Connected, TcpConnectInfo};
+
+            use $($net)::+::{TcpListener, TcpStream};
+
+            use super::Env;
+
+            fn connected_info<T: Connected<ConnectInfo = TcpConnectInfo>>(s: &T) -> TcpConnectInfo {
+                s.connect_info()
+            }
+
+            fn connection<T: Connection>(s: &T) -> bool {
+                !s.connected().is_proxied()
+            }
+
+            #[tokio::test]
+            async fn axum_hyper_tonic() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+                let env = $env;
+                let listener = env.server(TcpListener::bind((env.ip, 0))).await?;
+                let addr = listener.local_addr()?;
+                let app = axum::Router::new().route(
+                    "/",
+                    axum::routing::get(|ConnectInfo(p): ConnectInfo<SocketAddr>| async move {
+                        p.to_string()
+                    }),
+                );
+                let listener = listener.tap_io(|_s: &mut TcpStream| {});
+                tokio::spawn(
+                    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+                        .into_future(),
+                );
+                let stream: TcpStream = env.client(TcpStream::connect(addr)).await?;
+                let info: TcpConnectInfo = connected_info(&stream);
+                assert_eq!(info.remote_addr, Some(addr));
+                assert!(connection(&stream));
+                let local = stream.local_addr()?;
+                let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+                tokio::spawn(conn);
+                let res = send
+                    .send_request(
+                        hyper::Request::get("/").header("host", "x").body(Empty::<Bytes>::new())?,
+                    )
+                    .await?;
+                let body = res.into_body().collect().await?.to_bytes();
+                assert_eq!(body, local.to_string().as_bytes());
+                Ok(())
+            }
+        }
+    };
+}
+
+framework_parity!(tokio_frameworks, tokio::net, Env::kernel());
+framework_parity!(synack_frameworks, synack::net, Env::synack());
