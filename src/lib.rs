@@ -1,12 +1,84 @@
 //! synack: a user-space TCP/IP stack for Tokio.
 //!
-//! A [`Stack`] runs real TCP — three-way handshake with RFC 6528 initial
-//! sequence numbers, a reliable in-order byte stream, retransmission with
-//! RFC 6298 timers, orderly teardown — over any packet [`Device`]: an
-//! in-memory [`MemoryLink`](synack_device::MemoryLink), a Linux TUN
-//! interface, or one of your own. Applications get [`net`]: `TcpListener`,
-//! `TcpStream`, `TcpSocket` and the split halves with the names and signatures
-//! of `tokio::net`'s, tokio's and futures' `AsyncRead`/`AsyncWrite`, and the
+//! Two hosts on an in-memory wire, an echo server on one and a client on the
+//! other:
+//!
+//! ```
+//! use std::net::Ipv4Addr;
+//! use synack::Stack;
+//! use synack::device::{MemoryLink, MemoryLinkConfig};
+//! use synack::net::{TcpListener, TcpStream};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! let (a, b) = MemoryLink::pair(MemoryLinkConfig::default());
+//! let server = Stack::new(a, Ipv4Addr::new(192, 0, 2, 1), 24);
+//! let client = Stack::new(b, Ipv4Addr::new(192, 0, 2, 2), 24);
+//!
+//! let listener = TcpListener::bind_on(&server, "192.0.2.1:7").await?;
+//! tokio::spawn(async move {
+//!     let (mut stream, _peer) = listener.accept().await?;
+//!     let (mut r, mut w) = stream.split();
+//!     tokio::io::copy(&mut r, &mut w).await
+//! });
+//!
+//! // As `tokio::net` calls need an entered runtime, `synack::net` calls
+//! // without a stack argument use the entered stack.
+//! let _guard = client.enter();
+//! let mut stream = TcpStream::connect("192.0.2.1:7").await?;
+//! stream.write_all(b"hello").await?;
+//! let mut buf = [0; 5];
+//! stream.read_exact(&mut buf).await?;
+//! assert_eq!(&buf, b"hello");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! One stack also talks to itself, as a kernel does: traffic to `127.0.0.1`,
+//! `localhost` or the stack's own addresses never touches the device.
+//!
+//! ```
+//! use std::net::Ipv4Addr;
+//! use synack::Stack;
+//! use synack::device::{MemoryLink, MemoryLinkConfig};
+//! use synack::net::{TcpListener, TcpStream, UdpSocket};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! let (device, _other_end) = MemoryLink::pair(MemoryLinkConfig::default());
+//! let stack = Stack::new(device, Ipv4Addr::new(192, 0, 2, 1), 24);
+//! let _guard = stack.enter();
+//!
+//! let listener = TcpListener::bind("127.0.0.1:0").await?;
+//! let client = TcpStream::connect(listener.local_addr()?).await?;
+//! let (_server, peer) = listener.accept().await?;
+//! assert_eq!(peer, client.local_addr()?);
+//!
+//! let a = UdpSocket::bind("127.0.0.1:0").await?;
+//! let b = UdpSocket::bind("127.0.0.1:0").await?;
+//! a.send_to(b"ping", b.local_addr()?).await?;
+//! let mut buf = [0; 16];
+//! let (n, from) = b.recv_from(&mut buf).await?;
+//! assert_eq!((&buf[..n], from), (&b"ping"[..], a.local_addr()?));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A [`Stack`] is a whole IPv4 host. It runs real TCP — three-way handshake
+//! with RFC 6528 initial sequence numbers, a reliable in-order byte stream,
+//! retransmission with RFC 6298 timers, orderly teardown — and around it UDP,
+//! loopback (127.0.0.0/8 and the stack's own addresses, delivered inside the
+//! stack), several addresses per stack, IP fragmentation and reassembly, and
+//! ICMP (it answers pings, reports unreachable ports, and hands errors about
+//! its own segments to the connection concerned). It runs over any packet
+//! [`Device`]: an in-memory [`MemoryLink`](crate::device::MemoryLink), a
+//! Linux TUN interface (`device::Tun`, feature `tun`), any device wrapped in
+//! a [`Pcap`](crate::device::Pcap) capture, or one of your own.
+//!
+//! Applications get [`net`]: `TcpListener`, `TcpStream`, `TcpSocket`,
+//! `UdpSocket` and the split halves with the names and signatures of
+//! `tokio::net`'s, tokio's and futures' `AsyncRead`/`AsyncWrite`, and the
 //! kernel's error kinds. As tokio code enters a runtime, synack code enters a
 //! stack ([`Stack::enter`], or [`Stack::scope`] for spawned tasks), so that
 //! `TcpStream::connect(addr)` needs no stack argument.
@@ -14,8 +86,15 @@
 //! [`sim`] runs many stacks on one simulated network, turmoil-style: hosts by
 //! name, partitions, crashes and restarts, deterministic under a seed.
 //!
-//! The protocol lives in the sans-IO [`synack_engine`]; this crate is the thin
-//! async front end that drives it.
+//! The protocol lives in the sans-IO [`engine`]; this crate is the thin async
+//! front end that drives it.
+//!
+//! # Feature flags
+//!
+//! - `tun` (default): `device::Tun`, a Linux TUN interface, for traffic with
+//!   the kernel and real programs.
+//! - `sim` (default): [`sim`], the simulation harness (it turns on tokio's
+//!   `test-util` for paused time).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -260,7 +260,7 @@ impl Drop for HandleRef {
 /// ```
 /// use std::net::Ipv4Addr;
 /// use synack::Stack;
-/// use synack_device::{MemoryLink, MemoryLinkConfig};
+/// use synack::device::{MemoryLink, MemoryLinkConfig};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
@@ -554,7 +554,7 @@ impl Stack {
     /// ```
     /// use std::net::Ipv4Addr;
     /// use synack::{Stack, net::TcpListener};
-    /// use synack_device::{MemoryLink, MemoryLinkConfig};
+    /// use synack::device::{MemoryLink, MemoryLinkConfig};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> std::io::Result<()> {
@@ -658,7 +658,7 @@ impl Stack {
     /// ```
     /// use std::net::Ipv4Addr;
     /// use synack::{Stack, net::TcpListener};
-    /// use synack_device::{MemoryLink, MemoryLinkConfig};
+    /// use synack::device::{MemoryLink, MemoryLinkConfig};
     ///
     /// # #[tokio::main]
     /// # async fn main() {

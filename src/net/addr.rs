@@ -145,7 +145,7 @@ impl ToSocketAddrsPriv for (String, u16) {
 /// ```
 /// use std::net::Ipv4Addr;
 /// use synack::{Stack, net::lookup_host};
-/// use synack_device::{MemoryLink, MemoryLinkConfig};
+/// use synack::device::{MemoryLink, MemoryLinkConfig};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> std::io::Result<()> {

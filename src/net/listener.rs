@@ -21,7 +21,7 @@ const DEFAULT_BACKLOG: usize = 1024;
 /// ```
 /// use std::net::Ipv4Addr;
 /// use synack::{Stack, net::TcpListener};
-/// use synack_device::{MemoryLink, MemoryLinkConfig};
+/// use synack::device::{MemoryLink, MemoryLinkConfig};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> std::io::Result<()> {

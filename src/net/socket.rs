@@ -28,7 +28,7 @@ use crate::stack::Stack;
 /// ```
 /// use std::net::Ipv4Addr;
 /// use synack::{Stack, net::TcpSocket};
-/// use synack_device::{MemoryLink, MemoryLinkConfig};
+/// use synack::device::{MemoryLink, MemoryLinkConfig};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> std::io::Result<()> {

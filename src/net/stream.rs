@@ -44,7 +44,7 @@ enum Dir {
 /// ```
 /// use std::net::Ipv4Addr;
 /// use synack::{Stack, net::{TcpListener, TcpStream}};
-/// use synack_device::{MemoryLink, MemoryLinkConfig};
+/// use synack::device::{MemoryLink, MemoryLinkConfig};
 /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
@@ -308,7 +308,7 @@ impl TcpStream {
     /// ```
     /// # use std::net::Ipv4Addr;
     /// # use synack::{Stack, net::{TcpListener, TcpStream}};
-    /// # use synack_device::{MemoryLink, MemoryLinkConfig};
+    /// # use synack::device::{MemoryLink, MemoryLinkConfig};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> std::io::Result<()> {
     /// # let (a, b) = MemoryLink::pair(MemoryLinkConfig::default());
@@ -607,7 +607,7 @@ impl TcpStream {
     /// ```
     /// # use std::net::Ipv4Addr;
     /// # use synack::{Stack, net::{TcpListener, TcpStream}};
-    /// # use synack_device::{MemoryLink, MemoryLinkConfig};
+    /// # use synack::device::{MemoryLink, MemoryLinkConfig};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> std::io::Result<()> {
     /// # let (a, b) = MemoryLink::pair(MemoryLinkConfig::default());

@@ -897,9 +897,11 @@ pub fn partition(a: &str, b: &str) -> io::Result<()> {
 /// router on the path); packets already on the wire when the cut is made
 /// are still lost silently. What a stack does with the message is its own
 /// affair: RFC 1122 §4.2.3.9 makes it a soft error for an established
-/// connection.
+/// connection, while synack, as Linux, fails a connect on the first answer
+/// to its SYN (RFC 5461).
 ///
 /// ```
+/// use std::io;
 /// use std::time::Duration;
 /// use synack::net::{TcpListener, TcpStream};
 /// use synack::sim::{self, Builder};
@@ -911,8 +913,9 @@ pub fn partition(a: &str, b: &str) -> io::Result<()> {
 /// });
 /// sim.client("client", async {
 ///     sim::partition_unreachable("client", "server")?;
-///     let attempt = TcpStream::connect("server:80");
-///     assert!(tokio::time::timeout(Duration::from_secs(1), attempt).await.is_err());
+///     let err = TcpStream::connect("server:80").await.unwrap_err();
+///     assert_eq!(err.kind(), io::ErrorKind::HostUnreachable);
+///     assert!(sim::elapsed() < Duration::from_secs(1));
 ///     Ok(())
 /// });
 /// sim.run().unwrap();

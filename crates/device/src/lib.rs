@@ -74,6 +74,52 @@ pub struct Capabilities {
 /// [`poll_send`](Device::poll_send) from one task; a device returns
 /// `Poll::Pending` only after registering the context's waker, to be woken when
 /// it can make progress again.
+///
+/// # Examples
+///
+/// A device of your own: this one drops whatever is sent and never receives
+/// anything (a stack on it still talks to itself over loopback).
+///
+/// ```
+/// use std::collections::VecDeque;
+/// use std::io;
+/// use std::task::{Context, Poll};
+/// use synack_device::{Capabilities, ChecksumOffload, Device, Medium, Packet};
+///
+/// struct Sink;
+///
+/// impl Device for Sink {
+///     fn capabilities(&self) -> Capabilities {
+///         Capabilities {
+///             medium: Medium::Ip,
+///             mtu: 1500,
+///             checksum: ChecksumOffload::default(),
+///         }
+///     }
+///
+///     fn poll_recv(
+///         &mut self,
+///         _cx: &mut Context<'_>,
+///         _out: &mut Vec<Packet>,
+///         _max: usize,
+///     ) -> Poll<io::Result<usize>> {
+///         // Nothing ever arrives, so there is no one to wake.
+///         Poll::Pending
+///     }
+///
+///     fn poll_send(
+///         &mut self,
+///         _cx: &mut Context<'_>,
+///         packets: &mut VecDeque<Packet>,
+///     ) -> Poll<io::Result<usize>> {
+///         let n = packets.len();
+///         packets.clear();
+///         Poll::Ready(Ok(n))
+///     }
+/// }
+///
+/// assert_eq!(Sink.capabilities().mtu, 1500);
+/// ```
 pub trait Device: Send + 'static {
     /// What the device is and what it can do. Constant for the device's life.
     fn capabilities(&self) -> Capabilities;

@@ -10,6 +10,8 @@ use crate::{Capabilities, ChecksumOffload, Device, Medium, Packet};
 
 /// Configuration of a [`MemoryLink`] pair.
 ///
+/// # Examples
+///
 /// ```
 /// use synack_device::MemoryLinkConfig;
 ///
@@ -147,6 +149,10 @@ fn broken_pipe() -> io::Error {
 ///
 /// When one end is dropped, the other end receives what is still queued and then
 /// gets errors of kind `BrokenPipe`; its sends fail at once with `BrokenPipe`.
+///
+/// # Examples
+///
+/// One packet from one end to the other, its buffer given back afterwards:
 ///
 /// ```
 /// use std::collections::VecDeque;

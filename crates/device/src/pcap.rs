@@ -49,17 +49,38 @@ pub fn linktype(medium: Medium) -> u32 {
 /// [`into_inner`](Pcap::into_inner) and on drop. A write error does not disturb
 /// the device: it is logged, capturing stops, and `flush` reports it.
 ///
-/// ```no_run
-/// use synack_device::{MemoryLink, MemoryLinkConfig, Pcap};
+/// # Examples
 ///
-/// # fn main() -> std::io::Result<()> {
+/// Capture one end of a [`MemoryLink`](crate::MemoryLink), send a packet
+/// through it, and read the capture back:
+///
+/// ```
+/// use std::collections::VecDeque;
+/// use std::future::poll_fn;
+/// use synack_device::{Device, MemoryLink, MemoryLinkConfig, PCAP_MAGIC, Pcap};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let path = std::env::temp_dir().join(format!("synack-doc-{}.pcap", std::process::id()));
 /// let (a, _b) = MemoryLink::pair(MemoryLinkConfig::default());
-/// let a = Pcap::create(a, "/tmp/synack.pcap")?;
-/// // ... use `a` as the stack's device, then open the file in Wireshark.
-/// # drop(a);
+/// let mut a = Pcap::create(a, &path)?;
+///
+/// let mut outbox = VecDeque::from([b"hello".to_vec()]);
+/// poll_fn(|cx| a.poll_send(cx, &mut outbox)).await?;
+/// a.flush()?;
+///
+/// // A 24-byte file header, then one record: a 16-byte header and the packet.
+/// let capture = std::fs::read(&path)?;
+/// assert_eq!(capture[..4], PCAP_MAGIC.to_le_bytes());
+/// assert_eq!(capture.len(), 24 + 16 + 5);
+/// assert_eq!(&capture[40..], b"hello");
+/// # std::fs::remove_file(&path)?;
 /// # Ok(())
 /// # }
 /// ```
+///
+/// In an application, wrap the stack's device and open the file in Wireshark
+/// afterwards: `Stack::new(Pcap::create(device, "x.pcap")?, addr, 24)`.
 pub struct Pcap<D: Device> {
     inner: D,
     capture: Capture,

@@ -40,6 +40,10 @@ type ErrorWait = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
 /// packets and build outbound ones in buffers from [`alloc`](Device::alloc).
 /// Checksums are not offloaded: the kernel verifies what it receives.
 ///
+/// # Examples
+///
+/// Not run here: creating an interface needs `CAP_NET_ADMIN`.
+///
 /// ```no_run
 /// use synack_device::{Device, Tun};
 ///
