@@ -93,8 +93,17 @@
 //!
 //! - `tun` (default): `device::Tun`, a Linux TUN interface, for traffic with
 //!   the kernel and real programs.
-//! - `sim` (default): [`sim`], the simulation harness (it turns on tokio's
-//!   `test-util` for paused time).
+//! - `sim`: `synack::sim`, the simulation harness (it turns on tokio's
+//!   `test-util` for paused time); off by default, for `[dev-dependencies]`.
+//! - `axum`: `synack::axum` — `TcpListener` is an `axum::serve::Listener`;
+//!   `PeerAddr` for `ConnectInfo`.
+//! - `hyper`: `synack::hyper` — a `Connector` (a tower `Service<Uri>`) for
+//!   hyper-util's pooled `Client` and tonic's `Endpoint`; hyper-util's
+//!   `Connection` for `TcpStream`.
+//! - `tonic`: `synack::tonic` — tonic's `Connected` for `TcpStream` and
+//!   `TcpIncoming` for `serve_with_incoming` (turns on `hyper` too).
+//!
+//! docs.rs builds with every feature on.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -112,7 +121,9 @@ mod stack;
 pub mod tonic;
 
 pub use stack::{EnterGuard, Scoped, Stack, StackBuilder};
+#[doc(inline)]
 pub use synack_device::{self as device, Device};
+#[doc(inline)]
 pub use synack_engine::{
     self as engine, Config, Keepalive, MemoryLimits, State, StateCounts, Stats, TcpInfo,
 };
