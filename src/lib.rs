@@ -125,5 +125,6 @@ pub use stack::{EnterGuard, Scoped, Stack, StackBuilder};
 pub use synack_device::{self as device, Device};
 #[doc(inline)]
 pub use synack_engine::{
-    self as engine, Config, Keepalive, MemoryLimits, State, StateCounts, Stats, TcpInfo,
+    self as engine, Config, Keepalive, MemoryLimits, Protocol, SocketState, SocketSummary, State,
+    StateCounts, Stats, TcpInfo,
 };

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use synack_device::{Device, Packet};
-use synack_engine::{Cidr, Config, Engine, Instant, Interface, SocketHandle, Stats};
+use synack_engine::{Cidr, Config, Engine, Instant, Interface, SocketHandle, SocketSummary, Stats};
 
 use crate::error::{ipv6_unsupported, to_io};
 use tracing::{debug, warn};
@@ -502,6 +502,37 @@ impl Stack {
     /// state ([`Stats::states`]).
     pub fn stats(&self) -> Stats {
         self.shared().lock().engine.stats()
+    }
+
+    /// Every socket of the stack, as `ss -tuai` lists a host's: listeners,
+    /// connections (TIME-WAIT and orphans too) and UDP sockets, each with its
+    /// state, addresses, queues and, for TCP connections, its
+    /// [`TcpInfo`](crate::TcpInfo). A snapshot: taken under the stack's lock
+    /// at the call.
+    ///
+    /// ```
+    /// # use std::net::Ipv4Addr;
+    /// use synack::{Stack, SocketState, State, device::{MemoryLink, MemoryLinkConfig}};
+    /// use synack::net::{TcpListener, TcpStream};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let (a, _b) = MemoryLink::pair(MemoryLinkConfig::default());
+    /// let stack = Stack::new(a, Ipv4Addr::new(192, 0, 2, 1), 24);
+    /// let listener = TcpListener::bind_on(&stack, "127.0.0.1:80").await?;
+    /// let _client = TcpStream::connect_on(&stack, "127.0.0.1:80").await?;
+    /// let _server = listener.accept().await?;
+    /// for s in stack.connections() {
+    ///     println!("{:<8} {:>6} {:>6} {:<21} {:?}", s.state, s.recv_q, s.send_q, s.local, s.remote);
+    /// }
+    /// let states: Vec<SocketState> = stack.connections().iter().map(|s| s.state).collect();
+    /// assert_eq!(states.iter().filter(|s| **s == SocketState::Tcp(State::Established)).count(), 2);
+    /// assert!(states.contains(&SocketState::Listen));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn connections(&self) -> Vec<SocketSummary> {
+        self.shared().lock().engine.sockets()
     }
 
     /// Adds `name` → `addr` to the host table (see [`StackBuilder::host`]),

@@ -301,3 +301,42 @@ async fn a_busy_tcp_writer_and_reader_yield_to_other_tasks() -> io::Result<()> {
     .await;
     Ok(())
 }
+
+#[tokio::test]
+async fn connections_lists_every_socket_with_its_queues() -> io::Result<()> {
+    use synack::{Protocol, SocketState, State};
+    let (stack, _sent, _peer) = counted_stack();
+    let _guard = stack.enter();
+    let listener = TcpListener::bind("0.0.0.0:80").await?;
+    let mut client = TcpStream::connect("127.0.0.1:80").await?;
+    let (server, _) = listener.accept().await?;
+    client.write_all(&[1u8; 3000]).await?;
+    client.shutdown().await?;
+    let udp = synack::net::UdpSocket::bind("127.0.0.1:0").await?;
+    udp.connect("127.0.0.1:9").await?;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+
+    let all = stack.connections();
+    let find = |local_port: u16, state: SocketState| {
+        all.iter()
+            .find(|s| s.local.port() == local_port && s.state == state)
+            .unwrap_or_else(|| panic!("no {state} socket on port {local_port}: {all:#?}"))
+    };
+    let l = find(80, SocketState::Listen);
+    assert_eq!((l.protocol, l.recv_q, l.remote), (Protocol::Tcp, 0, None));
+    // The server's end: the client's 3 000 bytes unread, then its FIN.
+    let s = find(80, SocketState::Tcp(State::CloseWait));
+    assert_eq!(s.recv_q, 3000);
+    assert_eq!(s.remote.map(SocketAddr::V4), Some(client.local_addr()?));
+    assert_eq!(s.info.as_ref().unwrap().bytes_received, 3000);
+    let c = find(
+        client.local_addr()?.port(),
+        SocketState::Tcp(State::FinWait2),
+    );
+    assert_eq!(c.send_q, 0, "all acknowledged");
+    let u = find(udp.local_addr()?.port(), SocketState::Connected);
+    assert_eq!((u.protocol, u.info.is_none()), (Protocol::Udp, true));
+    assert_eq!(all.len(), 4);
+    drop(server);
+    Ok(())
+}

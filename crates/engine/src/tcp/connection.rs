@@ -24,7 +24,7 @@ mod recovery;
 pub use recovery::CaState;
 
 /// The state of a connection (RFC 9293 §3.3.2). `Listen` belongs to listeners.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
     /// A SYN was sent; waiting for a matching SYN.
     SynSent,
@@ -1943,6 +1943,11 @@ impl Tcb {
         }
         self.update_persist(now);
         Ok(n)
+    }
+
+    /// Bytes in the send buffer: sent and unacknowledged, or not yet sent.
+    pub(crate) fn send_queue(&self) -> usize {
+        self.snd_buf.len()
     }
 
     /// Room left in the send buffer.

@@ -68,6 +68,11 @@ impl UdpSocket {
     pub(crate) fn writable(&self) -> bool {
         self.tx_bytes < self.tx_limit
     }
+
+    /// Bytes charged to the receive and send buffers now.
+    pub(crate) fn queued(&self) -> (usize, usize) {
+        (self.rx_bytes, self.tx_bytes)
+    }
 }
 
 /// A datagram waiting to go out.
