@@ -154,7 +154,8 @@ pub(crate) const EV_WRITE: u8 = 2;
 /// Statistics of one connection, a subset of Linux's `TCP_INFO`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TcpInfo {
-    /// Smoothed round-trip time, once measured.
+    /// Smoothed round-trip time, once measured (samples on the stack's own
+    /// clock, so it is right below a millisecond).
     pub srtt: Option<Duration>,
     /// Round-trip time variation.
     pub rttvar: Duration,
@@ -1190,27 +1191,28 @@ impl Tcb {
         if self.snd_nxt.lt(ack) {
             self.snd_nxt = ack;
         }
-        // RFC 7323 §4: with timestamps, every ACK of new data gives a sample
-        // from its TSecr; a retransmission's echo is its own TSval, so Karn's
-        // ambiguity does not arise (RFC 7323 §4.2).
-        let mut rtt_sample = None;
-        if let Some(r) = self
+        // RTT samples (RFC 6298 §2–§3). Linux's order (`tcp_ack_update_rtt`):
+        // first the send time of the oldest segment this ACK delivers, if it
+        // was sent once (Karn), on the stack's own clock, so a fast path's
+        // RTT reads in microseconds; then the one timed segment (the SYN, or
+        // a connection without SACK; Karn's algorithm, RFC 6298 §3); last
+        // the TSecr (RFC 7323 §4: every ACK of new data gives one, and a
+        // retransmission's echo is its own TSval, so Karn's ambiguity does
+        // not arise), whose millisecond clock reads a fast path as 0 or 1 ms.
+        // Any sample ends the backoff (RFC 6298 §5.5 with §2.3, RFC 9293
+        // §3.8.1: the backed-off RTO stays until a valid sample recomputes it).
+        let ts_sample = self
             .seg_tsecr
             .take()
-            .and_then(|tsecr| self.ts.rtt_sample(now, tsecr))
-        {
-            rtt_sample = Some(r);
+            .and_then(|tsecr| self.ts.rtt_sample(now, tsecr));
+        let timed = self
+            .rtt_timing
+            .filter(|&(end, _)| ack.ge(end))
+            .map(|(_, sent)| now - sent);
+        let rtt_sample = self.segment_rtt().or(timed).or(ts_sample);
+        if let Some(r) = rtt_sample {
             self.rtt.sample(r);
             self.rtt_timing = None;
-            self.backoff = 0;
-        } else if let Some((end, sent)) = self.rtt_timing
-            && ack.ge(end)
-        {
-            rtt_sample = Some(now - sent);
-            self.rtt.sample(now - sent);
-            self.rtt_timing = None;
-            // Karn's algorithm (RFC 6298 §5.5 with §2.3, RFC 9293 §3.8.1): the
-            // backed-off RTO stays until a valid sample recomputes it.
             self.backoff = 0;
         }
         self.retries = 0;

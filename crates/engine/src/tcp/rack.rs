@@ -57,6 +57,10 @@ pub(crate) struct Rack {
     pub reordering_seen: bool,
     /// RACK.reo_wnd_mult (§6.2 step 4), raised by D-SACKs.
     reo_wnd_mult: u32,
+    /// From the last ACK: the RTT of the oldest segment it acknowledged
+    /// cumulatively that was neither retransmitted nor SACKed before (Linux's
+    /// `seq_rtt_us`), for the RTO estimator.
+    seq_rtt: Option<Duration>,
 }
 
 impl Rack {
@@ -111,10 +115,19 @@ impl Rack {
         is_sacked: impl Fn(Seq, Seq) -> bool,
     ) -> Option<Duration> {
         let mut delivered = Vec::new();
+        // Linux's `tcp_clean_rtx_queue`: the oldest segment sent once, and no
+        // sample at all if the ACK also covers a retransmission (after a
+        // timeout the segments behind it would measure the whole outage).
+        let (mut oldest, mut any_retransmitted) = (None, false);
         while let Some(front) = self.sent.front() {
             if front.end.le(una) {
                 let s = self.sent.pop_front().expect("front exists");
                 if !s.sacked {
+                    if s.retransmitted {
+                        any_retransmitted = true;
+                    } else if oldest.is_none() {
+                        oldest = Some(now - s.xmit);
+                    }
                     delivered.push(s);
                 }
             } else {
@@ -129,6 +142,7 @@ impl Rack {
                 }
             }
         }
+        self.seq_rtt = oldest.filter(|_| !any_retransmitted);
         let sample = delivered
             .iter()
             .filter(|s| !s.retransmitted)
@@ -160,6 +174,14 @@ impl Rack {
             self.xmit_order = s.order;
             self.rtt = rtt;
         }
+    }
+
+    /// The RTT of the oldest segment the last ACK acknowledged cumulatively
+    /// that was sent once and not SACKed before, measured on the stack's
+    /// clock (microseconds and finer): Karn's rule holds, since a
+    /// retransmitted segment gives none.
+    pub(crate) fn seq_rtt(&self) -> Option<Duration> {
+        self.seq_rtt
     }
 
     /// A D-SACK arrived: the reordering window grows (§6.2 step 4).
@@ -243,6 +265,30 @@ mod tests {
 
     fn ms(n: u64) -> Instant {
         Instant::from_millis(n)
+    }
+
+    fn us(n: u64) -> Instant {
+        Instant::from_nanos(n * 1000)
+    }
+
+    #[test]
+    fn seq_rtt_is_the_oldest_segment_sent_once_in_microseconds() {
+        let mut r = Rack::default();
+        r.on_sent(Seq(0), Seq(100), us(0));
+        r.on_sent(Seq(100), Seq(200), us(40));
+        r.on_sent(Seq(200), Seq(300), us(80));
+        // Both first segments acknowledged at 250 µs: the oldest measures.
+        r.on_ack(Seq(200), us(250), false, |_, _| false);
+        assert_eq!(r.seq_rtt(), Some(Duration::from_micros(250)));
+        // An ACK that delivers nothing new gives no sample.
+        r.on_ack(Seq(200), us(260), false, |_, _| false);
+        assert_eq!(r.seq_rtt(), None);
+        // The third is retransmitted; the ACK covering it and a segment sent
+        // once after it gives none (Karn; it would span the wait).
+        r.on_sent(Seq(300), Seq(400), us(90));
+        r.on_sent(Seq(200), Seq(300), us(1000));
+        r.on_ack(Seq(400), us(1100), false, |_, _| false);
+        assert_eq!(r.seq_rtt(), None);
     }
 
     #[test]

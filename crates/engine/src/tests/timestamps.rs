@@ -319,3 +319,25 @@ fn syn_with_older_timestamp_does_not_reuse_time_wait() {
     );
     assert_eq!(h.engine.socket_count(), 2);
 }
+
+/// RTT samples come from the stack's own clock, not the TSval's milliseconds
+/// (as Linux's `tcp_ack_update_rtt`): an ACK 300 µs after the data moves
+/// SRTT by a 300 µs sample, where the TSecr would read 0 ms.
+#[test]
+fn rtt_samples_have_microsecond_resolution_with_timestamps_on() {
+    let mut h = ts_harness();
+    let (c, iss, irs) = established_ts(&mut h, 100);
+    assert_eq!(h.engine.tcp_info(c).unwrap().srtt, Some(ms(30)));
+    h.engine.set_nodelay(c, true).unwrap();
+    assert_eq!(h.engine.send(h.now, c, &pattern(0, 1000)), Ok(1000));
+    let out = h.recv_one();
+    let echo = out.ts.unwrap().0;
+    h.advance(Duration::from_micros(300));
+    h.send(h.peer(irs + 1, iss + 1 + 1000).ts(102, echo));
+    let info = h.engine.tcp_info(c).unwrap();
+    // RFC 6298 §2.3: SRTT = 7/8 · 30 ms + 1/8 · 0.3 ms.
+    assert_eq!(
+        info.srtt,
+        Some(Duration::from_micros(26_287) + Duration::from_nanos(500))
+    );
+}

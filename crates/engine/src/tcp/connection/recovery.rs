@@ -280,6 +280,17 @@ impl Tcb {
                 .min(below)
     }
 
+    /// An RTT sample for the RTO estimator from the send time of the oldest
+    /// segment the ACK being processed delivered (see [`Rack::seq_rtt`]);
+    /// RACK follows the segments of SACK connections only.
+    pub(super) fn segment_rtt(&self) -> Option<std::time::Duration> {
+        if self.rec.sack_on {
+            self.rec.rack.seq_rtt()
+        } else {
+            None
+        }
+    }
+
     /// Whether SACK-based recovery (RFC 6675) decides what to send.
     pub(super) fn sack_recovery(&self) -> bool {
         self.rec.sack_on && self.recover.is_some()
