@@ -268,10 +268,11 @@ fn lossy_run(seed: u64) -> (Vec<String>, Vec<Vec<u8>>, Vec<String>) {
         });
     }
     sim.run().unwrap();
-    let pcaps = ["server", "c0", "c1", "c2"]
+    let mut pcaps: Vec<Vec<u8>> = ["server", "c0", "c1", "c2"]
         .iter()
         .map(|h| sim.pcap(h).unwrap())
         .collect();
+    pcaps.push(sim.pcap_all().unwrap());
     let seen = seen.borrow().clone();
     (sim.log().to_vec(), pcaps, seen)
 }
@@ -281,6 +282,16 @@ fn same_seed_same_run() {
     let a = lossy_run(11);
     let b = lossy_run(11);
     assert!(a.1.iter().all(|p| sim::read_pcap(p).unwrap().len() > 100));
+    // The merged capture: every host's packets, in time order, both ways.
+    let merged = sim::read_pcap(&a.1[4]).unwrap();
+    let per_host: usize = a.1[..4]
+        .iter()
+        .map(|p| sim::read_pcap(p).unwrap().len())
+        .sum();
+    assert_eq!(merged.len(), per_host);
+    assert!(merged.windows(2).all(|w| w[0].micros <= w[1].micros));
+    let from = |ip: [u8; 4]| merged.iter().filter(|r| r.data[12..16] == ip).count();
+    assert!(from([192, 0, 2, 1]) > 100 && from([192, 0, 2, 2]) > 30);
     assert_eq!(a.0, b.0);
     assert_eq!(a.2, b.2);
     assert!(a.1 == b.1, "the packet captures differ");

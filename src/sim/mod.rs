@@ -259,6 +259,34 @@ impl Sim {
             .map(|(_, b)| b.contents())
     }
 
+    /// The whole conversation of the last run in one pcap file: every packet
+    /// each host sent (see [`Builder::capture`]), merged in simulated-time
+    /// order (a tie keeps the order hosts were added in), as a tap at the
+    /// router's ports would see it. Wireshark's "Follow TCP stream" then
+    /// shows both halves of a connection. `None` without capture.
+    pub fn pcap_all(&self) -> Option<Vec<u8>> {
+        let files: Vec<Vec<u8>> = self.captures.iter().map(|(_, b)| b.contents()).collect();
+        let header: Vec<u8> = files.first()?.get(..24)?.to_vec();
+        let mut records: Vec<(u64, usize, Vec<u8>)> = Vec::new();
+        for (i, f) in files.iter().enumerate() {
+            // The sim wrote these files itself: they parse.
+            for r in read_pcap(f).ok()? {
+                records.push((r.micros, i, r.data));
+            }
+        }
+        records.sort_by_key(|&(micros, host, _)| (micros, host));
+        let mut out = header;
+        for (micros, _, data) in records {
+            let len = u32::try_from(data.len()).ok()?;
+            out.extend_from_slice(&u32::try_from(micros / 1_000_000).ok()?.to_le_bytes());
+            out.extend_from_slice(&((micros % 1_000_000) as u32).to_le_bytes());
+            out.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(&data);
+        }
+        Some(out)
+    }
+
     /// Runs the simulation on a new current-thread tokio runtime with paused
     /// time, until every client has finished: [`step`](Sim::step) repeated.
     ///
