@@ -785,8 +785,8 @@ impl TcpStream {
     /// use synack::net::{TcpListener, TcpStream};
     ///
     /// let listener = TcpListener::bind("127.0.0.1:0").await?;
-    /// let stream = TcpStream::connect(listener.local_addr()?).await?;
-    /// let mut stream = stream;
+    /// let mut stream = TcpStream::connect(listener.local_addr()?).await?;
+    /// let (mut peer, _) = listener.accept().await?;
     /// assert_eq!(stream.try_write(b"hello")?, 5);
     /// stream.shutdown().await?;
     /// let err = stream.try_write(b"more").unwrap_err();
@@ -818,11 +818,10 @@ impl TcpStream {
     /// use synack::net::{TcpListener, TcpStream};
     ///
     /// let listener = TcpListener::bind("127.0.0.1:0").await?;
-    /// let stream = TcpStream::connect(listener.local_addr()?).await?;
-    /// let (peer, _) = listener.accept().await?;
+    /// let mut stream = TcpStream::connect(listener.local_addr()?).await?;
+    /// let (mut peer, _) = listener.accept().await?;
     /// let bufs = [IoSlice::new(b"hello "), IoSlice::new(b"world")];
     /// assert_eq!(stream.try_write_vectored(&bufs)?, 11);
-    /// let mut peer = peer;
     /// let mut got = [0u8; 11];
     /// peer.read_exact(&mut got).await?;
     /// assert_eq!(&got, b"hello world");
@@ -1021,9 +1020,8 @@ impl TcpStream {
     /// use synack::net::{TcpListener, TcpStream};
     ///
     /// let listener = TcpListener::bind("127.0.0.1:0").await?;
-    /// let stream = TcpStream::connect(listener.local_addr()?).await?;
-    /// let (peer, _) = listener.accept().await?;
-    /// let (mut stream, mut peer) = (stream, peer);
+    /// let mut stream = TcpStream::connect(listener.local_addr()?).await?;
+    /// let (mut peer, _) = listener.accept().await?;
     /// peer.write_all(b"GET /").await?;
     /// let mut head = [0u8; 3];
     /// let n = stream.peek(&mut head).await?;
@@ -1282,11 +1280,10 @@ impl TcpStream {
     /// use synack::net::{TcpListener, TcpStream};
     ///
     /// let listener = TcpListener::bind("127.0.0.1:0").await?;
-    /// let stream = TcpStream::connect(listener.local_addr()?).await?;
-    /// let (peer, _) = listener.accept().await?;
+    /// let mut stream = TcpStream::connect(listener.local_addr()?).await?;
+    /// let (mut peer, _) = listener.accept().await?;
     /// stream.set_zero_linger()?;
     /// drop(stream);
-    /// let mut peer = peer;
     /// let err = peer.read(&mut [0u8; 8]).await.unwrap_err();
     /// assert_eq!(err.kind(), ErrorKind::ConnectionReset);
     /// # Ok(())
@@ -1455,9 +1452,8 @@ impl TcpStream {
     /// use synack::net::{TcpListener, TcpStream};
     ///
     /// let listener = TcpListener::bind("127.0.0.1:0").await?;
-    /// let stream = TcpStream::connect(listener.local_addr()?).await?;
-    /// let (peer, _) = listener.accept().await?;
-    /// let (mut stream, mut peer) = (stream, peer);
+    /// let mut stream = TcpStream::connect(listener.local_addr()?).await?;
+    /// let (mut peer, _) = listener.accept().await?;
     /// let (mut rd, mut wr) = stream.split();
     /// let mut buf = [0u8; 4];
     /// // Write and read at once, in one task.
@@ -1535,9 +1531,8 @@ impl TcpStream {
     /// use synack::net::{TcpListener, TcpStream};
     ///
     /// let listener = TcpListener::bind("127.0.0.1:0").await?;
-    /// let stream = TcpStream::connect(listener.local_addr()?).await?;
-    /// let (peer, _) = listener.accept().await?;
-    /// let (mut stream, mut peer) = (stream, peer);
+    /// let mut stream = TcpStream::connect(listener.local_addr()?).await?;
+    /// let (mut peer, _) = listener.accept().await?;
     /// stream.write_all(b"hello").await?;
     /// peer.read_exact(&mut [0u8; 5]).await?;
     /// assert_eq!(peer.info()?.bytes_received, 5);
