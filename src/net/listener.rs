@@ -53,7 +53,9 @@ impl TcpListener {
     /// - `AddrNotAvailable` if the address is not one of the stack's;
     /// - `NotFound` without a current stack, or for a name not in the stack's
     ///   host table;
-    /// - `EAFNOSUPPORT` (`raw_os_error`, kind `Uncategorized`) for an IPv6 address.
+    /// - `InvalidInput` for a string that is no address;
+    /// - `EAFNOSUPPORT` for an IPv6 address (on Unix the raw OS error, of kind
+    ///   `Uncategorized`; elsewhere `Unsupported`).
     ///
     /// # Cancel safety
     ///

@@ -114,8 +114,8 @@ impl TcpSocket {
     ///
     /// # Errors
     ///
-    /// Always `EAFNOSUPPORT` (the raw OS error a kernel without IPv6 gives; its
-    /// `ErrorKind` is `Uncategorized`).
+    /// Always `EAFNOSUPPORT`, the error a kernel without IPv6 gives (on Unix the
+    /// raw OS error, of kind `Uncategorized`; elsewhere `Unsupported`).
     ///
     /// # Examples
     ///
@@ -282,12 +282,12 @@ impl TcpSocket {
     /// let socket = TcpSocket::new_v4()?;
     /// socket.set_send_buffer_size(4096)?;
     /// let mut stream = socket.connect(listener.local_addr()?).await?;
-    /// // More than the buffer holds is taken as the peer acknowledges it.
     /// let (mut peer, _) = listener.accept().await?;
     /// let reader = tokio::spawn(async move {
     ///     let mut sink = Vec::new();
     ///     tokio::io::AsyncReadExt::read_to_end(&mut peer, &mut sink).await.map(|_| sink.len())
     /// });
+    /// // More than the buffer holds is taken as the peer acknowledges it.
     /// stream.write_all(&[7u8; 10_000]).await?;
     /// stream.shutdown().await?;
     /// assert_eq!(reader.await.unwrap()?, 10_000);

@@ -79,6 +79,7 @@ impl UdpSocket {
     /// - `AddrNotAvailable` for an address not the stack's;
     /// - `NotFound` without a current stack, or for a name not in the stack's
     ///   host table;
+    /// - `InvalidInput` for a string that is no address;
     /// - `EAFNOSUPPORT` (kind `Uncategorized`) for IPv6.
     ///
     /// # Cancel safety
@@ -647,7 +648,8 @@ impl UdpSocket {
     /// # Errors
     ///
     /// `PermissionDenied` to a broadcast address without
-    /// [`set_broadcast`](Self::set_broadcast); `EMSGSIZE` beyond 65 507 bytes;
+    /// [`set_broadcast`](Self::set_broadcast); `EMSGSIZE` beyond 65 507 bytes
+    /// (on Unix the raw OS error, of kind `Uncategorized`);
     /// `InvalidInput` for port 0, a multicast or unspecified address, or a
     /// non-loopback target from a socket bound to loopback;
     /// `NetworkUnreachable` without a route; `NotFound` for a name not in the
