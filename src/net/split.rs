@@ -9,12 +9,66 @@ use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf, Ready};
 
 use crate::net::TcpStream;
 
-/// The read half of a [`TcpStream`] borrowed by [`TcpStream::split`].
+/// The read half of a [`TcpStream`] borrowed by [`TcpStream::split`]: it
+/// reads, peeks and waits for readiness while the
+/// [`WriteHalf`] writes. Dropping it does nothing to the stream.
+///
+/// # Examples
+///
+/// ```
+/// # use std::net::Ipv4Addr;
+/// # use synack::{Stack, device::{MemoryLink, MemoryLinkConfig}};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// # let (a, _b) = MemoryLink::pair(MemoryLinkConfig::default());
+/// # let stack = Stack::new(a, Ipv4Addr::new(192, 0, 2, 1), 24);
+/// # let _guard = stack.enter();
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// use synack::net::{TcpListener, TcpStream};
+///
+/// let listener = TcpListener::bind("127.0.0.1:0").await?;
+/// let mut stream = TcpStream::connect(listener.local_addr()?).await?;
+/// let (mut peer, _) = listener.accept().await?;
+/// let (mut rd, mut wr) = stream.split();
+/// peer.write_all(b"hello").await?;
+/// let mut buf = [0u8; 5];
+/// rd.read_exact(&mut buf).await?;
+/// assert_eq!(&buf, b"hello");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct ReadHalf<'a>(&'a TcpStream);
 
 /// The write half of a [`TcpStream`] borrowed by [`TcpStream::split`].
-/// Shutting it down closes the stream's sending direction.
+/// Shutting it down closes the stream's sending direction; dropping it does
+/// not.
+///
+/// # Examples
+///
+/// ```
+/// # use std::net::Ipv4Addr;
+/// # use synack::{Stack, device::{MemoryLink, MemoryLinkConfig}};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// # let (a, _b) = MemoryLink::pair(MemoryLinkConfig::default());
+/// # let stack = Stack::new(a, Ipv4Addr::new(192, 0, 2, 1), 24);
+/// # let _guard = stack.enter();
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// use synack::net::{TcpListener, TcpStream};
+///
+/// let listener = TcpListener::bind("127.0.0.1:0").await?;
+/// let mut stream = TcpStream::connect(listener.local_addr()?).await?;
+/// let (mut peer, _) = listener.accept().await?;
+/// let (mut rd, mut wr) = stream.split();
+/// wr.write_all(b"last words").await?;
+/// wr.shutdown().await?; // FIN after the data
+/// let mut got = Vec::new();
+/// peer.read_to_end(&mut got).await?;
+/// assert_eq!(got, b"last words");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct WriteHalf<'a>(&'a TcpStream);
 

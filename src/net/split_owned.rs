@@ -12,7 +12,40 @@ use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf, Ready};
 
 use crate::net::TcpStream;
 
-/// The read half of a [`TcpStream`] from [`TcpStream::into_split`].
+/// The read half of a [`TcpStream`] from [`TcpStream::into_split`]: it
+/// reads, peeks and waits for readiness, and can move to another task.
+///
+/// The connection is closed when both halves are gone (or
+/// [reunited](OwnedReadHalf::reunite) and the stream dropped).
+///
+/// # Examples
+///
+/// ```
+/// # use std::net::Ipv4Addr;
+/// # use synack::{Stack, device::{MemoryLink, MemoryLinkConfig}};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// # let (a, _b) = MemoryLink::pair(MemoryLinkConfig::default());
+/// # let stack = Stack::new(a, Ipv4Addr::new(192, 0, 2, 1), 24);
+/// # let _guard = stack.enter();
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// use synack::net::{TcpListener, TcpStream};
+///
+/// let listener = TcpListener::bind("127.0.0.1:0").await?;
+/// let stream = TcpStream::connect(listener.local_addr()?).await?;
+/// let (mut peer, _) = listener.accept().await?;
+/// let (mut rd, mut wr) = stream.into_split();
+/// let reader = tokio::spawn(async move {
+///     let mut got = Vec::new();
+///     rd.read_to_end(&mut got).await.map(|_| got)
+/// });
+/// peer.write_all(b"to the reader task").await?;
+/// drop(peer); // FIN: the reader's read_to_end ends
+/// assert_eq!(reader.await.unwrap()?, b"to the reader task");
+/// # drop(wr);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct OwnedReadHalf {
     inner: Arc<TcpStream>,
