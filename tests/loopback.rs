@@ -340,3 +340,51 @@ async fn connections_lists_every_socket_with_its_queues() -> io::Result<()> {
     drop(server);
     Ok(())
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn async_io_waits_for_the_next_event_instead_of_spinning() -> io::Result<()> {
+    let (stack, _sent, _peer) = counted_stack();
+    let _guard = stack.enter();
+    let a = synack::net::UdpSocket::bind("127.0.0.1:0").await?;
+    let b = synack::net::UdpSocket::bind("127.0.0.1:0").await?;
+    b.send_to(b"x", a.local_addr()?).await?;
+    // Readable, but `f` says WouldBlock every time: it must be asked again
+    // only on a new event, not in a loop.
+    let calls = std::cell::Cell::new(0u32);
+    let r = tokio::time::timeout(
+        std::time::Duration::from_millis(50),
+        a.async_io(tokio::io::Interest::READABLE, || {
+            calls.set(calls.get() + 1);
+            Err::<(), _>(io::ErrorKind::WouldBlock.into())
+        }),
+    )
+    .await;
+    assert!(r.is_err(), "async_io returned");
+    assert!(
+        calls.get() <= 2,
+        "f was called {} times in 50 ms",
+        calls.get()
+    );
+    // A new datagram is an event: `f` runs again.
+    let waiter = async {
+        let mut n = 0;
+        a.async_io(tokio::io::Interest::READABLE, || {
+            n += 1;
+            if n < 2 {
+                Err(io::ErrorKind::WouldBlock.into())
+            } else {
+                Ok(n)
+            }
+        })
+        .await
+    };
+    let sender = async {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        b.send_to(b"y", a.local_addr()?).await?;
+        io::Result::Ok(())
+    };
+    let (n, sent) = tokio::join!(waiter, sender);
+    sent?;
+    assert_eq!(n?, 2);
+    Ok(())
+}

@@ -1431,7 +1431,25 @@ impl UdpSocket {
             self.ready(interest).await?;
             match f() {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    tokio::task::yield_now().await;
+                    // Ready, yet `f` could not proceed: wait for the next
+                    // event on the socket rather than spinning.
+                    let mut registered = false;
+                    poll_fn(|cx| {
+                        if registered {
+                            return Poll::Ready(());
+                        }
+                        registered = true;
+                        let mut st = self.handle.shared.lock();
+                        let w = st.wakers(self.socket);
+                        if interest.is_readable() || interest.is_error() {
+                            register(&mut w.read, cx.waker());
+                        }
+                        if interest.is_writable() || interest.is_error() {
+                            register(&mut w.write, cx.waker());
+                        }
+                        Poll::Pending
+                    })
+                    .await;
                 }
                 r => return r,
             }
