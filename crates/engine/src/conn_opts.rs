@@ -31,7 +31,7 @@ impl Default for Keepalive {
 impl Engine {
     /// Turns keepalive on with these settings, or off with `None` (the default,
     /// RFC 1122 §4.2.3.6). The idle time counts from the last segment received.
-    /// A zero idle time or interval is [`Error::InvalidInput`].
+    /// A zero idle time, interval or probe count is [`Error::InvalidInput`].
     pub fn set_keepalive(
         &mut self,
         now: Instant,
