@@ -296,3 +296,30 @@ fn udp_through_the_simulated_network() {
     });
     sim.run().unwrap();
 }
+
+/// `tokio::spawn` inside a host runs the task outside it: its calls fail
+/// with an error that names `synack::sim::spawn`, and `sim::spawn` works.
+#[test]
+fn a_task_spawned_with_tokio_spawn_is_told_to_use_sim_spawn() {
+    let mut sim = Builder::new().build();
+    sim.host("server", || async {
+        let _l = TcpListener::bind("0.0.0.0:80").await?;
+        std::future::pending().await
+    });
+    sim.client("client", async {
+        let outside = tokio::spawn(async { TcpStream::connect("server:80").await.map(drop) })
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(outside.kind(), io::ErrorKind::NotFound);
+        assert!(
+            outside.to_string().contains("synack::sim::spawn"),
+            "{outside}"
+        );
+        sim::spawn(async { TcpStream::connect("server:80").await.map(drop) })
+            .await
+            .unwrap()?;
+        Ok(())
+    });
+    sim.run().unwrap();
+}

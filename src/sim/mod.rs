@@ -805,6 +805,11 @@ fn world() -> io::Result<Rc<World>> {
     })
 }
 
+/// Whether a simulation is running on this thread.
+pub(crate) fn running() -> bool {
+    WORLD.with(|w| w.borrow().is_some())
+}
+
 fn current_host() -> Option<usize> {
     CURRENT_HOST.with(|c| c.borrow().last().copied())
 }
