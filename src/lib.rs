@@ -83,8 +83,30 @@
 //! stack ([`Stack::enter`], or [`Stack::scope`] for spawned tasks), so that
 //! `TcpStream::connect(addr)` needs no stack argument.
 //!
-//! [`sim`] runs many stacks on one simulated network, turmoil-style: hosts by
-//! name, partitions, crashes and restarts, deterministic under a seed.
+//! # Which stack a call uses
+//!
+//! A call without a stack argument (`TcpStream::connect`, `TcpListener::bind`,
+//! `UdpSocket::bind`, `TcpSocket::new_v4`, `lookup_host`) uses, in order:
+//!
+//! 1. the stack entered on the thread ([`Stack::enter`], until its guard
+//!    drops; the innermost wins) — [`Stack::scope`] enters one around every
+//!    poll of a future, which is how a spawned task takes its stack along;
+//! 2. else the process-wide default ([`Stack::set_default`]), which tasks
+//!    that libraries spawn find too;
+//! 3. else none: the call fails with `NotFound`, saying so.
+//!
+//! A guard held across an `.await` stays entered on its thread while the
+//! future is suspended, so on a current-thread runtime the tasks the thread
+//! polls meanwhile see it too: with several stacks in one test, give each
+//! task its stack with `scope` (or use the `_on(&stack, ..)` forms) rather
+//! than relying on whichever was entered last. In `synack::sim`, spawn a
+//! host's tasks with `synack::sim::spawn`; a task given to `tokio::spawn`
+//! there runs outside its host and is told so. Streams and listeners keep
+//! the stack they were made on, wherever they are used.
+//!
+//! `synack::sim` (feature `sim`) runs many stacks on one simulated network,
+//! turmoil-style: hosts by name, partitions, crashes and restarts,
+//! deterministic under a seed.
 //!
 //! The protocol lives in the sans-IO [`engine`]; this crate is the thin async
 //! front end that drives it.
