@@ -1794,6 +1794,7 @@ impl Tcb {
             let fin_sent = self.fin_queued && self.snd_max == data_end + 1u32;
             if len > 0 || fin_sent {
                 let out = self.data_segment(self.snd_una, len);
+                self.karn_resent(self.snd_una);
                 let end = self.snd_una + len + usize::from(out.ctl == Ctl::Fin);
                 if self.snd_nxt == self.snd_una {
                     self.snd_nxt = end;
@@ -1889,6 +1890,16 @@ impl Tcb {
         None
     }
 
+    /// Karn's rule (RFC 6298 §3, RFC 9293 §3.8.1): data from `seq` is being
+    /// sent again; if that reaches into the timed segment, by whatever path
+    /// (go-back-N after a timeout, a tail loss probe, SACK or RACK recovery,
+    /// F-RTO), its ACK is ambiguous and the timing is dropped.
+    pub(crate) fn karn_resent(&mut self, seq: Seq) {
+        if self.rtt_timing.is_some_and(|(end, _)| seq.lt(end)) {
+            self.rtt_timing = None;
+        }
+    }
+
     /// Bookkeeping after sending `len` bytes (and maybe a FIN) from `seq`.
     fn on_sent(&mut self, now: Instant, seq: Seq, len: usize, fin: bool) {
         let end = seq + len + usize::from(fin);
@@ -1902,6 +1913,7 @@ impl Tcb {
         self.on_sent_recovery(now, seq, len, retransmission);
         if retransmission {
             self.info.bytes_retrans += len.min((self.snd_max - seq) as usize) as u64;
+            self.karn_resent(seq);
         } else if self.rtt_timing.is_none() {
             // New data, never retransmitted: a valid sample (Karn, RFC 6298 §3).
             self.rtt_timing = Some((end, now));

@@ -141,3 +141,39 @@ fn reordering_within_the_window_is_not_loss() {
     assert_eq!((info.bytes_retrans, info.fast_retransmits), (0, 0));
     assert_eq!(info.ca_state, CaState::Open);
 }
+
+/// Karn's rule on a path the RTO and fast recovery do not take: a tail loss
+/// probe resends the timed segment, and the ACK covering it gives no RTT
+/// sample (without timestamps, the timed segment is the only other source).
+#[test]
+fn a_probe_resending_the_timed_segment_gives_no_rtt_sample() {
+    let mut h = Harness::new();
+    let (c, iss, irs) = sack_passive(&mut h);
+    let base = iss + 1;
+    let s = |i: usize| base + (i * 1460) as u32;
+    assert_eq!(h.engine.send(h.now, c, &pattern(0, 2 * 1460)), Ok(2 * 1460));
+    assert_eq!(brief(&h.recv_all(), base), vec![b(0), b(1)]);
+    // Segment 0's ACK after 50 ms: a clean sample, SRTT stays 50 ms.
+    h.advance(ms(50));
+    h.send(h.peer(irs + 1, s(1)));
+    assert_eq!(h.engine.tcp_info(c).unwrap().srtt, Some(ms(50)));
+    // Segment 2 goes out now and is the timed one (none was armed).
+    assert_eq!(h.engine.send(h.now, c, &pattern(2 * 1460, 1460)), Ok(1460));
+    let t2 = h.now;
+    assert_eq!(brief(&h.recv_all(), base), vec![b(2)]);
+    // Two segments in flight: PTO = 2·SRTT; the probe is segment 2 itself.
+    let probe = h.fire_at(t2 + ms(100));
+    assert_eq!(brief(&probe, base), vec![b(2)]);
+    assert_eq!(h.engine.tcp_info(c).unwrap().tail_loss_probes, 1);
+    // One ACK for everything 10 ms after the probe: ambiguous for segment 2
+    // (its first sending was 110 ms ago), so no sample at all.
+    h.advance(ms(10));
+    h.send(h.peer(irs + 1, s(3)));
+    let info = h.engine.tcp_info(c).unwrap();
+    assert_eq!(info.bytes_in_flight, 0);
+    assert_eq!(
+        info.srtt,
+        Some(ms(50)),
+        "a sample was taken across the probe"
+    );
+}

@@ -950,6 +950,7 @@ impl Tcb {
     /// Retransmits [seq, seq + len).
     fn retransmit(&mut self, now: Instant, seq: Seq, len: usize) -> Outbound {
         let out = self.data_segment(seq, len);
+        self.karn_resent(seq);
         self.rec.rack.on_sent(seq, seq + len, now);
         self.info.bytes_sent += len as u64;
         self.info.bytes_retrans += len as u64;
