@@ -23,7 +23,7 @@ use crate::stack::{HandleRef, Stack, register};
 
 /// Which tasks a call that would block waits with.
 #[derive(Clone, Copy)]
-enum Dir {
+pub(crate) enum Dir {
     Read,
     Write,
 }
@@ -271,55 +271,16 @@ impl TcpStream {
     /// can slip in between.
     fn io<R>(
         &self,
-        mut cx: Option<&mut Context<'_>>,
+        cx: Option<&mut Context<'_>>,
         dir: Dir,
         f: impl FnOnce(&mut Engine, Instant, SocketHandle) -> Result<R, Error>,
     ) -> Poll<io::Result<R>> {
-        // tokio's cooperative budget, spent as tokio's own sockets spend it:
-        // a loop whose every call is ready (loopback, a fast peer) still
-        // yields to the other tasks of its thread now and then.
-        let coop = match cx.as_deref_mut() {
-            Some(cx) => Some(ready!(tokio::task::coop::poll_proceed(cx))),
-            None => None,
-        };
-        let shared = &self.handle.shared;
-        let mut st = shared.lock();
-        let now = shared.now();
-        match f(&mut st.engine, now, self.socket) {
-            Ok(r) => {
-                let wake = st.after_call(now);
-                drop(st);
-                wake.run();
-                if let Some(c) = &coop {
-                    c.made_progress();
-                }
-                Poll::Ready(Ok(r))
-            }
-            Err(Error::WouldBlock) => match cx {
-                Some(cx) => {
-                    let w = st.wakers(self.socket);
-                    register(
-                        match dir {
-                            Dir::Read => &mut w.read,
-                            Dir::Write => &mut w.write,
-                        },
-                        cx.waker(),
-                    );
-                    Poll::Pending
-                }
-                None => Poll::Ready(Err(io::ErrorKind::WouldBlock.into())),
-            },
-            Err(e) => {
-                // An error that ended the connection is reported once, as the
-                // kernel's `sock_error` does: later reads see end-of-stream and
-                // writes `BrokenPipe`.
-                let _ = st.engine.take_error(self.socket);
-                if let Some(c) = &coop {
-                    c.made_progress();
-                }
-                Poll::Ready(Err(to_io(e)))
-            }
-        }
+        socket_io(&self.handle, self.socket, cx, dir, f, |e, h| {
+            // An error that ended the connection is reported once, as the
+            // kernel's `sock_error` does: later reads see end-of-stream and
+            // writes `BrokenPipe`.
+            let _ = e.take_error(h);
+        })
     }
 
     /// [`io`](TcpStream::io) without a task: `WouldBlock` is returned.
@@ -927,23 +888,7 @@ impl TcpStream {
             match f() {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     // Ready, yet `f` could not proceed: wait for the next event.
-                    let mut registered = false;
-                    poll_fn(|cx| {
-                        if registered {
-                            return Poll::Ready(());
-                        }
-                        registered = true;
-                        let mut st = self.handle.shared.lock();
-                        let w = st.wakers(self.socket);
-                        if interest.is_readable() || interest.is_error() {
-                            register(&mut w.read, cx.waker());
-                        }
-                        if interest.is_writable() || interest.is_error() {
-                            register(&mut w.write, cx.waker());
-                        }
-                        Poll::Pending
-                    })
-                    .await;
+                    next_event(&self.handle, self.socket, interest).await;
                 }
                 r => return r,
             }
@@ -1664,6 +1609,85 @@ impl TcpStream {
 
 /// Receives into `bufs` in turn until one is not filled. `WouldBlock` only if
 /// nothing was read.
+/// Runs `f` on the engine under the stack's lock, for a socket's poll and
+/// `try_` calls (TCP and UDP alike). Spends tokio's cooperative budget as
+/// tokio's sockets do when there is a task (`cx`), so a loop whose every call
+/// is ready still yields. On success the packets `f` produced are sent and
+/// waiting tasks woken; on `WouldBlock` the task of `cx` (if any) is
+/// registered for `dir` under the same lock, so no event can slip in
+/// between; on another error `on_error` runs under the lock first.
+pub(crate) fn socket_io<R>(
+    handle: &HandleRef,
+    socket: SocketHandle,
+    mut cx: Option<&mut Context<'_>>,
+    dir: Dir,
+    f: impl FnOnce(&mut Engine, Instant, SocketHandle) -> Result<R, Error>,
+    on_error: impl FnOnce(&mut Engine, SocketHandle),
+) -> Poll<io::Result<R>> {
+    let coop = match cx.as_deref_mut() {
+        Some(cx) => Some(ready!(tokio::task::coop::poll_proceed(cx))),
+        None => None,
+    };
+    let shared = &handle.shared;
+    let mut st = shared.lock();
+    let now = shared.now();
+    match f(&mut st.engine, now, socket) {
+        Ok(r) => {
+            let wake = st.after_call(now);
+            drop(st);
+            wake.run();
+            if let Some(c) = &coop {
+                c.made_progress();
+            }
+            Poll::Ready(Ok(r))
+        }
+        Err(Error::WouldBlock) => match cx {
+            Some(cx) => {
+                let w = st.wakers(socket);
+                register(
+                    match dir {
+                        Dir::Read => &mut w.read,
+                        Dir::Write => &mut w.write,
+                    },
+                    cx.waker(),
+                );
+                Poll::Pending
+            }
+            None => Poll::Ready(Err(io::ErrorKind::WouldBlock.into())),
+        },
+        Err(e) => {
+            on_error(&mut st.engine, socket);
+            if let Some(c) = &coop {
+                c.made_progress();
+            }
+            Poll::Ready(Err(to_io(e)))
+        }
+    }
+}
+
+/// Waits for the socket's next event of `interest` (one wake-up): what
+/// `async_io` does when its closure says `WouldBlock` although the socket
+/// was ready, instead of spinning.
+pub(crate) async fn next_event(handle: &HandleRef, socket: SocketHandle, interest: Interest) {
+    let mut registered = false;
+    poll_fn(|cx| {
+        if registered {
+            return Poll::Ready(());
+        }
+        registered = true;
+        let mut st = handle.shared.lock();
+        let w = st.wakers(socket);
+        if interest.is_readable() || interest.is_error() {
+            register(&mut w.read, cx.waker());
+        }
+        if interest.is_writable() || interest.is_error() {
+            register(&mut w.write, cx.waker());
+        }
+        Poll::Pending
+    })
+    .await
+}
+
 fn read_vectored(
     e: &mut Engine,
     now: Instant,

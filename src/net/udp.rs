@@ -5,22 +5,15 @@ use std::future::poll_fn;
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use synack_engine::{Engine, Error, Instant, SocketHandle};
 use tokio::io::{Interest, ReadBuf, Ready};
 
 use crate::error::{ipv6_unsupported, to_io};
 use crate::net::addr::{ToSocketAddrs, no_addresses, resolve};
-use crate::net::stream::to_ready;
+use crate::net::stream::{Dir, next_event, socket_io, to_ready};
 use crate::stack::{HandleRef, Stack, register};
-
-/// Which tasks a call that would block waits with.
-#[derive(Clone, Copy)]
-enum Dir {
-    Read,
-    Write,
-}
 
 /// A UDP socket, like `tokio::net::UdpSocket`: bound to an address of its
 /// stack (`0.0.0.0`, `127.0.0.1`, or one of the stack's), optionally
@@ -183,51 +176,11 @@ impl UdpSocket {
     /// task of `cx` (if any) is registered for `dir` under the same lock.
     fn io<R>(
         &self,
-        mut cx: Option<&mut Context<'_>>,
+        cx: Option<&mut Context<'_>>,
         dir: Dir,
         f: impl FnOnce(&mut Engine, Instant, SocketHandle) -> Result<R, Error>,
     ) -> Poll<io::Result<R>> {
-        // tokio's cooperative budget, spent as tokio's own sockets spend it:
-        // a loop whose every call is ready (loopback, a fast peer) still
-        // yields to the other tasks of its thread now and then.
-        let coop = match cx.as_deref_mut() {
-            Some(cx) => Some(ready!(tokio::task::coop::poll_proceed(cx))),
-            None => None,
-        };
-        let shared = &self.handle.shared;
-        let mut st = shared.lock();
-        let now = shared.now();
-        match f(&mut st.engine, now, self.socket) {
-            Ok(r) => {
-                let wake = st.after_call(now);
-                drop(st);
-                wake.run();
-                if let Some(c) = &coop {
-                    c.made_progress();
-                }
-                Poll::Ready(Ok(r))
-            }
-            Err(Error::WouldBlock) => match cx {
-                Some(cx) => {
-                    let w = st.wakers(self.socket);
-                    register(
-                        match dir {
-                            Dir::Read => &mut w.read,
-                            Dir::Write => &mut w.write,
-                        },
-                        cx.waker(),
-                    );
-                    Poll::Pending
-                }
-                None => Poll::Ready(Err(io::ErrorKind::WouldBlock.into())),
-            },
-            Err(e) => {
-                if let Some(c) = &coop {
-                    c.made_progress();
-                }
-                Poll::Ready(Err(to_io(e)))
-            }
-        }
+        socket_io(&self.handle, self.socket, cx, dir, f, |_, _| {})
     }
 
     fn try_now<R>(
@@ -1433,23 +1386,7 @@ impl UdpSocket {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     // Ready, yet `f` could not proceed: wait for the next
                     // event on the socket rather than spinning.
-                    let mut registered = false;
-                    poll_fn(|cx| {
-                        if registered {
-                            return Poll::Ready(());
-                        }
-                        registered = true;
-                        let mut st = self.handle.shared.lock();
-                        let w = st.wakers(self.socket);
-                        if interest.is_readable() || interest.is_error() {
-                            register(&mut w.read, cx.waker());
-                        }
-                        if interest.is_writable() || interest.is_error() {
-                            register(&mut w.write, cx.waker());
-                        }
-                        Poll::Pending
-                    })
-                    .await;
+                    next_event(&self.handle, self.socket, interest).await;
                 }
                 r => return r,
             }
