@@ -1,6 +1,7 @@
 //! A hyper HTTP/1.1 server and client in the `synack::sim` harness, over a
 //! path with a 50 ms one-way delay and about 1 % loss each way; prints each
-//! request's latency in simulated time.
+//! request's latency in simulated time. Each host runs on its own runtime,
+//! so the connection tasks are plain `tokio::spawn`s.
 //!
 //! ```text
 //! cargo run --example sim_http [seed]
@@ -32,7 +33,7 @@ async fn server() -> sim::Result {
     let listener = TcpListener::bind("0.0.0.0:80").await?;
     loop {
         let (stream, _) = listener.accept().await?;
-        sim::spawn(async move {
+        tokio::spawn(async move {
             let service = hyper::service::service_fn(handle);
             hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -46,7 +47,7 @@ async fn server() -> sim::Result {
 async fn get_all(paths: &[String]) -> sim::Result<Vec<(u16, Bytes, Duration)>> {
     let stream = TcpStream::connect("server:80").await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    sim::spawn(conn);
+    tokio::spawn(conn);
     let mut out = Vec::new();
     for path in paths {
         let start = sim::elapsed();

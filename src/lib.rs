@@ -99,9 +99,9 @@
 //! future is suspended, so on a current-thread runtime the tasks the thread
 //! polls meanwhile see it too: with several stacks in one test, give each
 //! task its stack with `scope` (or use the `_on(&stack, ..)` forms) rather
-//! than relying on whichever was entered last. In `synack::sim`, spawn a
-//! host's tasks with `synack::sim::spawn`; a task given to `tokio::spawn`
-//! there runs outside its host and is told so. Streams and listeners keep
+//! than relying on whichever was entered last. In `synack::sim` every host
+//! runs on its own runtime with its stack entered, so `tokio::spawn` and
+//! `spawn_local` inside a host keep its stack. Streams and listeners keep
 //! the stack they were made on, wherever they are used.
 //!
 //! `synack::sim` (feature `sim`) runs many stacks on one simulated network,

@@ -674,17 +674,6 @@ impl Stack {
     /// The current stack, or the error `synack::net` calls give without one.
     pub(crate) fn current() -> io::Result<Stack> {
         Stack::try_current().ok_or_else(|| {
-            #[cfg(feature = "sim")]
-            if crate::sim::running() {
-                // The usual slip in a simulation: a task given to
-                // `tokio::spawn` runs outside its host.
-                return io::Error::new(
-                    io::ErrorKind::NotFound,
-                    "no synack Stack is current in this task: inside synack::sim, spawn a \
-                     host's tasks with `synack::sim::spawn` (a task given to `tokio::spawn` \
-                     does not carry its host's stack)",
-                );
-            }
             io::Error::new(
                 io::ErrorKind::NotFound,
                 "no synack Stack is current on this thread and no default is set: call \

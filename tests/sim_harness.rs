@@ -50,15 +50,45 @@ fn echo_by_name_with_many_clients() {
     assert_eq!(finished, 9, "{:#?}", sim.log());
 }
 
+/// Every host runs on its own runtime, so however a task is spawned inside
+/// a host it keeps the host's stack: a listener bound in a `tokio::spawn`ed
+/// task is on the server, not on whichever host ran last.
 #[test]
-fn tokio_spawn_loses_the_host_but_sim_spawn_keeps_it() {
-    let mut sim = Builder::new().build();
+fn tokio_spawn_and_spawn_local_keep_the_host() {
+    let mut sim = Builder::new().link(path()).build();
+    sim.host("server", || async {
+        // The whole server in a task given to `tokio::spawn` (Send), as a
+        // library would spawn it.
+        let server = tokio::spawn(async {
+            let listener = TcpListener::bind("0.0.0.0:7").await?;
+            assert_eq!(sim::hostname().as_deref(), Some("server"));
+            loop {
+                let (mut s, _) = listener.accept().await?;
+                tokio::spawn(async move {
+                    let (mut r, mut w) = s.split();
+                    tokio::io::copy(&mut r, &mut w).await
+                });
+            }
+            #[allow(unreachable_code)]
+            io::Result::Ok(())
+        });
+        server.await??;
+        Ok(())
+    });
     sim.client("c", async {
-        let plain = tokio::task::spawn_local(async { TcpListener::bind("0.0.0.0:1").await });
-        let err = plain.await?.unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::NotFound);
-        let scoped = sim::spawn(async { TcpListener::bind("0.0.0.0:1").await });
-        assert_eq!(scoped.await??.local_addr()?.port(), 1);
+        let local = tokio::task::spawn_local(async {
+            assert_eq!(sim::hostname().as_deref(), Some("c"));
+            TcpListener::bind("0.0.0.0:1").await
+        });
+        assert_eq!(local.await??.local_addr()?.ip().to_string(), "0.0.0.0");
+        let sent = tokio::spawn(async {
+            let mut s = TcpStream::connect("server:7").await?;
+            assert_eq!(s.local_addr()?.ip().to_string(), "192.0.2.2");
+            echo_once(&mut s, b"spawned").await
+        });
+        assert_eq!(sent.await??, b"spawned");
+        let scoped = sim::spawn(async { TcpListener::bind("0.0.0.0:2").await });
+        assert_eq!(scoped.await??.local_addr()?.port(), 2);
         Ok(())
     });
     sim.run().unwrap();

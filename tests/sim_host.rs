@@ -297,29 +297,100 @@ fn udp_through_the_simulated_network() {
     sim.run().unwrap();
 }
 
-/// `tokio::spawn` inside a host runs the task outside it: its calls fail
-/// with an error that names `synack::sim::spawn`, and `sim::spawn` works.
+/// A crash ends every task of the host, those given to `tokio::spawn` and
+/// `spawn_local` included (they live on the host's runtime, which goes with
+/// it); a bounce starts them afresh.
 #[test]
-fn a_task_spawned_with_tokio_spawn_is_told_to_use_sim_spawn() {
+fn a_crash_ends_every_task_of_the_host_however_spawned() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let ticks = Arc::new(AtomicU64::new(0));
+    let local_ticks = Rc::new(Cell::new(0u64));
     let mut sim = Builder::new().build();
-    sim.host("server", || async {
-        let _l = TcpListener::bind("0.0.0.0:80").await?;
-        std::future::pending().await
+    let (t, l) = (ticks.clone(), local_ticks.clone());
+    sim.host("server", move || {
+        let (t, l) = (t.clone(), l.clone());
+        async move {
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    t.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            tokio::task::spawn_local(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    l.set(l.get() + 1);
+                }
+            });
+            std::future::pending().await
+        }
     });
-    sim.client("client", async {
-        let outside = tokio::spawn(async { TcpStream::connect("server:80").await.map(drop) })
-            .await
-            .unwrap()
-            .unwrap_err();
-        assert_eq!(outside.kind(), io::ErrorKind::NotFound);
-        assert!(
-            outside.to_string().contains("synack::sim::spawn"),
-            "{outside}"
-        );
-        sim::spawn(async { TcpStream::connect("server:80").await.map(drop) })
-            .await
-            .unwrap()?;
+    let (t, l) = (ticks.clone(), local_ticks.clone());
+    sim.client("client", async move {
+        tokio::time::sleep(Duration::from_millis(105)).await;
+        assert_eq!((t.load(Ordering::Relaxed), l.get()), (10, 10));
+        sim::crash("server")?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!((t.load(Ordering::Relaxed), l.get()), (10, 10));
+        sim::bounce("server")?;
+        tokio::time::sleep(Duration::from_millis(55)).await;
+        assert_eq!((t.load(Ordering::Relaxed), l.get()), (15, 15));
         Ok(())
     });
     sim.run().unwrap();
+}
+
+/// Over zero-delay links a whole exchange happens at one instant, as it
+/// would on one runtime: the hosts run in rounds until no packet moves.
+#[test]
+fn a_zero_delay_exchange_takes_no_simulated_time() {
+    let mut sim = Builder::new().build();
+    sim.host("server", || async {
+        let listener = TcpListener::bind("0.0.0.0:7").await?;
+        let (mut s, _) = listener.accept().await?;
+        let mut buf = [0; 5];
+        s.read_exact(&mut buf).await?;
+        s.write_all(&buf).await?;
+        std::future::pending().await
+    });
+    sim.client("client", async {
+        let mut s = TcpStream::connect("server:7").await?;
+        s.write_all(b"hello").await?;
+        let mut buf = [0; 5];
+        s.read_exact(&mut buf).await?;
+        assert_eq!(&buf, b"hello");
+        assert_eq!(sim::elapsed(), Duration::ZERO);
+        Ok(())
+    });
+    sim.run().unwrap();
+}
+
+/// A bounce from the test's thread between steps boots the host on a new
+/// runtime, whose clock keeps step with the others'.
+#[test]
+fn bounce_from_the_test_between_steps() {
+    let mut sim = Builder::new()
+        .link(LinkConfig::new().delay(Duration::from_millis(5)))
+        .build();
+    sim.host("server", keeper);
+    sim.client("client", async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let s = TcpStream::connect("server:80").await?;
+        // SYN and SYN-ACK each cross two 5 ms links: 20 ms from 50 ms. The
+        // bounce did not shift the server's clock.
+        assert_eq!(sim::elapsed(), Duration::from_millis(70));
+        drop(s);
+        Ok(())
+    });
+    for _ in 0..10 {
+        assert!(!sim.step().unwrap());
+    }
+    sim::bounce("server").unwrap();
+    assert_eq!(sim.connections("server").unwrap().total(), 0);
+    while !sim.step().unwrap() {}
+    let log = sim.log().join("\n");
+    assert_eq!(log.matches("boot server").count(), 2, "{log}");
+    assert!(log.contains("0.010000 crash server"), "{log}");
 }

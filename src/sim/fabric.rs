@@ -29,6 +29,8 @@ pub(crate) struct Fabric {
     live: Vec<Option<u64>>,
     /// Directed pairs (from, to) whose packets are dropped.
     cut: BTreeMap<(usize, usize), Cut>,
+    /// Packets live hosts have handed to the network, cut ones included.
+    sent: u64,
 }
 
 impl Fabric {
@@ -41,6 +43,7 @@ impl Fabric {
             addrs,
             live,
             cut: BTreeMap::new(),
+            sent: 0,
         }
     }
 
@@ -84,6 +87,12 @@ impl Fabric {
     /// The uplink and downlink of `host`.
     pub(crate) fn links(&self, host: usize) -> (synack_sim::Link, synack_sim::Link) {
         (self.ends[host].uplink(), self.ends[host].downlink())
+    }
+
+    /// How many packets live hosts have sent: a harness sees from it
+    /// whether anything moved.
+    pub(crate) fn sent(&self) -> u64 {
+        self.sent
     }
 
     pub(crate) fn capabilities(&self, host: usize) -> Capabilities {
@@ -166,6 +175,7 @@ impl Device for SimDevice {
             packets.clear();
             return Poll::Ready(Ok(n));
         }
+        f.sent += n as u64;
         let mut pass = VecDeque::with_capacity(n);
         for p in packets.drain(..) {
             let to = endpoints(&p).and_then(|(_, dst)| f.host_of(dst));

@@ -12,15 +12,19 @@
 //! answers a packet for an address no host has with ICMP host unreachable
 //! (see [`Network::set_router_addr`](synack_sim::Network::set_router_addr)).
 //! Inside a host's or client's future, [`synack::net`](crate::net) calls need
-//! no stack argument: the host's stack is current whenever its futures are
-//! polled.
+//! no stack argument: the host's stack is current whenever its tasks run.
 //!
-//! # Spawning inside a host
+//! # Every host on its own runtime
 //!
-//! A future given to `tokio::spawn` does not carry the host along: polled on
-//! its own, it has no current stack and `synack::net` calls fail with
-//! `NotFound`. Spawn with [`synack::sim::spawn`](spawn) instead; it scopes the
-//! task to the current host, and [`crash`] ends it with the host.
+//! As in turmoil, each host (and each client) runs on a tokio runtime of its
+//! own: current-thread, with paused time and a `LocalSet`, all driven from
+//! the thread that calls [`Sim::run`]. Whatever a host spawns, with
+//! `tokio::spawn`, `tokio::task::spawn_local` or [`synack::sim::spawn`](spawn),
+//! runs on that runtime with the host's stack current: a task a library
+//! spawns inside a host (hyper's connection tasks, a tonic channel dialing)
+//! uses the host's stack, never another host's. [`crash`] drops the host's
+//! runtime, so every task of the host ends with it, and [`bounce`] boots it
+//! on a new one.
 //!
 //! # Faults
 //!
@@ -31,12 +35,21 @@
 //! when they next send) and [`bounce`] boots it again with a new stack, which
 //! answers the old connections' segments with resets.
 //!
-//! # Determinism
+//! # Time and determinism
 //!
-//! [`Sim::run`] makes its own current-thread tokio runtime with paused time;
-//! every random choice (links, initial sequence numbers) follows from the seed,
-//! so a run with the same seed and the same software is the same run: the
-//! same [`log`](Sim::log) and the same packets ([`Sim::pcap`]).
+//! Simulated time moves in [`TICK`]s of 1 ms (the resolution of tokio's
+//! timers), every host's clock and the network's together: a step moves
+//! them all to the tick's end, then runs what falls due at that instant on
+//! every host, in rounds, host by host in order of declaration. A packet
+//! that crosses a zero-delay path reaches a host whose turn has passed in
+//! the next round, still at the same instant, and rounds go on while
+//! packets move (up to 16). A packet due within a tick arrives at the
+//! tick's end, as with one runtime's millisecond timers.
+//!
+//! Every random choice (links, initial sequence numbers) follows from the
+//! seed, and hosts run in a fixed order, so a run with the same seed and the
+//! same software is the same run: the same [`log`](Sim::log) and the same
+//! packets ([`Sim::pcap`]).
 //!
 //! ```
 //! use synack::net::{TcpListener, TcpStream};
@@ -51,7 +64,7 @@
 //!     let listener = TcpListener::bind("0.0.0.0:7").await?;
 //!     loop {
 //!         let (mut s, _) = listener.accept().await?;
-//!         synack::sim::spawn(async move {
+//!         tokio::spawn(async move {
 //!             let (mut r, mut w) = s.split();
 //!             tokio::io::copy(&mut r, &mut w).await
 //!         });
@@ -70,7 +83,7 @@
 
 mod fabric;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::error::Error;
 use std::fmt;
 use std::future::Future;
@@ -79,13 +92,13 @@ use std::net::Ipv4Addr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use synack_engine::{Config, StateCounts};
 use synack_sim::{HostConfig, Network};
-use tokio::sync::mpsc;
-use tokio::task::{AbortHandle, JoinHandle};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
 
 use crate::stack::Stack;
 use fabric::{Cut, Fabric, SharedFabric, SimDevice};
@@ -287,8 +300,9 @@ impl Sim {
         Some(out)
     }
 
-    /// Runs the simulation on a new current-thread tokio runtime with paused
-    /// time, until every client has finished: [`step`](Sim::step) repeated.
+    /// Runs the simulation, each host on its own current-thread tokio
+    /// runtime with paused time, until every client has finished:
+    /// [`step`](Sim::step) repeated.
     ///
     /// Returns the first error: a client's or a host's (with its name), or
     /// `TimedOut` when simulated time passes the [duration
@@ -299,7 +313,7 @@ impl Sim {
     ///
     /// # Panics
     ///
-    /// When called inside another tokio runtime.
+    /// When called inside a tokio runtime.
     pub fn run(&mut self) -> Result {
         while !self.step()? {}
         Ok(())
@@ -308,16 +322,18 @@ impl Sim {
     /// Advances the simulation by one tick, [`TICK`] (1 ms) of simulated
     /// time, and returns whether every client has finished.
     ///
-    /// The first step starts the run (the runtime, the network, the hosts);
-    /// every timer due within the tick fires at its exact instant. Between
+    /// The first step starts the run (the network and the hosts, each on its
+    /// own runtime). A step moves every host's clock on to the tick's end
+    /// and then runs what falls due at that instant, on every host, in
+    /// rounds (see the [module docs](self#time-and-determinism)). Between
     /// steps nothing runs and simulated time stands still, so a test can look
     /// at the hosts ([`Sim::connections`], [`Sim::elapsed`]) or break the
     /// network: the fault functions ([`partition`], [`hold`], [`set_link`],
-    /// [`crash`], ...) and [`connections`] work from the test's thread
-    /// between steps; [`bounce`] and [`spawn`] do not (they spawn tasks, which
-    /// needs a host). When it returns `Ok(true)` or an error,
-    /// the run is over, as with [`run`](Sim::run): hosts are powered off and
-    /// the [log](Sim::log) is complete.
+    /// [`crash`], [`bounce`], ...) and [`connections`] work from the test's
+    /// thread between steps; [`spawn`] does not (it needs a host). When it
+    /// returns `Ok(true)` or an error, the run is over, as with
+    /// [`run`](Sim::run): hosts are powered off and the [log](Sim::log) is
+    /// complete.
     ///
     /// Errors are those of [`run`](Sim::run).
     ///
@@ -339,7 +355,7 @@ impl Sim {
     ///
     /// # Panics
     ///
-    /// When called inside another tokio runtime.
+    /// When called inside a tokio runtime.
     pub fn step(&mut self) -> Result<bool> {
         if self.running.is_none() {
             self.start()?;
@@ -347,24 +363,24 @@ impl Sim {
         let Some(r) = self.running.as_mut() else {
             unreachable!("the run was just started");
         };
-        let limit = self.builder.duration;
-        let outcome = r.local.block_on(
-            &r.rt,
-            tick(&r.world, &mut r.done_rx, &mut r.clients, r.deadline, limit),
-        );
+        let outcome = if r.clients > 0 {
+            r.world.tick();
+            r.world
+                .take_stock(&mut r.done_rx, &mut r.clients, r.deadline)
+        } else {
+            // No client was declared: the run is over before it began.
+            Some(Ok(()))
+        };
         let Some(result) = outcome else {
             return Ok(false);
         };
-        {
-            let _rt = r.rt.enter();
-            r.world.note(match &result {
-                Ok(()) => "run finished".to_string(),
-                Err(e) => format!("run ended: {e}"),
-            });
-            self.elapsed = r.world.start.elapsed();
-        }
+        r.world.note(match &result {
+            Ok(()) => "run finished".to_string(),
+            Err(e) => format!("run ended: {e}"),
+        });
+        self.elapsed = r.world.now();
         self.log = r.world.log.take();
-        // Powers everything off before the runtime goes.
+        // Powers everything off and drops the hosts' runtimes.
         self.running = None;
         result.map(|()| true)
     }
@@ -373,10 +389,7 @@ impl Sim {
     /// [`step`](Sim::step)s, else of the last run (zero before any).
     pub fn elapsed(&self) -> Duration {
         match &self.running {
-            Some(r) => {
-                let _rt = r.rt.enter();
-                r.world.start.elapsed()
-            }
+            Some(r) => r.world.now(),
             None => self.elapsed,
         }
     }
@@ -386,10 +399,7 @@ impl Sim {
     /// such host.
     pub fn connections(&self, host: &str) -> io::Result<StateCounts> {
         match &self.running {
-            Some(r) => {
-                let _rt = r.rt.enter();
-                r.world.connections(r.world.find(host)?)
-            }
+            Some(r) => r.world.connections(r.world.find(host)?),
             None => Err(io::Error::new(
                 io::ErrorKind::NotFound,
                 "no run is under way (step the simulation first)",
@@ -420,32 +430,16 @@ impl Sim {
         Ok(())
     }
 
-    /// Starts a run: the runtime, the network, and every host booted.
+    /// Starts a run: the network, every host booted on its own runtime, and
+    /// what they do at time zero.
     fn start(&mut self) -> Result {
         self.check()?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()?;
-        let local = tokio::task::LocalSet::new();
+        if tokio::runtime::Handle::try_current().is_ok() {
+            panic!("synack::sim: a simulation cannot run inside a tokio runtime");
+        }
         self.log.clear();
-        let started = local.block_on(&rt, self.boot_all());
-        let (world, done_rx, clients) = started?;
-        let deadline = world.start + self.builder.duration;
-        self.running = Some(Running {
-            local,
-            rt,
-            world,
-            done_rx,
-            clients,
-            deadline,
-        });
-        Ok(())
-    }
-
-    async fn boot_all(&mut self) -> Result<(Rc<World>, mpsc::UnboundedReceiver<Done>, usize)> {
         let b = &self.builder;
-        let net = Network::new(b.seed);
+        let net = Network::manual(b.seed);
         let first = u32::from(b.first_addr);
         net.set_router_addr(Ipv4Addr::from(first | 0xfe), 24)?;
         let mut ends = Vec::new();
@@ -465,7 +459,8 @@ impl Sim {
         let addrs: Vec<Ipv4Addr> = ends.iter().map(|e| e.config().addr).collect();
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let world = Rc::new(World {
-            fabric: Arc::new(Mutex::new(Fabric::new(net, ends))),
+            fabric: Arc::new(Mutex::new(Fabric::new(net.clone(), ends))),
+            net,
             hosts: self
                 .decls
                 .iter_mut()
@@ -480,15 +475,14 @@ impl Sim {
                     state: RefCell::new(Incarnation::default()),
                 })
                 .collect(),
-            start: tokio::time::Instant::now(),
-            handle: tokio::runtime::Handle::current(),
+            now: Cell::new(Duration::ZERO),
             seed: b.seed,
             config: b.config.clone(),
             log: RefCell::new(Vec::new()),
             done: done_tx,
+            graveyard: RefCell::new(Vec::new()),
         });
         WORLD.with(|w| *w.borrow_mut() = Some(world.clone()));
-
         let mut clients = 0;
         for (i, d) in self.decls.iter_mut().enumerate() {
             match &mut d.software {
@@ -501,7 +495,16 @@ impl Sim {
                 }
             }
         }
-        Ok((world, done_rx, clients))
+        // What the hosts do at time zero.
+        world.rounds();
+        let deadline = self.builder.duration;
+        self.running = Some(Running {
+            world,
+            done_rx,
+            clients,
+            deadline,
+        });
+        Ok(())
     }
 }
 
@@ -509,73 +512,61 @@ impl Sim {
 /// resolution of tokio's timers, and turmoil's default tick).
 pub const TICK: Duration = Duration::from_millis(1);
 
+/// At most this many rounds over the hosts at one instant (see [`World::rounds`]).
+const MAX_ROUNDS: usize = 16;
+
+/// Wakes a host's round when its runtime has nothing left to run and is
+/// about to park (its `on_thread_park` hook), so the round ends there,
+/// before the paused clock would move on.
+#[derive(Default)]
+struct Idle(Mutex<Option<Waker>>);
+
+impl Idle {
+    /// The runtime's park hook.
+    fn parking(&self) {
+        let waker = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Ready once the runtime has run everything it could at this instant.
+    async fn settled(&self) {
+        let mut armed = false;
+        std::future::poll_fn(|cx| {
+            let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            if armed && slot.is_none() {
+                return Poll::Ready(());
+            }
+            armed = true;
+            *slot = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await;
+        // Not left armed for a later step.
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
+
 /// A run under way: what lives from the first [`Sim::step`] to the last.
 struct Running {
-    // Dropped before the runtime it runs on.
-    local: tokio::task::LocalSet,
-    rt: tokio::runtime::Runtime,
     world: Rc<World>,
     done_rx: mpsc::UnboundedReceiver<Done>,
     /// Clients still running.
     clients: usize,
-    deadline: tokio::time::Instant,
+    /// The duration limit, as simulated time since the start.
+    deadline: Duration,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        // Power everything off before the runtime goes, so no stack outlives it.
-        let _rt = self.rt.enter();
+        // Power everything off and drop every runtime, so no stack outlives the run.
         for i in 0..self.world.hosts.len() {
             self.world.power_off(i);
         }
+        self.world.bury();
         WORLD.with(|w| w.borrow_mut().take());
     }
-}
-
-/// Runs one [`TICK`] of the simulation; then takes stock of the finished
-/// futures. Returns the run's outcome once it is over.
-async fn tick(
-    world: &World,
-    done_rx: &mut mpsc::UnboundedReceiver<Done>,
-    clients: &mut usize,
-    deadline: tokio::time::Instant,
-    limit: Duration,
-) -> Option<Result> {
-    if *clients > 0 {
-        let end = (tokio::time::Instant::now() + TICK).min(deadline);
-        tokio::time::sleep_until(end).await;
-        // Let the tasks woken at the tick's last instant run too (a few
-        // rounds: what is left runs at the start of the next step).
-        for _ in 0..4 {
-            tokio::task::yield_now().await;
-        }
-    }
-    // `world` holds a sender, so the channel stays open.
-    while let Ok(done) = done_rx.try_recv() {
-        let host = &world.hosts[done.host];
-        if host.state.borrow().generation != done.generation {
-            continue;
-        }
-        match done.result {
-            Ok(()) if host.factory.is_none() => {
-                *clients -= 1;
-                world.note_at(done.at, format!("client {} finished", host.name));
-            }
-            Ok(()) => world.note_at(done.at, format!("host {} software returned", host.name)),
-            Err(e) => {
-                world.note_at(done.at, format!("{} failed: {e}", host.name));
-                return Some(Err(format!("{} failed: {e}", host.name).into()));
-            }
-        }
-    }
-    if *clients == 0 {
-        return Some(Ok(()));
-    }
-    if tokio::time::Instant::now() >= deadline {
-        let msg = format!("the simulation ran past its duration limit of {limit:?}");
-        return Some(Err(io::Error::new(io::ErrorKind::TimedOut, msg).into()));
-    }
-    None
 }
 
 /// A finished host or client future.
@@ -583,7 +574,7 @@ struct Done {
     host: usize,
     generation: u64,
     /// When it finished.
-    at: tokio::time::Instant,
+    at: Duration,
     result: Result,
 }
 
@@ -598,10 +589,11 @@ struct Report {
 impl Report {
     fn send(&mut self, result: Result) {
         self.sent = true;
+        let at = world().map(|w| w.now()).unwrap_or_default();
         let _ = self.done.send(Done {
             host: self.host,
             generation: self.generation,
-            at: tokio::time::Instant::now(),
+            at,
             result,
         });
     }
@@ -616,12 +608,80 @@ impl Drop for Report {
     }
 }
 
+/// One boot of a host: its own tokio runtime (current-thread, paused time)
+/// with a `LocalSet` for `spawn_local`, and its stack.
+struct HostRt {
+    // Dropped before the runtime it runs on (see `HostRt::drop`).
+    local: Option<tokio::task::LocalSet>,
+    rt: Option<tokio::runtime::Runtime>,
+    stack: Stack,
+    /// The runtime's clock at boot.
+    epoch: tokio::time::Instant,
+    /// Simulated time at boot.
+    booted: Duration,
+    /// Simulated time the runtime's clock shows.
+    at: Duration,
+    /// Told when the host crashes during its own step, to end the step at once.
+    down: Arc<Notify>,
+    idle: Arc<Idle>,
+}
+
+impl HostRt {
+    /// Runs the host's runtime with its stack current and `host` as the
+    /// current host: to `until` (simulated time, at which its clock then
+    /// stands, before anything due then has run), or else for a round: until
+    /// it has nothing left to run at its present instant.
+    fn run(&mut self, host: usize, until: Option<Duration>) {
+        let (Some(local), Some(rt)) = (&self.local, &self.rt) else {
+            return;
+        };
+        let target = until.map(|t| self.epoch + t.saturating_sub(self.booted));
+        let down = self.down.clone();
+        let idle = self.idle.clone();
+        let _stack = self.stack.enter();
+        CURRENT_HOST.with(|c| c.borrow_mut().push(host));
+        local.block_on(rt, async move {
+            let work = async {
+                match target {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => idle.settled().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                () = down.notified() => {}
+                () = work => {}
+            }
+        });
+        CURRENT_HOST.with(|c| c.borrow_mut().pop());
+        if let Some(t) = until {
+            self.at = self.at.max(t);
+        }
+    }
+}
+
+impl Drop for HostRt {
+    fn drop(&mut self) {
+        // The host's tasks go first, inside their runtime's context, then the runtime.
+        if let Some(rt) = self.rt.take() {
+            let guard = rt.enter();
+            drop(self.local.take());
+            drop(guard);
+            drop(rt);
+        }
+    }
+}
+
 #[derive(Default)]
 struct Incarnation {
     /// Counts boots; the current incarnation's number.
     generation: u64,
     stack: Option<Stack>,
-    tasks: Vec<AbortHandle>,
+    /// The running incarnation's runtime; taken out while it is being run.
+    rt: Option<HostRt>,
+    /// Whether the runtime is out being run (a step is under way on it).
+    stepping: bool,
+    down: Option<Arc<Notify>>,
 }
 
 struct HostRec {
@@ -631,22 +691,26 @@ struct HostRec {
     state: RefCell<Incarnation>,
 }
 
-/// The running simulation, current on the runtime's thread during [`Sim::run`].
+/// The running simulation, current on the test's thread from the first
+/// [`Sim::step`] to the last.
 struct World {
     fabric: SharedFabric,
+    net: Network,
     hosts: Vec<HostRec>,
-    start: tokio::time::Instant,
-    /// The run's runtime, for its clock when called from the test between steps.
-    handle: tokio::runtime::Handle,
+    /// Simulated time since the start: the instant every host is at (or
+    /// being brought to) and the network's clock.
+    now: Cell<Duration>,
     seed: u64,
     config: Config,
     log: RefCell<Vec<String>>,
     done: mpsc::UnboundedSender<Done>,
+    /// Runtimes of crashed hosts, dropped when no runtime is running.
+    graveyard: RefCell<Vec<HostRt>>,
 }
 
 thread_local! {
     static WORLD: RefCell<Option<Rc<World>>> = const { RefCell::new(None) };
-    /// The host whose future is being polled, innermost last.
+    /// The host whose runtime is running, innermost last.
     static CURRENT_HOST: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -663,19 +727,17 @@ impl World {
         self.note_at(self.now(), what);
     }
 
-    /// The simulated clock, also from the test's thread between steps.
-    fn now(&self) -> tokio::time::Instant {
-        let _rt = self.handle.enter();
-        tokio::time::Instant::now()
+    /// Simulated time since the start.
+    fn now(&self) -> Duration {
+        self.now.get()
     }
 
     /// Logs `what` as having happened at `at`.
-    fn note_at(&self, at: tokio::time::Instant, what: String) {
-        let t = at.saturating_duration_since(self.start);
-        tracing::debug!(at = ?t, "sim: {what}");
+    fn note_at(&self, at: Duration, what: String) {
+        tracing::debug!(?at, "sim: {what}");
         self.log
             .borrow_mut()
-            .push(format!("{:>12.6} {what}", t.as_secs_f64()));
+            .push(format!("{:>12.6} {what}", at.as_secs_f64()));
     }
 
     fn find(&self, name: &str) -> io::Result<usize> {
@@ -702,6 +764,127 @@ impl World {
             .unwrap_or_default())
     }
 
+    /// One [`TICK`]: every host's clock (and the network's) moves on to the
+    /// tick's end; then what falls due then runs.
+    fn tick(&self) {
+        let end = self.now() + TICK;
+        // Hosts run what is left of this instant, then their clocks move on.
+        // A host booted meanwhile (a bounce) starts at this instant, and is
+        // brought along too.
+        for _ in 0..=self.hosts.len() {
+            let mut behind = false;
+            for i in 0..self.hosts.len() {
+                behind |= self.run_host(i, Some(end));
+            }
+            if !behind {
+                break;
+            }
+        }
+        self.now.set(end);
+        self.net.advance_to(end);
+        self.rounds();
+    }
+
+    /// Runs every host at the present instant, in rounds: a packet one host
+    /// sends over a zero-delay path reaches a host whose round has passed in
+    /// the next round, at the same instant. Rounds go on while packets move,
+    /// up to [`MAX_ROUNDS`]; what is still left runs before the clocks next
+    /// move on.
+    fn rounds(&self) {
+        for _ in 0..MAX_ROUNDS {
+            let before = (fabric::lock(&self.fabric).sent(), self.boots());
+            for i in 0..self.hosts.len() {
+                self.run_host(i, None);
+            }
+            if (fabric::lock(&self.fabric).sent(), self.boots()) == before {
+                break;
+            }
+        }
+    }
+
+    /// The sum of every host's boot count: changes when any host boots.
+    fn boots(&self) -> u64 {
+        self.hosts.iter().map(|h| h.state.borrow().generation).sum()
+    }
+
+    /// Runs `host`'s runtime (see [`HostRt::run`]) if it is up and behind
+    /// `until`; returns whether it ran.
+    fn run_host(&self, host: usize, until: Option<Duration>) -> bool {
+        let (mut hrt, generation) = {
+            let mut st = self.hosts[host].state.borrow_mut();
+            if st
+                .rt
+                .as_ref()
+                .is_none_or(|r| until.is_some_and(|t| r.at >= t))
+            {
+                return false;
+            }
+            let Some(hrt) = st.rt.take() else {
+                return false;
+            };
+            st.stepping = true;
+            (hrt, st.generation)
+        };
+        hrt.run(host, until);
+        {
+            let mut st = self.hosts[host].state.borrow_mut();
+            st.stepping = false;
+            if st.generation == generation {
+                st.rt = Some(hrt);
+            } else {
+                // It crashed during its own step.
+                self.graveyard.borrow_mut().push(hrt);
+            }
+        }
+        self.bury();
+        true
+    }
+
+    /// Drops the runtimes of crashed hosts, unless a runtime is running
+    /// (a runtime cannot be dropped inside another).
+    fn bury(&self) {
+        if CURRENT_HOST.with(|c| c.borrow().is_empty()) {
+            let dead = std::mem::take(&mut *self.graveyard.borrow_mut());
+            drop(dead);
+        }
+    }
+
+    /// Takes stock of the finished futures after a tick; returns the run's
+    /// outcome once it is over.
+    fn take_stock(
+        &self,
+        done_rx: &mut mpsc::UnboundedReceiver<Done>,
+        clients: &mut usize,
+        deadline: Duration,
+    ) -> Option<Result> {
+        // `self` holds a sender, so the channel stays open.
+        while let Ok(done) = done_rx.try_recv() {
+            let host = &self.hosts[done.host];
+            if host.state.borrow().generation != done.generation {
+                continue;
+            }
+            match done.result {
+                Ok(()) if host.factory.is_none() => {
+                    *clients -= 1;
+                    self.note_at(done.at, format!("client {} finished", host.name));
+                }
+                Ok(()) => self.note_at(done.at, format!("host {} software returned", host.name)),
+                Err(e) => {
+                    self.note_at(done.at, format!("{} failed: {e}", host.name));
+                    return Some(Err(format!("{} failed: {e}", host.name).into()));
+                }
+            }
+        }
+        if *clients == 0 {
+            return Some(Ok(()));
+        }
+        if self.now() >= deadline {
+            let msg = format!("the simulation ran past its duration limit of {deadline:?}");
+            return Some(Err(io::Error::new(io::ErrorKind::TimedOut, msg).into()));
+        }
+        None
+    }
+
     /// Boots `host` with a new stack and runs its factory's software on it.
     fn boot(&self, host: usize) {
         if let Some(factory) = self.hosts[host].factory.clone() {
@@ -709,6 +892,8 @@ impl World {
         }
     }
 
+    /// Boots `host` on a new runtime of its own, with a new stack, running
+    /// `fut`. The runtime's first step runs it.
     fn boot_with(&self, host: usize, fut: BoxFuture) {
         let rec = &self.hosts[host];
         let generation = {
@@ -720,6 +905,25 @@ impl World {
             let mut f = fabric::lock(&self.fabric);
             f.set_live(host, Some(generation));
             f.capabilities(host)
+        };
+        let idle = Arc::new(Idle::default());
+        let hook = idle.clone();
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .on_thread_park(move || hook.parking())
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = self.done.send(Done {
+                    host,
+                    generation,
+                    at: self.now(),
+                    result: Err(format!("cannot make a runtime: {e}").into()),
+                });
+                return;
+            }
         };
         let device = SimDevice {
             fabric: self.fabric.clone(),
@@ -737,8 +941,11 @@ impl World {
         for h in &self.hosts {
             builder = builder.host(&h.name, h.addr);
         }
-        let stack = builder.build();
-        rec.state.borrow_mut().stack = Some(stack.clone());
+        let (stack, epoch) = {
+            // The stack's driver task and clock are the new runtime's.
+            let _rt = rt.enter();
+            (builder.build(), tokio::time::Instant::now())
+        };
         self.note(format!("boot {} at {}", rec.name, rec.addr));
         let report = Report {
             done: self.done.clone(),
@@ -746,53 +953,47 @@ impl World {
             generation,
             sent: false,
         };
-        let task = tokio::task::spawn_local(HostScoped {
-            host,
-            stack,
-            fut: async move {
-                let mut report = report;
-                let result = fut.await;
-                report.send(result);
-            },
+        let local = tokio::task::LocalSet::new();
+        local.spawn_local(async move {
+            let mut report = report;
+            let result = fut.await;
+            report.send(result);
         });
-        rec.state.borrow_mut().tasks.push(task.abort_handle());
+        let down = Arc::new(Notify::new());
+        let mut st = rec.state.borrow_mut();
+        st.stack = Some(stack.clone());
+        st.down = Some(down.clone());
+        st.rt = Some(HostRt {
+            local: Some(local),
+            rt: Some(rt),
+            stack,
+            epoch,
+            booted: self.now(),
+            at: self.now(),
+            down,
+            idle,
+        });
     }
 
-    /// Powers `host` off: its tasks end and its stack goes, without a packet.
+    /// Powers `host` off: it goes silent at once and its runtime (its tasks,
+    /// its stack) is dropped as soon as no runtime is running.
     fn power_off(&self, host: usize) {
         fabric::lock(&self.fabric).set_live(host, None);
-        let (tasks, stack) = {
+        let (rt, stack, down) = {
             let mut st = self.hosts[host].state.borrow_mut();
             // What the old incarnation's futures still report is stale from now on.
             st.generation += 1;
-            (std::mem::take(&mut st.tasks), st.stack.take())
+            (st.rt.take(), st.stack.take(), st.down.take())
         };
-        for t in tasks {
-            t.abort();
+        if let Some(down) = down {
+            // If it is the host being run, its step ends.
+            down.notify_one();
         }
         drop(stack);
-    }
-}
-
-/// A future polled with its host's stack current; see [`spawn`].
-#[pin_project::pin_project]
-struct HostScoped<F> {
-    host: usize,
-    stack: Stack,
-    #[pin]
-    fut: F,
-}
-
-impl<F: Future> Future for HostScoped<F> {
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = self.project();
-        let _stack = this.stack.enter();
-        CURRENT_HOST.with(|c| c.borrow_mut().push(*this.host));
-        let out = this.fut.poll(cx);
-        CURRENT_HOST.with(|c| c.borrow_mut().pop());
-        out
+        if let Some(rt) = rt {
+            self.graveyard.borrow_mut().push(rt);
+        }
+        self.bury();
     }
 }
 
@@ -805,52 +1006,31 @@ fn world() -> io::Result<Rc<World>> {
     })
 }
 
-/// Whether a simulation is running on this thread.
-pub(crate) fn running() -> bool {
-    WORLD.with(|w| w.borrow().is_some())
-}
-
 fn current_host() -> Option<usize> {
     CURRENT_HOST.with(|c| c.borrow().last().copied())
 }
 
-/// Spawns `future` as a task of the current host, like `tokio::spawn` (but
-/// `Send` is not needed): the host's stack is current whenever the task is
-/// polled, and the task ends when the host crashes.
+/// Spawns `future` as a task of the current host: the same as
+/// `tokio::task::spawn_local` there (so `Send` is not needed). Every host
+/// runs on its own runtime, so `tokio::spawn` and `spawn_local` inside a
+/// host keep its stack too; this is for code that wants to say so.
 ///
 /// # Panics
 ///
-/// Outside a host's or client's future during [`Sim::run`], as `tokio::spawn`
-/// panics outside a runtime. On a host that has just crashed itself, the task
-/// is spawned already aborted.
+/// Outside a host's or client's task during a run, as `tokio::spawn`
+/// panics outside a runtime.
 pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
 where
     F: Future + 'static,
     F::Output: 'static,
 {
-    let (world, host) = match (world(), current_host()) {
-        (Ok(w), Some(h)) => (w, h),
-        _ => panic!("synack::sim::spawn called outside a simulated host"),
-    };
-    let rec = &world.hosts[host];
-    let mut st = rec.state.borrow_mut();
-    let Some(stack) = st.stack.clone() else {
-        // The host crashed under the caller (it crashed itself): the task dies with it.
-        let task = tokio::task::spawn_local(future);
-        task.abort();
-        return task;
-    };
-    let task = tokio::task::spawn_local(HostScoped {
-        host,
-        stack,
-        fut: future,
-    });
-    st.tasks.retain(|t| !t.is_finished());
-    st.tasks.push(task.abort_handle());
-    task
+    if current_host().is_none() {
+        panic!("synack::sim::spawn called outside a simulated host");
+    }
+    tokio::task::spawn_local(future)
 }
 
-/// The name of the host whose future is running, if any.
+/// The name of the host whose task is running, if any.
 pub fn hostname() -> Option<String> {
     let world = world().ok()?;
     current_host().map(|h| world.hosts[h].name.clone())
@@ -858,9 +1038,7 @@ pub fn hostname() -> Option<String> {
 
 /// Simulated time since the run began (zero outside a run).
 pub fn elapsed() -> Duration {
-    world()
-        .map(|w| w.now().saturating_duration_since(w.start))
-        .unwrap_or_default()
+    world().map(|w| w.now()).unwrap_or_default()
 }
 
 /// The connections of `host` by state, now (listeners not counted; a host
@@ -1025,10 +1203,12 @@ pub fn links(host: &str) -> io::Result<(Link, Link)> {
     Ok(fabric::lock(&world.fabric).links(h))
 }
 
-/// Powers `host` off: its tasks end and its stack is dropped without sending
-/// anything, so its connections vanish; packets sent to it are lost until
-/// [`bounce`]. Crashing the calling host itself ends the caller at its next
-/// await. Clients cannot be crashed (`InvalidInput`).
+/// Powers `host` off: its runtime goes, with every task of the host however
+/// spawned, and its stack is dropped without sending anything, so its
+/// connections vanish; packets sent to it are lost until [`bounce`].
+/// Crashing the calling host itself ends its step: the caller runs on to its
+/// next await, and nothing it sends leaves the host. Clients cannot be
+/// crashed (`InvalidInput`).
 pub fn crash(host: &str) -> io::Result<()> {
     let world = world()?;
     let h = world.find(host)?;
@@ -1043,9 +1223,9 @@ pub fn crash(host: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// Restarts `host`: crashes it if it is up, then boots it with a new stack
-/// (which answers segments of the old connections with resets) and runs its
-/// factory again.
+/// Restarts `host`: crashes it if it is up, then boots it on a new runtime
+/// with a new stack (which answers segments of the old connections with
+/// resets) and runs its factory again.
 pub fn bounce(host: &str) -> io::Result<()> {
     crash(host)?;
     let world = world()?;

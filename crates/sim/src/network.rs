@@ -156,9 +156,17 @@ impl Ord for Event {
     }
 }
 
+/// Where a network's time comes from.
+enum Clock {
+    /// tokio's clock, from this instant: the clock task runs events as they fall due.
+    Tokio(tokio::time::Instant),
+    /// Nanoseconds set by [`Network::advance_to`]; no clock task.
+    Manual(u64),
+}
+
 /// Everything behind the network's lock.
 struct Net {
-    epoch: tokio::time::Instant,
+    clock: Clock,
     seed: u64,
     links: Vec<LinkEntry>,
     hosts: Vec<HostState>,
@@ -187,8 +195,13 @@ const POOL_BUFFERS: usize = 4096;
 impl Net {
     /// Simulated nanoseconds since the network was made.
     fn now(&self) -> u64 {
-        let d = tokio::time::Instant::now().saturating_duration_since(self.epoch);
-        u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+        match self.clock {
+            Clock::Tokio(epoch) => {
+                let d = tokio::time::Instant::now().saturating_duration_since(epoch);
+                u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+            }
+            Clock::Manual(now) => now,
+        }
     }
 
     fn schedule(&mut self, at: u64, link: usize, kind: EventKind, packet: Packet) {
@@ -435,7 +448,10 @@ async fn clock(weak: Weak<Shared>, notify: Arc<Notify>) {
                 net.advance(now);
                 let next = net.next_event();
                 net.clock_deadline = next;
-                let at = next.map(|n| net.epoch + Duration::from_nanos(n));
+                let Clock::Tokio(epoch) = net.clock else {
+                    return;
+                };
+                let at = next.map(|n| epoch + Duration::from_nanos(n));
                 (std::mem::take(&mut net.to_wake), at)
             };
             for w in wake {
@@ -482,10 +498,52 @@ impl Network {
     ///
     /// Outside a tokio runtime.
     pub fn new(seed: u64) -> Network {
+        let network = Network::with_clock(seed, Clock::Tokio(tokio::time::Instant::now()));
+        let shared = &network.shared;
+        tokio::spawn(clock(Arc::downgrade(shared), shared.notify.clone()));
+        network
+    }
+
+    /// An empty network on a clock of its own, which only
+    /// [`advance_to`](Network::advance_to) moves: for a harness that keeps
+    /// time itself, such as one running each host on its own tokio runtime
+    /// (whose clocks do not agree). Needs no tokio runtime; packets due are
+    /// delivered when the clock is advanced (and zero-delay ones at once).
+    ///
+    /// ```
+    /// use std::net::Ipv4Addr;
+    /// use std::time::Duration;
+    /// use synack_device::Device;
+    /// use synack_sim::{HostConfig, LinkConfig, Network};
+    ///
+    /// let net = Network::manual(1);
+    /// let slow = LinkConfig::new().delay(Duration::from_millis(10));
+    /// let (a, b) = (Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2));
+    /// let mut host_a = net.add_host(HostConfig::new(a).uplink(slow))?;
+    /// let mut host_b = net.add_host(HostConfig::new(b))?;
+    /// let mut packet = vec![0x45, 0, 0, 20, 0, 0, 0, 0, 64, 253, 0, 0];
+    /// packet.extend_from_slice(&[192, 0, 2, 1, 192, 0, 2, 2]);
+    /// let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    /// let _ = host_a.poll_send(&mut cx, &mut vec![packet.clone()].into());
+    /// assert_eq!(net.next_event(), Some(Duration::from_millis(10)));
+    ///
+    /// let mut got = Vec::new();
+    /// net.advance_to(Duration::from_millis(9));
+    /// assert!(host_b.poll_recv(&mut cx, &mut got, 8).is_pending());
+    /// net.advance_to(Duration::from_millis(10));
+    /// let _ = host_b.poll_recv(&mut cx, &mut got, 8);
+    /// assert_eq!(got, [packet]);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn manual(seed: u64) -> Network {
+        Network::with_clock(seed, Clock::Manual(0))
+    }
+
+    fn with_clock(seed: u64, clock: Clock) -> Network {
         let notify = Arc::new(Notify::new());
         let shared = Arc::new(Shared {
             net: Mutex::new(Net {
-                epoch: tokio::time::Instant::now(),
+                clock,
                 seed,
                 links: Vec::new(),
                 hosts: Vec::new(),
@@ -500,10 +558,34 @@ impl Network {
                 holds: BTreeSet::new(),
                 held: Vec::new(),
             }),
-            notify: notify.clone(),
+            notify,
         });
-        tokio::spawn(clock(Arc::downgrade(&shared), notify));
         Network { shared }
+    }
+
+    /// Moves a [manual](Network::manual) network's clock on to `to` (time
+    /// since it was made) and runs every event due by then, waking the
+    /// hosts that have packets. The clock never goes back: an earlier `to`
+    /// only runs what is due.
+    ///
+    /// # Panics
+    ///
+    /// On a network made by [`new`](Network::new), whose clock is tokio's.
+    pub fn advance_to(&self, to: Duration) {
+        self.shared.with(|net| {
+            let Clock::Manual(now) = &mut net.clock else {
+                panic!("Network::advance_to on a network whose clock is tokio's");
+            };
+            *now = (*now).max(u64::try_from(to.as_nanos()).unwrap_or(u64::MAX));
+            let now = *now;
+            net.advance(now);
+        });
+    }
+
+    /// When the next packet event (a departure or an arrival) is due, as
+    /// time since the network was made; `None` when nothing is on its way.
+    pub fn next_event(&self) -> Option<Duration> {
+        self.shared.lock().next_event().map(Duration::from_nanos)
     }
 
     /// Joins a host to the router and returns its end, a [`Device`] for a stack.
