@@ -88,19 +88,21 @@
 //! A call without a stack argument (`TcpStream::connect`, `TcpListener::bind`,
 //! `UdpSocket::bind`, `TcpSocket::new_v4`, `lookup_host`) uses, in order:
 //!
-//! 1. the stack entered on the thread ([`Stack::enter`], until its guard
+//! 1. the stack the running code entered ([`Stack::enter`], until its guard
 //!    drops; the innermost wins) — [`Stack::scope`] enters one around every
 //!    poll of a future, which is how a spawned task takes its stack along;
 //! 2. else the process-wide default ([`Stack::set_default`]), which tasks
 //!    that libraries spawn find too;
 //! 3. else none: the call fails with `NotFound`, saying so.
 //!
-//! A guard held across an `.await` stays entered on its thread while the
-//! future is suspended, so on a current-thread runtime the tasks the thread
-//! polls meanwhile see it too: with several stacks in one test, give each
-//! task its stack with `scope` (or use the `_on(&stack, ..)` forms) rather
-//! than relying on whichever was entered last. In `synack::sim` every host
-//! runs on its own runtime with its stack entered, so `tokio::spawn` and
+//! A guard is for the code that made it: entered in a task, for that task;
+//! entered outside any task (`main`, a test's body), for that code. A task
+//! spawned meanwhile on the same thread does not see it, even on a
+//! current-thread runtime with the guard held across an `.await`, so a task
+//! never silently takes another host's stack: it gets its stack from
+//! `scope`, the default or an `_on(&stack, ..)` form, or fails with
+//! `NotFound` saying so. In `synack::sim` every host runs on its own runtime
+//! with its stack current for every task, so `tokio::spawn` and
 //! `spawn_local` inside a host keep its stack. Streams and listeners keep
 //! the stack they were made on, wherever they are used.
 //!

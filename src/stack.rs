@@ -566,18 +566,25 @@ impl Stack {
         None
     }
 
-    /// Makes this the current stack of the thread until the guard drops, as
-    /// tokio's `Runtime::enter` does for the runtime: `synack::net` calls
+    /// Makes this the current stack of the calling code until the guard
+    /// drops, much as tokio's `Runtime::enter` does for the runtime:
+    /// `synack::net` calls
     /// without a stack argument ([`TcpStream::connect`](crate::net::TcpStream::connect),
     /// [`TcpListener::bind`](crate::net::TcpListener::bind),
     /// [`TcpSocket::new_v4`](crate::net::TcpSocket::new_v4),
     /// [`lookup_host`](crate::net::lookup_host)) use it. Guards nest: the
     /// innermost wins, and dropping it brings back the one before.
     ///
-    /// The guard is for one thread (it is not `Send`). A task spawned with
-    /// `tokio::spawn` runs on whatever thread polls it, where another stack or
-    /// none may be current: give it its stack with [`scope`](Stack::scope),
-    /// which enters the stack around every poll.
+    /// The guard is for one thread (it is not `Send`) and for the task that
+    /// made it: entered inside a tokio task, the stack is current for that
+    /// task only; entered outside any task (in `main`, a test's body, a
+    /// `block_on`), for that code only. Other tasks the thread polls
+    /// meanwhile do not see it, even with the guard held across an
+    /// `.await` on a current-thread runtime: a task spawned with
+    /// `tokio::spawn` never silently takes a stack from whatever ran before
+    /// it on its thread. Give such a task its stack with
+    /// [`scope`](Stack::scope), which enters the stack around every poll, or
+    /// set a process-wide [default](Stack::set_default).
     ///
     /// Without a current stack those calls fail with an `io::Error` of kind
     /// `NotFound` saying so, rather than panicking as tokio does without a runtime.
@@ -598,23 +605,41 @@ impl Stack {
     /// # }
     /// ```
     pub fn enter(&self) -> EnterGuard<'_> {
-        let depth = CURRENT.with(|c| {
+        self.enter_as(Owner::Task(tokio::task::try_id()))
+    }
+
+    /// Makes this stack current for everything polled on this thread until
+    /// the guard drops, every task included: for the simulation, which runs
+    /// each host's whole runtime with its stack current.
+    #[cfg_attr(not(feature = "sim"), allow(dead_code))]
+    pub(crate) fn enter_thread(&self) -> EnterGuard<'_> {
+        self.enter_as(Owner::Thread)
+    }
+
+    fn enter_as(&self, owner: Owner) -> EnterGuard<'_> {
+        let token = CURRENT.with(|c| {
             let mut c = c.borrow_mut();
-            c.push(self.clone());
-            c.len() - 1
+            c.next_token += 1;
+            let token = c.next_token;
+            c.entries.push(Entry {
+                stack: self.clone(),
+                owner,
+                token,
+            });
+            token
         });
         EnterGuard {
-            depth,
+            token,
             _stack: PhantomData,
         }
     }
 
-    /// The stack calls without a stack argument use: the one entered on this
-    /// thread (see [`enter`](Stack::enter); the innermost wins), else the
+    /// The stack calls without a stack argument use: the one the running code
+    /// entered (see [`enter`](Stack::enter); the innermost wins), else the
     /// process-wide default (see [`set_default`](Stack::set_default)), else none.
     pub fn try_current() -> Option<Stack> {
         CURRENT
-            .with(|c| c.borrow().last().cloned())
+            .with(|c| c.borrow().visible().cloned())
             .or_else(Stack::default_stack)
     }
 
@@ -674,6 +699,16 @@ impl Stack {
     /// The current stack, or the error `synack::net` calls give without one.
     pub(crate) fn current() -> io::Result<Stack> {
         Stack::try_current().ok_or_else(|| {
+            if CURRENT.with(|c| !c.borrow().entries.is_empty()) {
+                return io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "no synack Stack is current in this task: the stack entered on this \
+                     thread belongs to other code (an `enter()` guard is for the task that \
+                     made it, and a spawned task does not inherit it): run the task in \
+                     `stack.scope(...)`, set a default with `stack.set_default()`, or use \
+                     the `_on(&stack, ..)` forms",
+                );
+            }
             io::Error::new(
                 io::ErrorKind::NotFound,
                 "no synack Stack is current on this thread and no default is set: call \
@@ -799,29 +834,83 @@ impl Future for Driver {
 static DEFAULT: std::sync::RwLock<Option<Stack>> = std::sync::RwLock::new(None);
 
 thread_local! {
-    /// The stacks entered on this thread, innermost last.
-    static CURRENT: RefCell<Vec<Stack>> = const { RefCell::new(Vec::new()) };
+    /// The stacks entered on this thread.
+    static CURRENT: RefCell<Entered> = const {
+        RefCell::new(Entered {
+            entries: Vec::new(),
+            next_token: 0,
+        })
+    };
 }
 
-/// Keeps a stack current on this thread; see [`Stack::enter`].
+/// Whom an entered stack is current for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    /// The tokio task that entered it, or code outside any task (`None`).
+    Task(Option<tokio::task::Id>),
+    /// Everything polled on the thread.
+    Thread,
+}
+
+struct Entry {
+    stack: Stack,
+    owner: Owner,
+    /// Names the entry for its guard.
+    token: u64,
+}
+
+/// The stacks entered on one thread, innermost last.
+struct Entered {
+    entries: Vec<Entry>,
+    next_token: u64,
+}
+
+impl Entered {
+    /// The innermost stack entered for the code running now.
+    fn visible(&self) -> Option<&Stack> {
+        let me = Owner::Task(tokio::task::try_id());
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| e.owner == Owner::Thread || e.owner == me)
+            .map(|e| &e.stack)
+    }
+
+    /// Ends the entry `token`, and those its owner entered after it (guards
+    /// dropped out of order); other owners' entries stay.
+    fn leave(&mut self, token: u64) {
+        let Some(at) = self.entries.iter().position(|e| e.token == token) else {
+            return;
+        };
+        let owner = self.entries[at].owner;
+        let mut index = 0;
+        self.entries.retain(|e| {
+            let i = index;
+            index += 1;
+            i < at || e.owner != owner
+        });
+    }
+}
+
+/// Keeps a stack current for the code that entered it; see [`Stack::enter`].
 #[must_use = "the stack is current only while the guard lives"]
 pub struct EnterGuard<'a> {
-    depth: usize,
+    token: u64,
     /// Borrows the stack, and is neither `Send` nor `Sync`: it belongs to its thread.
     _stack: PhantomData<(&'a Stack, *const ())>,
 }
 
 impl Drop for EnterGuard<'_> {
     fn drop(&mut self) {
-        // Guards dropped out of order also end the ones entered after them.
-        CURRENT.with(|c| c.borrow_mut().truncate(self.depth));
+        // Guards dropped out of order also end the ones their owner entered after them.
+        CURRENT.with(|c| c.borrow_mut().leave(self.token));
     }
 }
 
 impl std::fmt::Debug for EnterGuard<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EnterGuard")
-            .field("depth", &self.depth)
+            .field("token", &self.token)
             .finish()
     }
 }

@@ -1215,6 +1215,73 @@ mod synack_only {
         assert!(synack::Stack::try_current().is_none());
     }
 
+    /// A guard is for the code that made it: a task spawned on the same
+    /// thread while the test body holds a guard across an await does not
+    /// silently take that stack (it would bind on the wrong host), and says why.
+    #[tokio::test]
+    async fn a_spawned_task_does_not_inherit_an_entered_stack() {
+        let env = Env::synack();
+        let server = env
+            .server(async { synack::Stack::try_current() })
+            .await
+            .unwrap();
+        let _guard = server.enter();
+        let listener = synack::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let spawned =
+            tokio::spawn(async move { TcpStream::connect(("192.0.2.1", port)).await.map(drop) });
+        let err = spawned.await.unwrap().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        assert!(err.to_string().contains("scope"), "{err}");
+        // The body that entered it still sees it.
+        assert_eq!(synack::Stack::try_current().unwrap().addr(), server.addr());
+        // `scope` carries it into a task.
+        let scoped = tokio::spawn(server.scope(async { synack::Stack::try_current() }));
+        assert_eq!(scoped.await.unwrap().unwrap().addr(), server.addr());
+    }
+
+    /// Two tasks holding guards across awaits on one thread: each sees its
+    /// own, and one task dropping its guard leaves the other's in place.
+    #[tokio::test]
+    async fn guards_of_interleaved_tasks_stay_apart() {
+        let a = Env::synack();
+        let b = Env::synack_with(Config::default());
+        let sa = a
+            .client(async { synack::Stack::try_current() })
+            .await
+            .unwrap();
+        let sb = b
+            .server(async { synack::Stack::try_current() })
+            .await
+            .unwrap();
+        // Guards are not `Send`: tasks that hold one across an await are local.
+        let local = tokio::task::LocalSet::new();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let first = local.spawn_local({
+            let sa = sa.clone();
+            async move {
+                let guard = sa.enter();
+                tokio::task::yield_now().await;
+                let seen = synack::Stack::try_current().map(|s| s.addr());
+                drop(guard);
+                tx.send(()).unwrap();
+                seen
+            }
+        });
+        let second = local.spawn_local({
+            let sb = sb.clone();
+            async move {
+                let _guard = sb.enter();
+                rx.await.unwrap();
+                synack::Stack::try_current().map(|s| s.addr())
+            }
+        });
+        local.await;
+        assert_eq!(first.await.unwrap(), Some(sa.addr()));
+        assert_eq!(second.await.unwrap(), Some(sb.addr()));
+        assert!(synack::Stack::try_current().is_none());
+    }
+
     /// `Stack::scope` carries the stack into tasks spawned on a multi-thread
     /// runtime, whichever worker polls them.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -208,7 +208,7 @@ impl TcpListener {
     /// # async fn main() -> std::io::Result<()> {
     /// # let (a, _b) = MemoryLink::pair(MemoryLinkConfig::default());
     /// # let stack = Stack::new(a, Ipv4Addr::new(192, 0, 2, 1), 24);
-    /// # let _guard = stack.enter();
+    /// # stack.set_default();
     /// use synack::net::{TcpListener, TcpStream};
     /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
     ///

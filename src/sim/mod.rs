@@ -638,7 +638,7 @@ impl HostRt {
         let target = until.map(|t| self.epoch + t.saturating_sub(self.booted));
         let down = self.down.clone();
         let idle = self.idle.clone();
-        let _stack = self.stack.enter();
+        let _stack = self.stack.enter_thread();
         CURRENT_HOST.with(|c| c.borrow_mut().push(host));
         local.block_on(rt, async move {
             let work = async {
