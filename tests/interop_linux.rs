@@ -14,6 +14,10 @@
 //! - `synack_connects_to_kernel`: synack connects to a kernel echo server
 //!   (`std::net::TcpListener`), once with a little data and once with 8 MiB both
 //!   ways at once; both close cleanly (synack ends in TIME-WAIT).
+//! - `synack_and_kernel_without_timestamps_or_sack_over_loss`: the kernel with
+//!   timestamps and SACK off in its namespace, every 50th data segment lost
+//!   each way: 8 MiB echoed, SHA-256 checked, within a time bound, with a sane
+//!   RTO (RTT samples without timestamps, Karn's rule).
 //!
 //! A [`Watch`] wrapper around the TUN looks at every packet: RST/SYN/FIN counts,
 //! SYN options, checksums of what synack sends. The kernel's own TCP counters
@@ -485,6 +489,13 @@ struct Watch<D> {
     wire: Arc<Mutex<Wire>>,
     /// The parsed packets offered to the inner device in one call.
     offered: Vec<Option<Seg>>,
+    /// Drops every this-many-th data segment each way (0: none), as a lossy
+    /// link would; the kernel has no netem here.
+    drop_every: u64,
+    /// Data segments seen each way (in, out), for `drop_every`.
+    data_seen: (u64, u64),
+    /// Data segments dropped each way (in, out).
+    dropped: Arc<Mutex<(u64, u64)>>,
 }
 
 impl<D: Device> Watch<D> {
@@ -493,7 +504,33 @@ impl<D: Device> Watch<D> {
             inner,
             wire,
             offered: Vec::new(),
+            drop_every: 0,
+            data_seen: (0, 0),
+            dropped: Arc::new(Mutex::new((0, 0))),
         }
+    }
+
+    /// Whether the next data segment one way (`inbound` or not) is lost.
+    fn lose(&mut self, inbound: bool, p: &[u8]) -> bool {
+        if self.drop_every == 0 || parse_tcp(Dir::In, p).is_none_or(|s| s.len == 0) {
+            return false;
+        }
+        let seen = if inbound {
+            &mut self.data_seen.0
+        } else {
+            &mut self.data_seen.1
+        };
+        *seen += 1;
+        let lost = *seen % self.drop_every == 0;
+        if lost {
+            let mut d = self.dropped.lock().unwrap_or_else(|e| e.into_inner());
+            if inbound {
+                d.0 += 1;
+            } else {
+                d.1 += 1;
+            }
+        }
+        lost
     }
 }
 
@@ -509,14 +546,29 @@ impl<D: Device> Device for Watch<D> {
         max: usize,
     ) -> Poll<io::Result<usize>> {
         let start = out.len();
-        let r = self.inner.poll_recv(cx, out, max);
-        if let Poll::Ready(Ok(_)) = r {
+        loop {
+            let r = self.inner.poll_recv(cx, out, max);
+            let Poll::Ready(Ok(_)) = r else {
+                return r;
+            };
+            let mut i = start;
+            while i < out.len() {
+                if self.lose(true, &out[i]) {
+                    let p = out.remove(i);
+                    self.inner.recycle(p);
+                } else {
+                    i += 1;
+                }
+            }
             let mut wire = lock(&self.wire);
             for p in &out[start..] {
                 wire.count(Dir::In, p);
             }
+            // All lost: ask again (the device registers the waker when it has nothing).
+            if out.len() > start {
+                return Poll::Ready(Ok(out.len() - start));
+            }
         }
-        r
     }
 
     fn poll_send(
@@ -524,6 +576,17 @@ impl<D: Device> Device for Watch<D> {
         cx: &mut Context<'_>,
         packets: &mut VecDeque<Packet>,
     ) -> Poll<io::Result<usize>> {
+        if self.drop_every > 0 {
+            let mut kept = VecDeque::with_capacity(packets.len());
+            while let Some(p) = packets.pop_front() {
+                if self.lose(false, &p) {
+                    self.inner.recycle(p);
+                } else {
+                    kept.push_back(p);
+                }
+            }
+            *packets = kept;
+        }
         // The inner device consumes what it sends: parse the packets first, then
         // record those it took (from the front).
         let before = packets.len();
@@ -627,6 +690,8 @@ fn check_kernel_counters(ns: &NetNs) {
 struct Setup {
     stack: Stack,
     wire: Arc<Mutex<Wire>>,
+    /// Data segments the watch dropped (kernel to synack, synack to kernel).
+    dropped: Arc<Mutex<(u64, u64)>>,
     /// Prints the wire's story if the test fails.
     report: FailureReport,
 }
@@ -635,6 +700,11 @@ struct Setup {
 /// namespace), gives the kernel 192.0.2.1/24 on it, and starts synack on it as
 /// 192.0.2.2/24.
 fn setup(ns: &NetNs, tag: char, test: &str) -> Setup {
+    setup_lossy(ns, tag, test, 0)
+}
+
+/// As [`setup`], with every `drop_every`-th data segment lost each way.
+fn setup_lossy(ns: &NetNs, tag: char, test: &str, drop_every: u64) -> Setup {
     let name = netns::tun_name("sk", tag);
     let rt = tokio::runtime::Handle::current();
     let tun = ns
@@ -654,7 +724,9 @@ fn setup(ns: &NetNs, tag: char, test: &str) -> Setup {
         start: Some(Instant::now()),
         ..Wire::default()
     }));
-    let watched = Watch::new(tun, wire.clone());
+    let mut watched = Watch::new(tun, wire.clone());
+    watched.drop_every = drop_every;
+    let dropped = watched.dropped.clone();
     let device: Box<dyn Device> = match std::env::var_os("SYNACK_INTEROP_PCAP") {
         Some(dir) => {
             let path = std::path::Path::new(&dir).join(format!("{test}.pcap"));
@@ -672,6 +744,7 @@ fn setup(ns: &NetNs, tag: char, test: &str) -> Setup {
     Setup {
         stack,
         wire,
+        dropped,
         report,
     }
 }
@@ -939,6 +1012,7 @@ async fn kernel_connects_body(ns: &NetNs) {
         stack,
         wire,
         report,
+        ..
     } = setup(ns, 'a', "kernel_connects_to_synack");
 
     // (i) 8 MiB echo: kernel client, synack server.
@@ -1270,6 +1344,7 @@ async fn synack_connects_body(ns: &NetNs) {
         stack,
         wire,
         report,
+        ..
     } = setup(ns, 'b', "synack_connects_to_kernel");
 
     let listener = ns
@@ -1359,5 +1434,116 @@ async fn synack_connects_body(ns: &NetNs) {
         "synack_connects_to_kernel: done in {:?}",
         test_start.elapsed()
     );
+    report.passed();
+}
+
+/// A kernel peer like Windows' default or an old stack: timestamps and SACK
+/// off (`net.ipv4.tcp_timestamps=0`, `net.ipv4.tcp_sack=0`, in this test's
+/// own namespace only), over a TUN that loses every 50th data segment each
+/// way (2 %). synack connects and echoes 8 MiB both ways: it must time its
+/// segments itself (Karn's rule, RFC 6298 §3) and recover with NewReno-style
+/// partial ACKs, and finish within a bound, its RTO near the path's RTT.
+#[test]
+fn synack_and_kernel_without_timestamps_or_sack_over_loss() {
+    let Some(ns) = netns::start("nots") else {
+        return;
+    };
+    let rt = netns::runtime();
+    rt.block_on(async {
+        within(
+            TEST_TIMEOUT,
+            "synack_and_kernel_without_timestamps_or_sack_over_loss",
+            no_timestamps_body(&ns),
+        )
+        .await
+    });
+}
+
+async fn no_timestamps_body(ns: &NetNs) {
+    // The namespace's own sysctls (through /proc/sys, so no procps is needed).
+    for key in ["tcp_timestamps", "tcp_sack"] {
+        let path = format!("/proc/sys/net/ipv4/{key}");
+        let out = ns
+            .exec(["sh", "-c", &format!("echo 0 > {path}")])
+            .expect("setting a sysctl in the namespace");
+        assert!(out.status.success(), "net.ipv4.{key}: {out:?}");
+        let read = ns.exec(["cat", &path]).expect("reading it back");
+        assert_eq!(String::from_utf8_lossy(&read.stdout).trim(), "0", "{key}");
+    }
+    // The host's own settings are untouched.
+    let host = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_timestamps").unwrap_or_default();
+    println!("host's net.ipv4.tcp_timestamps stays {}", host.trim());
+    let Setup {
+        stack,
+        wire,
+        dropped,
+        report,
+    } = setup_lossy(ns, 'c', "synack_and_kernel_without_timestamps_or_sack", 50);
+    let listener = ns
+        .in_ns(|| std::net::TcpListener::bind((KERNEL, KERNEL_PORT)))
+        .expect("binding the kernel's listener in the namespace");
+    let server = ns_thread(ns, "kernel echo server", move || {
+        kernel_echo_server(listener, 1)
+    });
+    let data = random_bytes(BULK_LEN, 5);
+    let bulk = synack_echo_client(&stack, &data).await;
+    let kernel = server.await.expect("kernel echo server");
+    let lost = *dropped.lock().unwrap();
+    println!(
+        "no timestamps, no SACK, {lost:?} data segments lost (in, out): {} MiB each way in {:?}",
+        BULK_LEN >> 20,
+        bulk.time
+    );
+    println!("  synack client: {bulk:?}");
+    assert_eq!(bulk.received, BULK_LEN, "bytes echoed back to synack");
+    assert_eq!(
+        hex(&bulk.digest),
+        hex(&sha256(&data)),
+        "SHA-256 of the echo"
+    );
+    assert_eq!(kernel[0].echoed, BULK_LEN);
+    assert!(lost.0 > 50 && lost.1 > 50, "the watch dropped {lost:?}");
+    let info = &bulk.info;
+    assert!(
+        !info.sack,
+        "SACK in use with a peer that has it off: {info:?}"
+    );
+    assert!(info.bytes_retrans > 0, "{info:?}");
+    // The RTT over a TUN is well under a millisecond; synack's RTO floor is
+    // 200 ms. An RTO far above it means samples from retransmissions.
+    assert!(
+        info.srtt.is_some_and(|r| r < Duration::from_millis(100)),
+        "{info:?}"
+    );
+    assert!(info.rto <= Duration::from_secs(1), "{info:?}");
+    // With a 1 s RTO at worst for each of the lost segments that needed a
+    // timeout, the transfer takes seconds, not the minutes of a 120 s RTO.
+    let bound = Duration::from_secs(5) + Duration::from_secs(info.timeouts);
+    assert!(
+        bulk.time < bound,
+        "{:?} over the bound {bound:?}: {info:?}",
+        bulk.time
+    );
+    {
+        let wire = lock(&wire);
+        let port = bulk.local.port();
+        let syn_ack = wire
+            .conn(port)
+            .into_iter()
+            .find(|s| s.dir == Dir::In && s.flags & (SYN | ACK) == SYN | ACK)
+            .cloned()
+            .expect("the kernel's SYN-ACK");
+        assert!(
+            !syn_ack.opts.timestamps && !syn_ack.opts.sack_permitted,
+            "the kernel offered options it was told not to: {syn_ack}"
+        );
+        let stamped = wire
+            .conn(port)
+            .into_iter()
+            .filter(|s| s.opts.timestamps && s.flags & SYN == 0)
+            .count();
+        assert_eq!(stamped, 0, "segments with timestamps after the handshake");
+    }
+    check_kernel_counters(ns);
     report.passed();
 }
