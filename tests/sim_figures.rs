@@ -63,8 +63,17 @@ fn big_buffers() -> Config {
 }
 
 fn stack(end: HostEnd, addr: Ipv4Addr, secret: u64) -> Stack {
+    stack_ts(end, addr, secret, true)
+}
+
+/// A figure's stack, with or without RFC 7323 timestamps (without, as with a
+/// Windows peer, RTT samples come from timing segments; issue 18).
+fn stack_ts(end: HostEnd, addr: Ipv4Addr, secret: u64, timestamps: bool) -> Stack {
     Stack::builder(end, addr, 24)
-        .config(big_buffers())
+        .config(Config {
+            timestamps,
+            ..big_buffers()
+        })
         .secret([secret, !secret])
         .build()
 }
@@ -534,9 +543,10 @@ async fn loss_transfer(
     net: &Network,
     sender: HostEnd,
     counters: &[Arc<Flow>],
+    timestamps: bool,
 ) -> (f64, Duration, synack::TcpInfo) {
     let start = net.elapsed();
-    let info = sized_sender(stack(sender, sender_addr(0), 3), LOSS_BYTES);
+    let info = sized_sender(stack_ts(sender, sender_addr(0), 3, timestamps), LOSS_BYTES);
     let deadline = start + Duration::from_secs(600);
     while counters[0].load(Ordering::Relaxed) < LOSS_BYTES as u64 {
         assert!(
@@ -596,8 +606,25 @@ async fn figure_3_loss_mathis() {
     } = loss_path(3);
     let receiver = stack(receiver, RECEIVER, 4);
     let counters = synack_sink(&receiver, 1).await;
-    let (goodput, took, info) = loss_transfer(&net, senders.remove(0), &counters).await;
+    let (goodput, took, info) = loss_transfer(&net, senders.remove(0), &counters, true).await;
     let ok = print_loss("3 — loss, synack → synack", goodput, took, &info, &net);
+    assert!(ok, "throughput within a factor of 2 of the Mathis model");
+}
+
+/// Figure 3 with timestamps off at both ends (issue 18): the sender times
+/// segments itself, and must still be within a factor of 2 of the model.
+#[tokio::test(start_paused = true)]
+async fn figure_3t_loss_mathis_without_timestamps() {
+    let Dumbbell {
+        net,
+        mut senders,
+        receiver,
+    } = loss_path(3);
+    let receiver = stack_ts(receiver, RECEIVER, 4, false);
+    let counters = synack_sink(&receiver, 1).await;
+    let (goodput, took, info) = loss_transfer(&net, senders.remove(0), &counters, false).await;
+    let title = "3t — loss, synack → synack, no timestamps";
+    let ok = print_loss(title, goodput, took, &info, &net);
     assert!(ok, "throughput within a factor of 2 of the Mathis model");
 }
 
@@ -630,12 +657,27 @@ async fn figure_4_stress() {
         .duplicate(0.05)
         .reorder(0.05, Duration::from_millis(15))
         .corrupt(0.01);
-    stress(bad).await;
+    stress(bad, true).await;
+}
+
+/// Figure 4 with timestamps off at both ends (issue 18): no PAWS to throw
+/// out old duplicates, no TSecr for RTT samples.
+#[tokio::test(start_paused = true)]
+async fn figure_4t_stress_without_timestamps() {
+    let bad = LinkConfig::new()
+        .delay(Duration::from_millis(10))
+        .rate_bps(20_000_000)
+        .queue_packets(100)
+        .loss(0.10)
+        .duplicate(0.05)
+        .reorder(0.05, Duration::from_millis(15))
+        .corrupt(0.01);
+    stress(bad, false).await;
 }
 
 /// 8 MiB each way at once over two uplinks with the `bad` settings; asserts
 /// integrity and no stall longer than 60 s.
-async fn stress(bad: LinkConfig) {
+async fn stress(bad: LinkConfig, timestamps: bool) {
     const LEN: usize = 8 << 20;
     let net = Network::new(4);
     let clean = LinkConfig::new().delay(Duration::from_millis(10));
@@ -646,9 +688,9 @@ async fn stress(bad: LinkConfig) {
         .add_host(HostConfig::new(RECEIVER).uplink(bad).downlink(clean))
         .unwrap();
     let (up_link, down_link) = (a.uplink(), b.uplink());
-    let sa = stack(a, sender_addr(0), 5);
+    let sa = stack_ts(a, sender_addr(0), 5, timestamps);
     let client_stack = sa.clone();
-    let sb = stack(b, RECEIVER, 6);
+    let sb = stack_ts(b, RECEIVER, 6, timestamps);
     let progress = Arc::new(AtomicU64::new(0));
 
     let up = pattern(LEN, 1);
@@ -766,7 +808,9 @@ async fn stress(bad: LinkConfig) {
     let (us, ds) = (up_link.stats(), down_link.stats());
     let _print = print_lock();
     println!(
-        "\nFigure 4 — stress: 8 MiB each way, 10 % loss, 5 % duplication, 5 % reordering (+15 ms), 1 % corruption, both ways"
+        "\nFigure 4{} — stress: 8 MiB each way, 10 % loss, 5 % duplication, 5 % reordering (+15 ms), 1 % corruption, both ways{}",
+        if timestamps { "" } else { "t" },
+        if timestamps { "" } else { ", no timestamps" }
     );
     println!(
         "  done in {:.1} s simulated; longest stall {:.2} s; up: lost {}, duplicated {}, reordered {}, corrupted {}; down: lost {}, duplicated {}, reordered {}, corrupted {}",
@@ -912,7 +956,7 @@ async fn figure_6b_loss_smoltcp_receiver() {
     } = loss_path(62);
     let host = smol_receiver(receiver);
     let counters = smol_sink(&host, 1);
-    let (goodput, took, info) = loss_transfer(&net, senders.remove(0), &counters).await;
+    let (goodput, took, info) = loss_transfer(&net, senders.remove(0), &counters, true).await;
     print_loss("6b — loss, synack → smoltcp", goodput, took, &info, &net);
     assert!(
         host.error().is_none(),
