@@ -353,6 +353,59 @@ async fn a_default_stack_is_found_by_tasks_nobody_entered_it_in() -> io::Result<
     Ok(())
 }
 
+/// In `synack::sim`, an axum front end whose handler dials a backend by
+/// name: the handler runs in the task axum spawned for the connection (with
+/// `tokio::spawn`), and still uses its host's stack, because each host runs
+/// on its own runtime.
+#[test]
+fn axum_in_sim_a_handler_dials_a_backend_by_name() {
+    use synack::sim::{Builder, LinkConfig};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut sim = Builder::new()
+        .link(LinkConfig::new().delay(Duration::from_millis(5)))
+        .build();
+    sim.host("backend", || async {
+        let listener = TcpListener::bind("0.0.0.0:7").await?;
+        loop {
+            let (mut s, _) = listener.accept().await?;
+            tokio::spawn(async move {
+                let mut buf = [0; 4];
+                s.read_exact(&mut buf).await?;
+                s.write_all(b"pong").await
+            });
+        }
+    });
+    sim.host("front", || async {
+        let app = Router::new().route(
+            "/",
+            get(|| async {
+                let mut s = TcpStream::connect("backend:7")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                s.write_all(b"ping").await.map_err(|e| e.to_string())?;
+                let mut buf = [0; 4];
+                s.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+                Ok::<_, String>(String::from_utf8_lossy(&buf).into_owned())
+            }),
+        );
+        axum::serve(TcpListener::bind("0.0.0.0:80").await?, app).await?;
+        Ok(())
+    });
+    sim.client("user", async {
+        let mut s = TcpStream::connect("front:80").await?;
+        s.write_all(b"GET / HTTP/1.1\r\nhost: front\r\nconnection: close\r\n\r\n")
+            .await?;
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).await?;
+        assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+        assert!(resp.ends_with("pong"), "{resp}");
+        Ok(())
+    });
+    sim.run().unwrap();
+    assert_eq!(sim.log().iter().filter(|l| l.contains("failed")).count(), 0);
+}
+
 #[cfg(all(target_os = "linux", feature = "tun"))]
 mod linux {
     //! The kernel as a client of synack's axum and tonic servers, and as the
