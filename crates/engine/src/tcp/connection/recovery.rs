@@ -570,6 +570,10 @@ impl Tcb {
         }
         self.rec.ca_state = CaState::Loss;
         self.rec.loss_end = self.snd_max;
+        // RFC 8985 §6.3: the timeout marks everything outstanding lost, so
+        // a reordering deadline computed before it stands for nothing now
+        // (left, it would later arm the timer in the past).
+        self.rec.reo_timer = None;
         self.rec.recovery_cwnd = None;
         self.rec.prr = None;
         self.rec.high_rxt = self.snd_una;
@@ -735,7 +739,11 @@ impl Tcb {
             _ => now + self.rtt.backed_off(self.backoff),
         };
         let (mut at, mut mode) = (rto_at, TimerMode::Rto);
+        // A reordering deadline already passed was computed for segments
+        // the last detection saw (RFC 8985 §6.2); one later than `now` only
+        // is armed, so the timer never stands in the past.
         if let Some(t) = self.rec.reo_timer
+            && t > now
             && t < at
         {
             (at, mode) = (t, TimerMode::Reorder);
