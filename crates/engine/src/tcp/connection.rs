@@ -954,7 +954,10 @@ impl Tcb {
             }
             if self.state == State::SynReceived && seg.ctl == Ctl::Syn && seg.seq == self.irs {
                 // A retransmitted SYN: our SYN-ACK was lost; send it again.
+                // Karn (RFC 6298 §3): the ACK that completes the handshake
+                // may answer either SYN-ACK, so it gives no RTT sample.
                 self.snd_nxt = self.iss;
+                self.karn_resent(self.iss);
                 return;
             }
             if seg.ctl != Ctl::Rst {
@@ -1678,10 +1681,13 @@ impl Tcb {
             debug!(parent: &self.span, iss = %self.iss, "SYN sent");
         }
         self.snd_nxt = self.iss + 1u32;
-        if self.snd_max.lt(self.snd_nxt) {
+        // Karn (RFC 6298 §3): only the first sending of the SYN is timed, not
+        // one resent on a timeout or for the peer's retransmitted SYN.
+        let first = self.snd_max.lt(self.snd_nxt);
+        if first {
             self.snd_max = self.snd_nxt;
         }
-        if self.retries == 0 && self.rtt_timing.is_none() {
+        if first && self.retries == 0 && self.rtt_timing.is_none() {
             self.rtt_timing = Some((self.snd_nxt, now));
         }
         self.unacked_since.get_or_insert(now);
