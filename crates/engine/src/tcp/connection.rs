@@ -294,6 +294,16 @@ pub(crate) struct Tcb {
     /// The segment being timed for an RTT sample: its end and when it was sent (Karn).
     rtt_timing: Option<(Seq, Instant)>,
     backoff: u32,
+    /// Debug builds: part of the timed segment went out again since it was
+    /// armed, as [`data_segment`](Tcb::data_segment) and the SYN output see
+    /// it, independently of the retransmission paths that must call
+    /// [`karn_resent`](Tcb::karn_resent). Checked where a sample is taken.
+    #[cfg(debug_assertions)]
+    timed_resent: bool,
+    /// Debug builds: when the retransmission timeout that started the
+    /// current backoff fired. Checked where a sample ends the backoff.
+    #[cfg(debug_assertions)]
+    backoff_since: Option<Instant>,
     retries: u32,
     dup_acks: u32,
     /// In fast recovery until SND.UNA passes this (RFC 6582's "recover").
@@ -508,6 +518,10 @@ impl Tcb {
             rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
             rtt_timing: None,
             backoff: 0,
+            #[cfg(debug_assertions)]
+            timed_resent: false,
+            #[cfg(debug_assertions)]
+            backoff_since: None,
             retries: 0,
             dup_acks: 0,
             recover: None,
@@ -859,6 +873,9 @@ impl Tcb {
                 self.max_snd_wnd = self.snd_wnd;
                 self.snd_wl1 = seg.seq;
                 self.snd_nxt = self.iss;
+                // Karn (RFC 6298 §3): our SYN goes out again in the SYN-ACK,
+                // and the ACK that completes the open may answer either.
+                self.karn_resent(self.iss);
             }
         }
     }
@@ -871,6 +888,10 @@ impl Tcb {
             self.rtt.syn_fallback();
         }
         self.backoff = 0;
+        #[cfg(debug_assertions)]
+        {
+            self.backoff_since = None;
+        }
         self.retries = 0;
         if self.fin_queued {
             self.set_state(State::FinWait1);
@@ -954,7 +975,10 @@ impl Tcb {
             }
             if self.state == State::SynReceived && seg.ctl == Ctl::Syn && seg.seq == self.irs {
                 // A retransmitted SYN: our SYN-ACK was lost; send it again.
+                // Karn (RFC 6298 §3): the ACK that completes the handshake
+                // may answer either SYN-ACK, so it gives no RTT sample.
                 self.snd_nxt = self.iss;
+                self.karn_resent(self.iss);
                 return;
             }
             if seg.ctl != Ctl::Rst {
@@ -1210,10 +1234,16 @@ impl Tcb {
             .filter(|&(end, _)| ack.ge(end))
             .map(|(_, sent)| now - sent);
         let rtt_sample = self.segment_rtt().or(timed).or(ts_sample);
+        #[cfg(debug_assertions)]
+        self.debug_check_sample(now, timed, rtt_sample);
         if let Some(r) = rtt_sample {
             self.rtt.sample(r);
             self.rtt_timing = None;
             self.backoff = 0;
+            #[cfg(debug_assertions)]
+            {
+                self.backoff_since = None;
+            }
         }
         self.retries = 0;
         // Congestion control and loss recovery (RFC 5681, RFC 6582, RFC 6675).
@@ -1320,6 +1350,10 @@ impl Tcb {
                 // over to the RTO of the data that follows (RFC 6298 §5.5 backs off
                 // only on retransmission timeouts; Linux resets it likewise).
                 self.backoff = 0;
+                #[cfg(debug_assertions)]
+                {
+                    self.backoff_since = None;
+                }
             }
             self.set_timer(Timer::Persist, None);
             self.persist_since = None;
@@ -1491,6 +1525,10 @@ impl Tcb {
             return;
         }
         self.backoff = (self.backoff + 1).min(16);
+        #[cfg(debug_assertions)]
+        {
+            self.backoff_since.get_or_insert(now);
+        }
         // RFC 5681 §3.1 eq. 4 and Karn's rule (no RTT sample from a retransmission).
         if self.state.is_synchronized() {
             let first = self.rto_is_first();
@@ -1678,11 +1716,22 @@ impl Tcb {
             debug!(parent: &self.span, iss = %self.iss, "SYN sent");
         }
         self.snd_nxt = self.iss + 1u32;
-        if self.snd_max.lt(self.snd_nxt) {
+        // Karn (RFC 6298 §3): only the first sending of the SYN is timed, not
+        // one resent on a timeout or for the peer's retransmitted SYN.
+        let first = self.snd_max.lt(self.snd_nxt);
+        if first {
             self.snd_max = self.snd_nxt;
         }
-        if self.retries == 0 && self.rtt_timing.is_none() {
+        if first && self.retries == 0 && self.rtt_timing.is_none() {
             self.rtt_timing = Some((self.snd_nxt, now));
+            #[cfg(debug_assertions)]
+            {
+                self.timed_resent = false;
+            }
+        }
+        #[cfg(debug_assertions)]
+        if !first && self.rtt_timing.is_some() {
+            self.timed_resent = true;
         }
         self.unacked_since.get_or_insert(now);
         if !self.timer_armed(Timer::Retransmit) {
@@ -1733,6 +1782,10 @@ impl Tcb {
     /// A data segment of `len` bytes from `seq`, with a FIN if it reaches the end
     /// of a closed stream.
     fn data_segment(&mut self, seq: Seq, len: usize) -> Outbound {
+        #[cfg(debug_assertions)]
+        if seq.lt(self.snd_max) && self.rtt_timing.is_some_and(|(end, _)| seq.lt(end)) {
+            self.timed_resent = true;
+        }
         let data_end = self.data_end();
         let fin = self.fin_queued && seq + len == data_end;
         let window = self.advertise_window(false);
@@ -1900,6 +1953,32 @@ impl Tcb {
         }
     }
 
+    /// Debug builds: Karn's rule where an ACK of new data may give a sample.
+    /// The timed segment was not sent again since it was armed (whatever path
+    /// sent it); and a sample that ends a backoff, if from the timed segment
+    /// or a timestamp echo, measures a sending made after the timeout that
+    /// began the backoff (RFC 6298 §5.5, §5.7; RFC 7323 §4), to the
+    /// timestamp clock's millisecond. (A sample from RACK's per-segment
+    /// times may be older, if the ACK came before the timeout's
+    /// retransmission went out: RACK gives none when the ACK covers any
+    /// retransmitted segment.)
+    #[cfg(debug_assertions)]
+    fn debug_check_sample(&self, now: Instant, timed: Option<Duration>, chosen: Option<Duration>) {
+        debug_assert!(
+            timed.is_none() || !self.timed_resent,
+            "Karn: an RTT sample from a timed segment that was sent again"
+        );
+        if let (Some(since), Some(r)) = (self.backoff_since, chosen)
+            && self.segment_rtt().is_none()
+        {
+            debug_assert!(
+                r <= now - since + Duration::from_millis(1),
+                "a {r:?} sample from before the timeout {:?} ago ends the backoff",
+                now - since
+            );
+        }
+    }
+
     /// Bookkeeping after sending `len` bytes (and maybe a FIN) from `seq`.
     fn on_sent(&mut self, now: Instant, seq: Seq, len: usize, fin: bool) {
         let end = seq + len + usize::from(fin);
@@ -1917,6 +1996,10 @@ impl Tcb {
         } else if self.rtt_timing.is_none() {
             // New data, never retransmitted: a valid sample (Karn, RFC 6298 §3).
             self.rtt_timing = Some((end, now));
+            #[cfg(debug_assertions)]
+            {
+                self.timed_resent = false;
+            }
         }
         if !self.timer_armed(Timer::Retransmit) {
             self.set_timer(Timer::Retransmit, self.rto_deadline(now));
@@ -2283,6 +2366,12 @@ impl Tcb {
             buffer_memory: self.mem_allocated(),
             ..self.recovery_info(TcpInfo::default())
         }
+    }
+
+    /// The largest SRTT this connection has had, for tests that bound it.
+    #[cfg(test)]
+    pub(crate) fn max_srtt(&self) -> Duration {
+        self.rtt.max_srtt()
     }
 
     /// The sequence-space variables, for test diagnostics.

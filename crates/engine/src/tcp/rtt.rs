@@ -10,6 +10,9 @@ pub(crate) struct RttEstimator {
     rto: Duration,
     min_rto: Duration,
     max_rto: Duration,
+    /// The largest SRTT so far, for tests that bound it by the path's RTT.
+    #[cfg(test)]
+    max_srtt: Duration,
 }
 
 /// RFC 6298 §2: the clock granularity G.
@@ -26,6 +29,8 @@ impl RttEstimator {
             rto: initial_rto.clamp(min_rto, max_rto),
             min_rto,
             max_rto,
+            #[cfg(test)]
+            max_srtt: Duration::ZERO,
         }
     }
 
@@ -45,6 +50,10 @@ impl RttEstimator {
             }
         }
         let srtt = self.srtt.unwrap_or(r);
+        #[cfg(test)]
+        {
+            self.max_srtt = self.max_srtt.max(srtt);
+        }
         // RTO <- SRTT + max(G, K*RTTVAR), K = 4; §2.4 and §2.5 bound it.
         self.rto = (srtt + GRANULARITY.max(self.rttvar * 4)).clamp(self.min_rto, self.max_rto);
     }
@@ -61,6 +70,12 @@ impl RttEstimator {
     #[cfg(test)]
     pub(crate) fn rto(&self) -> Duration {
         self.rto
+    }
+
+    /// The largest SRTT so far.
+    #[cfg(test)]
+    pub(crate) fn max_srtt(&self) -> Duration {
+        self.max_srtt
     }
 
     /// The smoothed RTT, once measured.

@@ -119,6 +119,40 @@ fn answered_syn_retransmission_gives_no_rtt_sample_and_a_3s_rto() {
     assert_eq!(h.fire_one_at(h.now + secs(3)), data);
 }
 
+/// Karn's rule for the SYN-ACK (RFC 6298 §3): a retransmitted SYN that
+/// arrives before our SYN-ACK's own timeout makes us send the SYN-ACK again,
+/// so the ACK that completes the handshake is ambiguous and gives no sample.
+/// (It gave one measured from the first SYN-ACK: here 900 ms on a 50 ms path.)
+#[test]
+fn syn_ack_resent_for_a_retransmitted_syn_gives_no_rtt_sample() {
+    let mut h = Harness::new();
+    let l = h.engine.listen(local(), 8).unwrap();
+    let syn = Seg {
+        seq: 1000,
+        ctl: TcpControl::Syn,
+        mss: Some(1460),
+        ..Seg::default()
+    };
+    h.send(syn.clone());
+    let synack = h.recv_one();
+    assert_eq!(synack.ctl, TcpControl::Syn);
+    // The SYN-ACK is lost; the peer's SYN comes again 850 ms later, before
+    // our 1 s timeout, and is answered with the same SYN-ACK.
+    h.advance(ms(850));
+    h.send(syn);
+    assert_eq!(h.recv_one(), synack);
+    h.advance(ms(50));
+    h.send(h.peer(1001, synack.seq + 1));
+    let c = h.engine.accept(l).unwrap();
+    let info = h.engine.tcp_info(c).unwrap();
+    assert_eq!(
+        info.srtt, None,
+        "a sample was taken across the resent SYN-ACK"
+    );
+    // RFC 6298 §5.7: no sample from the handshake after a retransmission: 3 s.
+    assert_eq!(info.rto, secs(3));
+}
+
 #[test]
 fn rto_is_srtt_plus_four_rttvar_and_doubles_until_data_retries() {
     let mut h = Harness::new();

@@ -69,6 +69,25 @@ fn simultaneous_open_completed_by_a_plain_ack() {
     assert_eq!(h.recv_one(), h.ours(iss + 1, 5001));
 }
 
+/// Karn (RFC 6298 §3) in a simultaneous open: the SYN-ACK sends our SYN
+/// again, so the ACK that completes the open, answering either, gives no RTT
+/// sample (it gave one measured from the SYN: 320 ms on a 20 ms path).
+#[test]
+fn simultaneous_open_gives_no_rtt_sample_from_the_resent_syn() {
+    let mut h = Harness::new();
+    let (c, iss) = syn_sent(&mut h);
+    h.advance(ms(300));
+    h.send(Seg {
+        mss: Some(1460),
+        ..h.peer(5000, 0).syn().no_ack()
+    });
+    assert_eq!(h.recv_one(), our_syn_ack(&h, iss, 5001));
+    h.advance(ms(20));
+    h.send(h.peer(5001, iss + 1));
+    assert_eq!(h.engine.state(c), Ok(State::Established));
+    assert_eq!(h.engine.tcp_info(c).unwrap().srtt, None);
+}
+
 #[test]
 fn simultaneous_open_syn_ack_is_retransmitted_then_gives_up() {
     let mut h = Harness::with_config(Config {
