@@ -648,31 +648,27 @@ fn pattern(len: usize, seed: u64) -> Vec<u8> {
 // SND.UNA moved and the RTO backed off past 60 s. Pure ACKs now carry SND.MAX.
 #[tokio::test(start_paused = true)]
 async fn figure_4_stress() {
-    // Impairments on the uplinks only: each direction crosses one of them once.
-    let bad = LinkConfig::new()
-        .delay(Duration::from_millis(10))
-        .rate_bps(20_000_000)
-        .queue_packets(100)
-        .loss(0.10)
-        .duplicate(0.05)
-        .reorder(0.05, Duration::from_millis(15))
-        .corrupt(0.01);
-    stress(bad, true).await;
+    stress(stress_link(), true).await;
 }
 
 /// Figure 4 with timestamps off at both ends (issue 18): no PAWS to throw
 /// out old duplicates, no TSecr for RTT samples.
 #[tokio::test(start_paused = true)]
 async fn figure_4t_stress_without_timestamps() {
-    let bad = LinkConfig::new()
+    stress(stress_link(), false).await;
+}
+
+/// Figure 4's impairments, on the uplinks only: each direction crosses one
+/// of them once.
+fn stress_link() -> LinkConfig {
+    LinkConfig::new()
         .delay(Duration::from_millis(10))
         .rate_bps(20_000_000)
         .queue_packets(100)
         .loss(0.10)
         .duplicate(0.05)
         .reorder(0.05, Duration::from_millis(15))
-        .corrupt(0.01);
-    stress(bad, false).await;
+        .corrupt(0.01)
 }
 
 /// 8 MiB each way at once over two uplinks with the `bad` settings; asserts
