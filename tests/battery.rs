@@ -1190,9 +1190,9 @@ mod synack_only {
         assert!(err.to_string().contains("enter"), "{err}");
     }
 
-    /// Guards nest; the innermost stack is current.
-    #[tokio::test]
-    async fn enter_nests() {
+    /// Two environments and a stack of each (the client's of the first,
+    /// the server's of the second); the environments keep them running.
+    async fn two_stacks() -> (Env, Env, synack::Stack, synack::Stack) {
         let a = Env::synack();
         let b = Env::synack_with(Config::default());
         let sa = a
@@ -1203,6 +1203,13 @@ mod synack_only {
             .server(async { synack::Stack::try_current() })
             .await
             .unwrap();
+        (a, b, sa, sb)
+    }
+
+    /// Guards nest; the innermost stack is current.
+    #[tokio::test]
+    async fn enter_nests() {
+        let (_a, _b, sa, sb) = two_stacks().await;
         {
             let _ga = sa.enter();
             assert_eq!(synack::Stack::try_current().unwrap().addr(), sa.addr());
@@ -1244,16 +1251,7 @@ mod synack_only {
     /// own, and one task dropping its guard leaves the other's in place.
     #[tokio::test]
     async fn guards_of_interleaved_tasks_stay_apart() {
-        let a = Env::synack();
-        let b = Env::synack_with(Config::default());
-        let sa = a
-            .client(async { synack::Stack::try_current() })
-            .await
-            .unwrap();
-        let sb = b
-            .server(async { synack::Stack::try_current() })
-            .await
-            .unwrap();
+        let (_a, _b, sa, sb) = two_stacks().await;
         // Guards are not `Send`: tasks that hold one across an await are local.
         let local = tokio::task::LocalSet::new();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
