@@ -3,7 +3,8 @@
 #
 #   fuzz/run.sh TARGET MINUTES [--asan] [--no-record]
 #
-# TARGET is ingress, ingress_forged or api (see crates/fuzz/src/lib.rs).
+# TARGET is ingress, ingress_forged, api, wire or reassembly (see
+# crates/fuzz/src/lib.rs).
 # The fuzzer works on fuzz/target/corpus/TARGET (kept between runs, not
 # committed), starting from the committed seeds in fuzz/corpus/TARGET.
 # Without --asan the targets are built with no sanitizer (synack is safe

@@ -22,7 +22,12 @@
 
 #![forbid(unsafe_code)]
 
+mod datagram;
+pub mod reassembly;
 pub mod wire;
+
+pub use datagram::wire;
+pub use reassembly::reassembly;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
@@ -165,7 +170,7 @@ pub fn drain(engine: &mut Engine, now: Instant, out: &mut Vec<Vec<u8>>) {
 
 /// The configuration of both engines: Linux-like defaults with small
 /// buffers (a zero window comes sooner) and syn cookies on overflow.
-fn config() -> Config {
+pub(crate) fn config() -> Config {
     Config {
         send_buffer: 64 * 1024,
         recv_buffer: 64 * 1024,
@@ -173,7 +178,7 @@ fn config() -> Config {
     }
 }
 
-fn engine(addr: Ipv4Addr, config: Config, secret: u64) -> Engine {
+pub(crate) fn engine(addr: Ipv4Addr, config: Config, secret: u64) -> Engine {
     Engine::new(config, Interface::new(addr, 24, MTU), [secret, !secret])
 }
 
@@ -746,5 +751,90 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     }
     v.extend_from_slice(&[1, 6, 0, 0, 1]); // B closes
     out.push(("api", "connect-send-close".to_string(), v));
+    // wire: no fix-ups, one well-formed datagram of each kind.
+    let syn = wire::tcp(
+        (PEER, 40_000),
+        (LOCAL, PORT),
+        1,
+        0,
+        0x02,
+        65_535,
+        &[
+            2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7,
+        ],
+        &[],
+    );
+    let mut udp = Vec::new();
+    udp.extend_from_slice(&53u16.to_be_bytes());
+    udp.extend_from_slice(&datagram::UDP_PORT.to_be_bytes());
+    udp.extend_from_slice(&13u16.to_be_bytes());
+    udp.extend_from_slice(&[0, 0, b'h', b'e', b'l', b'l', b'o']);
+    let sum = wire::checksum(&[&wire::pseudo(PEER, LOCAL, wire::UDP, udp.len()), &udp]);
+    udp[6..8].copy_from_slice(&sum.to_be_bytes());
+    let mut echo = vec![8, 0, 0, 0, 0x12, 0x34, 0, 1, b'p', b'i', b'n', b'g'];
+    let sum = wire::checksum(&[&echo]);
+    echo[2..4].copy_from_slice(&sum.to_be_bytes());
+    let mut frag = wire::ipv4(PEER, LOCAL, wire::UDP, 64, &udp[..8]);
+    frag[6] = 0x20;
+    frag[10..12].fill(0);
+    let sum = wire::checksum(&[&frag[..20]]);
+    frag[10..12].copy_from_slice(&sum.to_be_bytes());
+    let datagrams = [
+        ("tcp-syn", syn),
+        ("udp", wire::ipv4(PEER, LOCAL, wire::UDP, 64, &udp)),
+        ("icmp-echo", wire::ipv4(PEER, LOCAL, wire::ICMP, 64, &echo)),
+        ("fragment", frag),
+    ];
+    for (name, d) in datagrams {
+        let mut v = vec![0];
+        v.extend_from_slice(&d);
+        out.push(("wire", name.to_string(), v));
+    }
+    // reassembly: 3 000 bytes (a datagram of 3 008, 376 pieces of 8) with
+    // 60 s to complete and 4 MiB, cut in three: in order, reversed, with an
+    // overlap, with a corrupted piece, and left to time out.
+    let head = [0x0b, 0xb8, 7, 0x00, 0x01, 12, 0xea, 0x5f];
+    let piece = |start: u16, pieces_of_8: u8| {
+        let mut v = vec![0];
+        v.extend_from_slice(&start.to_be_bytes());
+        v.push(pieces_of_8 - 1);
+        v
+    };
+    let cuts = [piece(0, 185), piece(185, 185), piece(370, 184)];
+    let reassembly: [(&str, Vec<Vec<u8>>); 5] = [
+        ("in-order", cuts.to_vec()),
+        ("reversed", cuts.iter().rev().cloned().collect()),
+        (
+            "overlap",
+            vec![
+                cuts[0].clone(),
+                piece(100, 185),
+                cuts[1].clone(),
+                cuts[2].clone(),
+            ],
+        ),
+        (
+            "corrupt",
+            vec![
+                cuts[0].clone(),
+                vec![4, 0, 185, 184, 0, 9, 0x40],
+                cuts[2].clone(),
+            ],
+        ),
+        (
+            "timeout",
+            vec![
+                cuts[0].clone(),
+                vec![6, 0x80, 61],
+                cuts[1].clone(),
+                cuts[2].clone(),
+            ],
+        ),
+    ];
+    for (name, ops) in reassembly {
+        let mut v = head.to_vec();
+        v.extend(ops.concat());
+        out.push(("reassembly", name.to_string(), v));
+    }
     out
 }

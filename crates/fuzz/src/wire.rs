@@ -26,7 +26,7 @@ pub fn checksum(parts: &[&[u8]]) -> u16 {
 }
 
 /// The pseudo-header of a TCP or UDP checksum.
-fn pseudo(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: usize) -> [u8; 12] {
+pub(crate) fn pseudo(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: usize) -> [u8; 12] {
     let mut p = [0u8; 12];
     p[..4].copy_from_slice(&src.octets());
     p[4..8].copy_from_slice(&dst.octets());

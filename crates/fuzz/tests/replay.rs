@@ -9,11 +9,16 @@ fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
 }
 
+/// Every target.
+const TARGETS: [&str; 5] = ["ingress", "ingress_forged", "api", "wire", "reassembly"];
+
 fn target(name: &str) -> fn(&[u8]) {
     match name {
         "ingress" => synack_fuzz::ingress,
         "ingress_forged" => synack_fuzz::ingress_forged,
         "api" => synack_fuzz::api,
+        "wire" => synack_fuzz::wire,
+        "reassembly" => synack_fuzz::reassembly,
         other => panic!("no target {other:?}"),
     }
 }
@@ -21,7 +26,7 @@ fn target(name: &str) -> fn(&[u8]) {
 /// Runs every file under `fuzz/<kind>/<target>/`; returns how many ran.
 fn replay(kind: &str) -> usize {
     let mut ran = 0;
-    for t in ["ingress", "ingress_forged", "api"] {
+    for t in TARGETS {
         let dir = fuzz_dir().join(kind).join(t);
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
