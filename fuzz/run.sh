@@ -3,7 +3,7 @@
 #
 #   fuzz/run.sh TARGET MINUTES [--asan] [--no-record]
 #
-# TARGET is ingress, ingress_forged, api, wire or reassembly (see
+# TARGET is ingress, ingress_forged, api, wire, reassembly or stack (see
 # crates/fuzz/src/lib.rs).
 # The fuzzer works on fuzz/target/corpus/TARGET (kept between runs, not
 # committed), starting from the committed seeds in fuzz/corpus/TARGET.

@@ -24,10 +24,12 @@
 
 mod datagram;
 pub mod reassembly;
+pub mod stack;
 pub mod wire;
 
 pub use datagram::wire;
 pub use reassembly::reassembly;
+pub use stack::stack;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
@@ -831,6 +833,33 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
             ],
         ),
     ];
+    // stack: A listens on 80, B connects, A accepts; each writes 3 000
+    // bytes, reads, shuts down and reads the EOF; a UDP datagram each way.
+    let sleep = |ms: u8| [0, 15, 0, ms];
+    let mut v = vec![1, 32, 7, 5, 5, 7, 5, 5];
+    v.extend_from_slice(&[0, 0, 0]); // A: listen on 80
+    v.extend_from_slice(&[1, 1, 0]); // B: connect to A:80
+    v.extend_from_slice(&[0, 2, 0]); // A: accept on listener 0
+    v.extend_from_slice(&sleep(50));
+    for c in 0..2 {
+        v.extend_from_slice(&[0, 3, c, 0x0b, 0xb8]); // write 3 000 bytes
+    }
+    v.extend_from_slice(&sleep(100));
+    for c in 0..2 {
+        v.extend_from_slice(&[0, 5, c, 0x10, 0]); // read up to 4 KiB
+        v.extend_from_slice(&[0, 8, c]); // shut down
+    }
+    v.extend_from_slice(&sleep(100));
+    for c in 0..2 {
+        v.extend_from_slice(&[0, 7, c, 10]); // wait, read: EOF
+    }
+    v.extend_from_slice(&[0, 12, 0]); // A: UDP on 5000
+    v.extend_from_slice(&[1, 12, 0]); // B: UDP on 5000
+    v.extend_from_slice(&[0, 12, 0, 0, 0, 200, 9]); // send 200 bytes to B
+    v.extend_from_slice(&[1, 12, 0, 1, 0, 100, 3]); // send 100 bytes to A
+    v.extend_from_slice(&sleep(10));
+    v.extend_from_slice(&[0, 13, 0, 1, 13, 1]); // both receive
+    out.push(("stack", "echo-close-udp".to_string(), v));
     for (name, ops) in reassembly {
         let mut v = head.to_vec();
         v.extend(ops.concat());

@@ -10,7 +10,14 @@ fn fuzz_dir() -> PathBuf {
 }
 
 /// Every target.
-const TARGETS: [&str; 5] = ["ingress", "ingress_forged", "api", "wire", "reassembly"];
+const TARGETS: [&str; 6] = [
+    "ingress",
+    "ingress_forged",
+    "api",
+    "wire",
+    "reassembly",
+    "stack",
+];
 
 fn target(name: &str) -> fn(&[u8]) {
     match name {
@@ -19,6 +26,7 @@ fn target(name: &str) -> fn(&[u8]) {
         "api" => synack_fuzz::api,
         "wire" => synack_fuzz::wire,
         "reassembly" => synack_fuzz::reassembly,
+        "stack" => synack_fuzz::stack,
         other => panic!("no target {other:?}"),
     }
 }

@@ -86,3 +86,27 @@ fn reassembly_seeds_deliver_as_named() {
         assert_eq!(synack_fuzz::reassembly::run(&data), want, "seed {name}");
     }
 }
+
+#[test]
+fn stack_holds_on_random_inputs() {
+    run("stack", synack_fuzz::stack, 300);
+}
+
+/// The stack seed moves what its comments say: 3 000 bytes each way, both
+/// ends of stream, a datagram each way.
+#[test]
+fn stack_seed_moves_its_data() {
+    let (_, _, data) = synack_fuzz::seeds()
+        .into_iter()
+        .find(|(t, _, _)| *t == "stack")
+        .expect("a stack seed");
+    let s = synack_fuzz::stack::run(&data);
+    assert_eq!(
+        s,
+        synack_fuzz::stack::Summary {
+            bytes_read: 6000,
+            eofs: 2,
+            datagrams: 2
+        }
+    );
+}

@@ -206,3 +206,30 @@ fn segment_without_ack_flag_is_dropped_in_established() {
     h.recv_none();
     assert_eq!(h.engine.recv(h.now, c, &mut [0; 8]), Err(Error::WouldBlock));
 }
+
+/// A connection reset while it waits in the accept queue is still handed
+/// out by `accept`, and its first read reports the reset (as Linux: the
+/// child's `sk_err` is ECONNRESET); once the error is taken (the front end
+/// reports it once, as the kernel's `sock_error`) it reads as closed.
+/// Reading it as a clean end of stream first would tell the application
+/// that the peer finished when it aborted.
+#[test]
+fn rst_while_in_the_accept_queue_is_reported_by_the_first_read() {
+    let mut h = Harness::new();
+    let l = h.engine.listen(local(), 8).unwrap();
+    h.port = LOCAL_PORT;
+    h.send(Seg {
+        seq: 1000,
+        ctl: TcpControl::Syn,
+        mss: Some(1460),
+        ..Seg::default()
+    });
+    let iss = h.recv_one().seq;
+    h.send(h.peer(1001, iss.wrapping_add(1)));
+    h.recv_none();
+    h.send(h.peer(1001, iss.wrapping_add(1)).rst());
+    let c = h.engine.accept(l).unwrap();
+    assert_eq!(h.read(c), Err(Error::ConnectionReset));
+    assert_eq!(h.engine.take_error(c), Ok(Some(Error::ConnectionReset)));
+    assert_eq!(h.read(c), Ok(Vec::new()));
+}
