@@ -2,9 +2,12 @@
 //! every step.
 //!
 //! The cargo-fuzz crate in `fuzz/` is a thin shell around [`ingress`],
-//! [`ingress_forged`] and [`api`]; the replay test of this crate runs every
-//! file of `fuzz/corpus/` and `fuzz/regressions/` through the same functions
-//! under `cargo test`, so a crash once found stays a test.
+//! [`ingress_forged`], [`api`] (the engine, from the wire and from the
+//! application), [`wire()`] and [`reassembly()`] (the parsers and the IP
+//! reassembler, each against an independent reading) and [`stack()`] (two
+//! `synack::Stack`s through the tokio API); the replay test of this crate
+//! runs every file of `fuzz/corpus/` and `fuzz/regressions/` through the
+//! same functions under `cargo test`, so a crash once found stays a test.
 //!
 //! A target panics when an invariant breaks (that is what the fuzzer looks
 //! for), not only when the engine does:

@@ -2,7 +2,7 @@
 //! overlapped, corrupted and interleaved with other datagrams' fragments
 //! and with time passing, into a host that holds the datagram's port.
 //!
-//! Checked after every step, besides [`drain`](crate::drain)'s rules:
+//! Checked after every step, besides [`drain`]'s rules:
 //! - the partial datagrams never hold more than
 //!   [`Config::reassembly_memory`](synack_engine::Config::reassembly_memory);
 //! - whatever the socket receives is the datagram, byte for byte, from its
