@@ -22,4 +22,4 @@ pub mod run;
 
 pub use parse::{ParseError, Script, parse};
 pub use profile::Profile;
-pub use run::{Outcome, run, run_file};
+pub use run::{Outcome, run, run_file, run_traced};

@@ -49,9 +49,18 @@ impl Profile {
         }
     }
 
-    /// The configuration a script starts from: the engine's defaults.
+    /// The configuration a script starts from: the engine's defaults, with
+    /// FreeBSD's hard-coded constants where the engine has the knob and a
+    /// script depends on it: a SYN is sent 11 times in all
+    /// (`snd-syn-rtx-max-number`: 10 retransmissions) and the RTO is at
+    /// most 64 s (`TCPTV_REXMTMAX`).
     pub fn base_config(&self) -> Config {
-        Config::default()
+        let mut c = Config::default();
+        if self.name == "freebsd" {
+            c.syn_retries = 10;
+            c.max_rto = Duration::from_secs(64);
+        }
+        c
     }
 
     /// Applies `name=value` to `config`.

@@ -142,18 +142,25 @@ pub fn run_file(path: &Path, profile: &Profile) -> Outcome {
 
 /// Runs a parsed script.
 pub fn run(script: &Script, profile: &Profile) -> Outcome {
+    run_traced(script, profile).0
+}
+
+/// Runs a parsed script and returns, with the outcome, a log of every event
+/// run and every segment sent or injected (for debugging a failure).
+pub fn run_traced(script: &Script, profile: &Profile) -> (Outcome, Vec<String>) {
     if let Some(why) = unsupported(script) {
-        return Outcome::Unsupported(why);
+        return (Outcome::Unsupported(why), Vec::new());
     }
     let mut r = match Runner::new(script, profile) {
         Ok(r) => r,
-        Err(why) => return Outcome::Unsupported(why),
+        Err(why) => return (Outcome::Unsupported(why), Vec::new()),
     };
-    match r.run() {
+    let outcome = match r.run() {
         Ok(()) => Outcome::Pass,
         Err(Stop::Fail(f)) => Outcome::Fail(f),
         Err(Stop::Unsupported(why)) => Outcome::Unsupported(why),
-    }
+    };
+    (outcome, r.log)
 }
 
 /// The reason a script cannot run at all, found before running it.
@@ -301,6 +308,8 @@ struct Runner<'a> {
     /// Segments sent and not yet matched, with their time.
     sent: VecDeque<(i64, Vec<u8>)>,
     blocked: Option<Blocked>,
+    /// What happened, for [`run_traced`].
+    log: Vec<String>,
 }
 
 impl<'a> Runner<'a> {
@@ -330,6 +339,7 @@ impl<'a> Runner<'a> {
             ts_offset: None,
             sent: VecDeque::new(),
             blocked: None,
+            log: Vec::new(),
         })
     }
 
@@ -347,6 +357,12 @@ impl<'a> Runner<'a> {
                 }
             };
             let exact = matches!(ev.time, Time::Absolute(_) | Time::Relative(_));
+            self.log.push(format!(
+                "{:>11.6} line {:>3}: {}",
+                lo as f64 / 1e6,
+                ev.line,
+                ev.text
+            ));
             let actual = match &ev.kind {
                 EventKind::Packet(p) if p.direction == Direction::Outbound => {
                     self.expect_outbound(ev, p, lo, hi, exact)?
@@ -422,8 +438,15 @@ impl<'a> Runner<'a> {
             return;
         };
         let mut buf = vec![0u8; 65536];
+        let mut got = Vec::new();
         while let Some(n) = engine.poll_transmit(now, &mut buf) {
-            self.sent.push_back((self.now, buf[..n].to_vec()));
+            got.push(buf[..n].to_vec());
+        }
+        for p in got {
+            let d = self.describe(&p);
+            self.log
+                .push(format!("{:>11.6}   sent {d}", self.now as f64 / 1e6));
+            self.sent.push_back((self.now, p));
         }
     }
 
