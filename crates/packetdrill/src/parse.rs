@@ -378,7 +378,7 @@ fn complete(s: &str) -> bool {
     if let Some(i) = s.find("%{") {
         return s[i..].contains("}%");
     }
-    s.matches('`').count() % 2 == 0
+    s.matches('`').count().is_multiple_of(2)
 }
 
 /// A line without its `//` and `/* */` comments (not inside backticks or quotes).

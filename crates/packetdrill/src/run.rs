@@ -1138,7 +1138,8 @@ impl<'a> Runner<'a> {
             }
             "IP_TOS" => {
                 let tos = match value.and_then(Expr::name) {
-                    Some(n) => tos_value(n).ok_or_else(|| Stop::Unsupported(format!("{n}")))?,
+                    Some(n) => tos_value(n)
+                        .ok_or_else(|| Stop::Unsupported(format!("IP_TOS value {n}")))?,
                     None => int.unwrap_or(0).clamp(0, 255) as u8,
                 };
                 self.entry(fd).tos = Some(tos);
@@ -1536,4 +1537,110 @@ fn checksum(data: &[u8]) -> u16 {
         sum = (sum & 0xffff) + (sum >> 16);
     }
     !(sum as u16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A passive open, ten bytes in, a close from our side: our own script.
+    const PASSIVE: &str = "\
+--tolerance_usecs=10000
+0.000 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
++0 bind(3, ..., ...) = 0
++0 listen(3, 1) = 0
++0.1 < S 0:0(0) win 65535 <mss 1460>
++0 > S. 0:0(0) ack 1 <mss 1460>
++0.1 < . 1:1(0) ack 1 win 65535
++0 accept(3, ..., ...) = 4
++0 fcntl(4, F_SETFL, O_RDWR | O_NONBLOCK) = 0
++0 read(4, ..., 100) = -1 EAGAIN (Resource temporarily unavailable)
++0.1 < P. 1:11(10) ack 1 win 65535
++0 > . 1:1(0) ack 11
++0 read(4, ..., 100) = 10
++0 close(4) = 0
++0 > F. 1:1(0) ack 11
++0.1 < F. 11:11(0) ack 2 win 65535
++0 > . 2:2(0) ack 12
+";
+
+    fn outcome(text: &str) -> Outcome {
+        let profile = Profile::freebsd();
+        let script = parse::parse(text, profile.defines).expect("parses");
+        let (outcome, log) = run_traced(&script, &profile);
+        for l in log {
+            println!("{l}");
+        }
+        outcome
+    }
+
+    fn failure_line(o: Outcome) -> usize {
+        match o {
+            Outcome::Fail(f) => f.line,
+            other => panic!("expected a failure, got {other}"),
+        }
+    }
+
+    #[test]
+    fn a_correct_script_passes() {
+        assert_eq!(outcome(PASSIVE), Outcome::Pass);
+    }
+
+    #[test]
+    fn a_wrong_ack_fails_at_its_line() {
+        let bad = PASSIVE.replace("+0 > . 1:1(0) ack 11", "+0 > . 1:1(0) ack 12");
+        assert_eq!(failure_line(outcome(&bad)), 13);
+    }
+
+    #[test]
+    fn a_wrong_return_value_fails() {
+        let bad = PASSIVE.replace("read(4, ..., 100) = 10", "read(4, ..., 100) = 9");
+        assert_eq!(failure_line(outcome(&bad)), 14);
+    }
+
+    #[test]
+    fn a_segment_the_script_does_not_expect_fails() {
+        let bad = PASSIVE.replace("+0 > . 1:1(0) ack 11\n", "");
+        // The ACK is still queued when the read comes.
+        assert_eq!(failure_line(outcome(&bad)), 13);
+    }
+
+    #[test]
+    fn a_late_segment_fails() {
+        let bad = PASSIVE.replace("+0 > F. 1:1(0) ack 11", "+0.5 > F. 1:1(0) ack 11");
+        assert_eq!(failure_line(outcome(&bad)), 16);
+    }
+
+    #[test]
+    fn wrong_options_fail() {
+        let bad = PASSIVE.replace(
+            "> S. 0:0(0) ack 1 <mss 1460>",
+            "> S. 0:0(0) ack 1 <mss 1400>",
+        );
+        assert_eq!(failure_line(outcome(&bad)), 7);
+    }
+
+    #[test]
+    fn ipv6_is_unsupported() {
+        let o = outcome(&format!("--ip_version=ipv6\n{PASSIVE}"));
+        assert!(
+            matches!(o, Outcome::Unsupported(ref why) if why.contains("IPv6")),
+            "{o}"
+        );
+    }
+
+    #[test]
+    fn a_blocking_connect_returns_when_the_handshake_completes() {
+        let s = "\
+0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0...0.2 connect(3, ..., ...) = 0
++0 > S 0:0(0) <...>
++0.2 < S. 0:0(0) ack 1 win 65535 <mss 1460>
++0 > . 1:1(0) ack 1
+";
+        assert_eq!(outcome(s), Outcome::Pass);
+        let early = s.replace("+0...0.2", "+0...0.1");
+        assert_eq!(failure_line(outcome(&early)), 2);
+    }
 }
