@@ -3,9 +3,9 @@
 //! [packetdrill](https://github.com/google/packetdrill) scripts are how TCP
 //! stacks prove themselves: each script is a timeline of system calls, packets
 //! injected into the stack and packets the stack must send. This crate reads
-//! the TCP subset of the script language with its own parser ([`parse`]) and
+//! the TCP subset of the script language with its own parser ([`parse()`]) and
 //! runs a script against [`synack_engine::Engine`] directly, in virtual time
-//! ([`run`]), with a [`Profile`] saying how to read another stack's settings
+//! ([`run()`]), with a [`Profile`] saying how to read another stack's settings
 //! (FreeBSD's `sysctl` lines) and what not to check (FreeBSD's exact windows).
 //!
 //! Each script gives an [`Outcome`]: it passed, it failed at a given line with

@@ -53,12 +53,16 @@ impl Profile {
     /// FreeBSD's hard-coded constants where the engine has the knob and a
     /// script depends on it: a SYN is sent 11 times in all
     /// (`snd-syn-rtx-max-number`: 10 retransmissions) and the RTO is at
-    /// most 64 s (`TCPTV_REXMTMAX`).
+    /// most 64 s (`TCPTV_REXMTMAX`); there is no quick-ACK mode at the start
+    /// of a connection (Linux's; FreeBSD delays the first ACK like the others).
     pub fn base_config(&self) -> Config {
         let mut c = Config::default();
         if self.name == "freebsd" {
             c.syn_retries = 10;
             c.max_rto = Duration::from_secs(64);
+            // FreeBSD delays the ACK of in-order data from the first segment:
+            // no quick-ACK mode at the start of a connection.
+            c.initial_quickacks = 0;
         }
         c
     }
@@ -79,6 +83,7 @@ impl Profile {
             "net.inet.tcp.sack.enable" => config.sack = n != 0,
             "net.inet.tcp.rexmit_initial" => config.initial_rto = ms,
             "net.inet.tcp.rexmit_min" => config.min_rto = ms,
+            "net.inet.tcp.delacktime" => config.delayed_ack = ms,
             "net.inet.tcp.recvspace" => {
                 config.recv_buffer_initial = n as usize;
                 config.recv_buffer = config.recv_buffer.max(n as usize);

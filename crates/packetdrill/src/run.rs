@@ -34,6 +34,7 @@ use std::time::Duration;
 use smoltcp::wire::{Ipv4Packet, TcpPacket};
 use synack_engine::{
     Config, Engine, Error, Instant, Interface, Keepalive, Reuse, SocketHandle, SocketOptions,
+    SocketState, State,
 };
 
 use crate::parse::{
@@ -216,11 +217,13 @@ fn unsupported(script: &Script) -> Option<String> {
                     }
                 }
             }
-            EventKind::Code(_) => {
-                return Some(format!(
-                    "runner gap: %{{ }}% Python blocks (tcp_info assertions, line {})",
-                    ev.line
-                ));
+            EventKind::Code(code) => {
+                if tcpi_state_assertion(code).is_none() {
+                    return Some(format!(
+                        "runner gap: %{{ }}% Python block other than `assert tcpi_state == ...` (line {})",
+                        ev.line
+                    ));
+                }
             }
             EventKind::Command(c) => {
                 let cmd = c.split_whitespace().next().unwrap_or("");
@@ -400,7 +403,12 @@ impl<'a> Runner<'a> {
                     self.command(ev, c)?;
                     lo
                 }
-                EventKind::Code(_) => lo,
+                EventKind::Code(code) => {
+                    self.advance_to(lo)?;
+                    self.no_unexpected(ev)?;
+                    self.assert_state(ev, code)?;
+                    lo
+                }
             };
             last = if exact { lo } else { actual };
         }
@@ -883,6 +891,38 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
+    /// `%{ assert tcpi_state == TCPI_X }%`: the state of the connection with
+    /// the scripted peer (packetdrill's socket under test), else LISTEN if a
+    /// listener holds the port, else CLOSED.
+    fn assert_state(&mut self, ev: &Event, code: &str) -> Step {
+        let want = tcpi_state_assertion(code).unwrap_or("");
+        let remote = SocketAddrV4::new(REMOTE_IP, REMOTE_PORT);
+        let port = self.local_port;
+        let sockets = self
+            .engine
+            .as_ref()
+            .map(Engine::sockets)
+            .unwrap_or_default();
+        let conn = sockets
+            .iter()
+            .find(|s| s.remote == Some(remote) && s.local.port() == port)
+            .map(|s| s.state);
+        let got = match conn {
+            Some(SocketState::Tcp(state)) => tcpi_name(state),
+            _ if sockets
+                .iter()
+                .any(|s| s.state == SocketState::Listen && s.local.port() == port) =>
+            {
+                "TCPI_LISTEN"
+            }
+            _ => "TCPI_CLOSED",
+        };
+        if got != want {
+            return Err(self.fail(ev, format!("tcpi_state {got}")));
+        }
+        Ok(())
+    }
+
     // ----- System calls -----
 
     fn fd(&self, ev: &Event, s: &Syscall) -> Step<i32> {
@@ -910,7 +950,8 @@ impl<'a> Runner<'a> {
                 let tried = if s.name == "connect" {
                     self.connect(ev, fd)?
                 } else {
-                    self.attempt(fd, &s.name, remaining)?
+                    let peek = peek_flag(s)?;
+                    self.attempt(fd, &s.name, remaining, peek)?
                 };
                 let tried = match tried {
                     None if self.fds.get(&fd).is_some_and(|e| e.nonblocking) => {
@@ -970,7 +1011,13 @@ impl<'a> Runner<'a> {
     }
 
     /// One try of a call that may block: `None` if it would block.
-    fn attempt(&mut self, fd: i32, name: &str, len: usize) -> Step<Option<Result<i64, Error>>> {
+    fn attempt(
+        &mut self,
+        fd: i32,
+        name: &str,
+        len: usize,
+        peek: bool,
+    ) -> Step<Option<Result<i64, Error>>> {
         let now = Self::instant(self.now);
         let sock = self.fds[&fd].sock;
         let r = match (name, sock) {
@@ -990,7 +1037,11 @@ impl<'a> Runner<'a> {
             },
             ("read" | "recv", Sock::Conn(c)) => {
                 let mut buf = vec![0u8; len];
-                self.engine().recv(now, c, &mut buf).map(|n| n as i64)
+                if peek {
+                    self.engine().peek(c, &mut buf).map(|n| n as i64)
+                } else {
+                    self.engine().recv(now, c, &mut buf).map(|n| n as i64)
+                }
             }
             ("write" | "send" | "sendto", Sock::Conn(c)) => {
                 let data = vec![0u8; len];
@@ -1024,7 +1075,8 @@ impl<'a> Runner<'a> {
                 Err(e) => Some(Err(e)),
             }
         } else {
-            self.attempt(fd, &b.call.name, b.remaining)?
+            let peek = peek_flag(&b.call)?;
+            self.attempt(fd, &b.call.name, b.remaining, peek)?
         };
         let Some(r) = r else {
             self.blocked = Some(b);
@@ -1385,6 +1437,58 @@ impl<'a> Runner<'a> {
     }
 }
 
+/// The state name of `assert tcpi_state == TCPI_X`, the one Python block the
+/// runner understands.
+fn tcpi_state_assertion(code: &str) -> Option<&str> {
+    let rest = code.trim().strip_prefix("assert")?.trim();
+    let rest = rest.strip_prefix("tcpi_state")?.trim();
+    let name = rest.strip_prefix("==")?.trim();
+    (name.starts_with("TCPI_")
+        && name[5..]
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit()))
+    .then_some(name)
+}
+
+/// FreeBSD's `tcpi_state` name of a state.
+fn tcpi_name(state: State) -> &'static str {
+    match state {
+        State::SynSent => "TCPI_SYN_SENT",
+        State::SynReceived => "TCPI_SYN_RECEIVED",
+        State::Established => "TCPI_ESTABLISHED",
+        State::FinWait1 => "TCPI_FIN_WAIT_1",
+        State::FinWait2 => "TCPI_FIN_WAIT_2",
+        State::CloseWait => "TCPI_CLOSE_WAIT",
+        State::Closing => "TCPI_CLOSING",
+        State::LastAck => "TCPI_LAST_ACK",
+        State::TimeWait => "TCPI_TIME_WAIT",
+        State::Closed => "TCPI_CLOSED",
+    }
+}
+
+/// Whether a `recv`/`send` call's flags (its fourth argument) ask for
+/// `MSG_PEEK`; flags the runner does not map make the script unsupported.
+fn peek_flag(s: &Syscall) -> Step<bool> {
+    if !matches!(s.name.as_str(), "recv" | "send" | "sendto") {
+        return Ok(false);
+    }
+    match s.args.get(3) {
+        None => Ok(false),
+        Some(e) if e.int() == Some(0) => Ok(false),
+        Some(e) => {
+            let flags = names(Some(e));
+            if s.name == "recv" && flags == ["MSG_PEEK"] {
+                Ok(true)
+            } else {
+                Err(Stop::Unsupported(format!(
+                    "runner gap: {} flags {flags:?}",
+                    s.name
+                )))
+            }
+        }
+    }
+}
+
 /// The names in an `A | B` argument.
 fn names(e: Option<&Expr>) -> Vec<String> {
     match e {
@@ -1543,7 +1647,8 @@ fn checksum(data: &[u8]) -> u16 {
 mod tests {
     use super::*;
 
-    /// A passive open, ten bytes in, a close from our side: our own script.
+    /// A passive open, ten bytes in (their ACK delayed, as FreeBSD does), a
+    /// close from our side: our own script.
     const PASSIVE: &str = "\
 --tolerance_usecs=10000
 0.000 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
@@ -1557,7 +1662,7 @@ mod tests {
 +0 fcntl(4, F_SETFL, O_RDWR | O_NONBLOCK) = 0
 +0 read(4, ..., 100) = -1 EAGAIN (Resource temporarily unavailable)
 +0.1 < P. 1:11(10) ack 1 win 65535
-+0 > . 1:1(0) ack 11
++0.04 > . 1:1(0) ack 11
 +0 read(4, ..., 100) = 10
 +0 close(4) = 0
 +0 > F. 1:1(0) ack 11
@@ -1589,7 +1694,7 @@ mod tests {
 
     #[test]
     fn a_wrong_ack_fails_at_its_line() {
-        let bad = PASSIVE.replace("+0 > . 1:1(0) ack 11", "+0 > . 1:1(0) ack 12");
+        let bad = PASSIVE.replace("+0.04 > . 1:1(0) ack 11", "+0.04 > . 1:1(0) ack 12");
         assert_eq!(failure_line(outcome(&bad)), 13);
     }
 
@@ -1601,9 +1706,9 @@ mod tests {
 
     #[test]
     fn a_segment_the_script_does_not_expect_fails() {
-        let bad = PASSIVE.replace("+0 > . 1:1(0) ack 11\n", "");
-        // The ACK is still queued when the read comes.
-        assert_eq!(failure_line(outcome(&bad)), 13);
+        let bad = PASSIVE.replace("+0 > F. 1:1(0) ack 11\n", "");
+        // The FIN is still queued when the peer's FIN comes.
+        assert_eq!(failure_line(outcome(&bad)), 16);
     }
 
     #[test]
@@ -1619,6 +1724,18 @@ mod tests {
             "> S. 0:0(0) ack 1 <mss 1400>",
         );
         assert_eq!(failure_line(outcome(&bad)), 7);
+    }
+
+    #[test]
+    fn tcpi_state_is_checked() {
+        let with = |state: &str| {
+            PASSIVE.replace(
+                "+0 accept(3, ..., ...) = 4\n",
+                &format!("+0 accept(3, ..., ...) = 4\n+0 %{{ assert tcpi_state == {state} }}%\n"),
+            )
+        };
+        assert_eq!(outcome(&with("TCPI_ESTABLISHED")), Outcome::Pass);
+        assert_eq!(failure_line(outcome(&with("TCPI_CLOSE_WAIT"))), 10);
     }
 
     #[test]

@@ -29,7 +29,14 @@ const EXPECTATIONS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/expectations");
 const PARSE_COVERED: &[&str] = &["snd-syn", "socket-api", "rcv-icmp", "state-event-engine"];
 
 /// Groups the runner executes, with the report printed.
-const RUN_GROUPS: &[&str] = &["snd-syn", "socket-api", "rcv-icmp", "state-event-engine"];
+const RUN_GROUPS: &[&str] = &[
+    "snd-syn",
+    "socket-api",
+    "rcv-icmp",
+    "state-event-engine",
+    "rcv-data-segments",
+    "snippets",
+];
 
 /// Scripts that pass, one `group/name` a line: a regression from pass fails
 /// the test. Regenerate with the `passing:` lines of the report.
