@@ -38,7 +38,7 @@ use synack_engine::{
 };
 
 use crate::parse::{
-    self, Direction, Event, EventKind, Expr, Packet, PacketBody, Script, Segment, Syscall,
+    self, Direction, Event, EventKind, Expr, Icmp, Packet, PacketBody, Script, Segment, Syscall,
     TcpOption, Time,
 };
 use crate::profile::{Profile, Sysctl};
@@ -189,11 +189,13 @@ fn unsupported(script: &Script) -> Option<String> {
                     ));
                 }
                 match &p.body {
-                    PacketBody::Icmp(_) => {
-                        return Some(format!(
-                            "runner gap: ICMP packets are not injected yet (line {})",
-                            ev.line
-                        ));
+                    PacketBody::Icmp(i) => {
+                        if p.direction == Direction::Outbound {
+                            return Some(format!("runner gap: outbound ICMP (line {})", ev.line));
+                        }
+                        if let Err(why) = icmp_type_code(i) {
+                            return Some(format!("{why} (line {})", ev.line));
+                        }
                     }
                     PacketBody::Tcp(s) => {
                         if s.has('E') || s.has('W') {
@@ -725,10 +727,54 @@ impl<'a> Runner<'a> {
         s
     }
 
+    /// Builds an ICMP error about the segment the script quotes (our
+    /// segment: from us to the peer, its sequence number relative to our
+    /// ISN) and gives it to the engine.
+    fn inject_icmp(&mut self, p: &Packet, icmp: &Icmp) -> Step {
+        let (kind, code) = icmp_type_code(icmp).map_err(Stop::Unsupported)?;
+        let (start, _, len) = icmp.quoted.unwrap_or((0, 0, 0));
+        let seq = self.local_isn.unwrap_or(0).wrapping_add(start);
+        // The quoted datagram: its IPv4 header and the first 8 bytes of TCP
+        // (RFC 792), as a router sends them.
+        let mut quoted = Vec::with_capacity(28);
+        quoted.extend([0x45, 0]);
+        quoted.extend(((40 + len) as u16).to_be_bytes());
+        quoted.extend([0, 0, 0x40, 0, 64, 6, 0, 0]);
+        quoted.extend(LOCAL_IP.octets());
+        quoted.extend(REMOTE_IP.octets());
+        let sum = checksum(&quoted);
+        quoted[10..12].copy_from_slice(&sum.to_be_bytes());
+        quoted.extend(self.local_port.to_be_bytes());
+        quoted.extend(REMOTE_PORT.to_be_bytes());
+        quoted.extend(seq.to_be_bytes());
+        let mut msg = vec![kind, code, 0, 0];
+        // The rest of the header: the next-hop MTU of "fragmentation needed".
+        let mtu = icmp.mtu.unwrap_or(0) as u16;
+        msg.extend([0, 0]);
+        msg.extend(mtu.to_be_bytes());
+        msg.extend(&quoted);
+        let sum = checksum(&msg);
+        msg[2..4].copy_from_slice(&sum.to_be_bytes());
+        let total = 20 + msg.len();
+        let mut ip = Vec::with_capacity(total);
+        ip.extend([0x45, p.tos.unwrap_or(0)]);
+        ip.extend((total as u16).to_be_bytes());
+        ip.extend([0, 0, 0, 0, p.ttl.unwrap_or(64), 1, 0, 0]);
+        ip.extend(REMOTE_IP.octets());
+        ip.extend(LOCAL_IP.octets());
+        let sum = checksum(&ip);
+        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        ip.extend(msg);
+        let now = Self::instant(self.now);
+        self.engine().handle_packet(now, &ip);
+        Ok(())
+    }
+
     /// Builds a segment from the script's line and gives it to the engine.
     fn inject(&mut self, p: &Packet) -> Step {
-        let PacketBody::Tcp(seg) = &p.body else {
-            return Err(Stop::Unsupported("runner gap: inbound ICMP".into()));
+        let seg = match &p.body {
+            PacketBody::Tcp(seg) => seg,
+            PacketBody::Icmp(icmp) => return self.inject_icmp(p, icmp),
         };
         let local_isn = self.local_isn.unwrap_or(0);
         let seq = if seg.absolute {
@@ -1435,6 +1481,46 @@ impl<'a> Runner<'a> {
         }
         Ok(Some((0, None)))
     }
+}
+
+/// ICMPv4 type and code of a script's ICMP line (RFC 792, RFC 1812 §5.2.7.1).
+fn icmp_type_code(icmp: &Icmp) -> Result<(u8, u8), String> {
+    let code = icmp.code.as_deref().unwrap_or("");
+    let unreachable = [
+        "net_unreachable",
+        "host_unreachable",
+        "protocol_unreachable",
+        "port_unreachable",
+        "frag_needed",
+        "source_route_failed",
+        "net_unknown",
+        "host_unknown",
+        "source_host_isolated",
+        "net_prohibited",
+        "host_prohibited",
+        "net_unreachable_for_tos",
+        "host_unreachable_for_tos",
+        "packet_filtered",
+        "precedence_violation",
+        "precedence_cutoff",
+    ];
+    let numbered = |prefix: &str| code.strip_prefix(prefix).and_then(|n| n.parse::<u8>().ok());
+    let r = match icmp.kind.as_str() {
+        "unreachable" => unreachable
+            .iter()
+            .position(|&c| c == code)
+            .map(|n| (3, n as u8)),
+        "source_quench" if code.is_empty() => Some((4, 0)),
+        "redirect" if code.is_empty() => Some((5, 0)),
+        "time_exceeded" => match code {
+            "ttl_exceeded_in_transit" => Some((11, 0)),
+            "frag_reass_exceeded" => Some((11, 1)),
+            _ => None,
+        },
+        "parameter_problem" => numbered("code_").map(|n| (12, n)),
+        _ => None,
+    };
+    r.ok_or_else(|| format!("ICMPv4 has no `{} {code}` (an ICMPv6 name?)", icmp.kind))
 }
 
 /// The state name of `assert tcpi_state == TCPI_X`, the one Python block the
