@@ -22,4 +22,4 @@ pub mod run;
 
 pub use parse::{ParseError, Script, parse};
 pub use profile::Profile;
-pub use run::{Outcome, run, run_file, run_traced};
+pub use run::{Failure, Outcome, Run, execute, run, run_file, run_traced};

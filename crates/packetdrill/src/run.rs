@@ -143,25 +143,61 @@ pub fn run_file(path: &Path, profile: &Profile) -> Outcome {
 
 /// Runs a parsed script.
 pub fn run(script: &Script, profile: &Profile) -> Outcome {
-    run_traced(script, profile).0
+    execute(script, profile, &[]).outcome
 }
 
 /// Runs a parsed script and returns, with the outcome, a log of every event
 /// run and every segment sent or injected (for debugging a failure).
 pub fn run_traced(script: &Script, profile: &Profile) -> (Outcome, Vec<String>) {
+    let r = execute(script, profile, &[]);
+    (r.outcome, r.log)
+}
+
+/// A run of one script.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Every event run and every segment sent, with its time.
+    pub log: Vec<String>,
+    /// The mismatches at tolerated lines, passed over.
+    pub tolerated: Vec<Failure>,
+}
+
+/// Runs a parsed script, passing over a mismatch at one of the `tolerate`
+/// lines (a known difference: the segment the engine sent instead is taken
+/// as that line's, a call's result is accepted) so that the rest of the
+/// script is still checked; the mismatches are returned in
+/// [`Run::tolerated`].
+pub fn execute(script: &Script, profile: &Profile, tolerate: &[usize]) -> Run {
     if let Some(why) = unsupported(script) {
-        return (Outcome::Unsupported(why), Vec::new());
+        return Run {
+            outcome: Outcome::Unsupported(why),
+            log: Vec::new(),
+            tolerated: Vec::new(),
+        };
     }
     let mut r = match Runner::new(script, profile) {
         Ok(r) => r,
-        Err(why) => return (Outcome::Unsupported(why), Vec::new()),
+        Err(why) => {
+            return Run {
+                outcome: Outcome::Unsupported(why),
+                log: Vec::new(),
+                tolerated: Vec::new(),
+            };
+        }
     };
+    r.tolerate = tolerate.to_vec();
     let outcome = match r.run() {
         Ok(()) => Outcome::Pass,
         Err(Stop::Fail(f)) => Outcome::Fail(f),
         Err(Stop::Unsupported(why)) => Outcome::Unsupported(why),
     };
-    (outcome, r.log)
+    Run {
+        outcome,
+        log: r.log,
+        tolerated: r.tolerated,
+    }
 }
 
 /// The reason a script cannot run at all, found before running it.
@@ -315,6 +351,10 @@ struct Runner<'a> {
     blocked: Option<Blocked>,
     /// What happened, for [`run_traced`].
     log: Vec<String>,
+    /// Lines whose mismatch is recorded and passed over.
+    tolerate: Vec<usize>,
+    /// The mismatches passed over.
+    tolerated: Vec<Failure>,
 }
 
 impl<'a> Runner<'a> {
@@ -345,6 +385,8 @@ impl<'a> Runner<'a> {
             sent: VecDeque::new(),
             blocked: None,
             log: Vec::new(),
+            tolerate: Vec::new(),
+            tolerated: Vec::new(),
         })
     }
 
@@ -524,17 +566,30 @@ impl<'a> Runner<'a> {
         self.fail_at(ev.line, &ev.text, actual)
     }
 
+    /// A mismatch at `ev`: a failure, unless its line is tolerated.
+    fn mismatch(&mut self, ev: &Event, actual: String) -> Step {
+        let Stop::Fail(f) = self.fail(ev, actual) else {
+            unreachable!("fail makes a failure")
+        };
+        if self.tolerate.contains(&ev.line) {
+            self.log.push(format!("tolerated: {f}"));
+            self.tolerated.push(f);
+            Ok(())
+        } else {
+            Err(Stop::Fail(f))
+        }
+    }
+
     /// Fails if the engine sent a segment the script did not expect.
     fn no_unexpected(&mut self, ev: &Event) -> Step {
         if let Some((t, p)) = self.sent.front() {
             let desc = self.describe(p);
-            return Err(self.fail(
-                ev,
-                format!(
-                    "an unexpected segment first, at {:.6}s: {desc}",
-                    *t as f64 / 1e6
-                ),
-            ));
+            let msg = format!(
+                "an unexpected segment first, at {:.6}s: {desc}",
+                *t as f64 / 1e6
+            );
+            self.mismatch(ev, msg)?;
+            self.sent.clear();
         }
         Ok(())
     }
@@ -558,15 +613,17 @@ impl<'a> Runner<'a> {
             self.tolerance.max(0)
         };
         let Some((at, bytes)) = self.next_sent(hi + tol)? else {
-            return Err(self.fail(ev, "no segment".into()));
+            self.mismatch(ev, "no segment".into())?;
+            return Ok(lo);
         };
         if at < lo - tol {
             let desc = self.describe(&bytes);
-            return Err(self.fail(ev, format!("{desc} too early, at {:.6}s", at as f64 / 1e6)));
+            self.mismatch(ev, format!("{desc} too early, at {:.6}s", at as f64 / 1e6))?;
+            return Ok(at);
         }
         if let Err(why) = self.check(p, seg, &bytes) {
             let desc = self.describe(&bytes);
-            return Err(self.fail(ev, format!("{desc} ({why}) at {:.6}s", at as f64 / 1e6)));
+            self.mismatch(ev, format!("{desc} ({why}) at {:.6}s", at as f64 / 1e6))?;
         }
         Ok(at)
     }
@@ -574,6 +631,11 @@ impl<'a> Runner<'a> {
     /// Compares a segment the engine sent with the script's.
     fn check(&mut self, p: &Packet, seg: &Segment, bytes: &[u8]) -> Result<(), String> {
         let ip = Ipv4Packet::new_checked(bytes).map_err(|e| format!("bad IPv4: {e}"))?;
+        let tcp = TcpPacket::new_checked(ip.payload()).map_err(|e| format!("bad TCP: {e}"))?;
+        let seq = tcp.seq_number().0 as u32;
+        if seg.has('S') && tcp.syn() && !seg.absolute && seg.start == 0 {
+            self.local_isn = Some(seq);
+        }
         if let Some(ttl) = p.ttl
             && ip.hop_limit() != ttl
         {
@@ -585,14 +647,9 @@ impl<'a> Runner<'a> {
                 return Err(format!("tos {got:#04x} instead of {tos:#04x}"));
             }
         }
-        let tcp = TcpPacket::new_checked(ip.payload()).map_err(|e| format!("bad TCP: {e}"))?;
         let flags = flag_string(&tcp);
         if sorted(&flags) != sorted(&seg.flags) {
             return Err(format!("flags {flags} instead of {}", seg.flags));
-        }
-        let seq = tcp.seq_number().0 as u32;
-        if seg.has('S') && !seg.absolute && seg.start == 0 {
-            self.local_isn = Some(seq);
         }
         let want = if seg.absolute {
             seg.start
@@ -932,7 +989,7 @@ impl<'a> Runner<'a> {
             _ => return Err(Stop::Unsupported(format!("sockstat state {state}"))),
         };
         if got != want {
-            return Err(self.fail(ev, format!("{got} connections in {state}")));
+            return self.mismatch(ev, format!("{got} connections in {state}"));
         }
         Ok(())
     }
@@ -964,7 +1021,7 @@ impl<'a> Runner<'a> {
             _ => "TCPI_CLOSED",
         };
         if got != want {
-            return Err(self.fail(ev, format!("tcpi_state {got}")));
+            return self.mismatch(ev, format!("tcpi_state {got}"));
         }
         Ok(())
     }
@@ -1040,7 +1097,7 @@ impl<'a> Runner<'a> {
         }
     }
 
-    fn compare(&self, ev: &Event, s: &Syscall, ret: i64, errno: Option<&str>) -> Step {
+    fn compare(&mut self, ev: &Event, s: &Syscall, ret: i64, errno: Option<&str>) -> Step {
         let same_errno = match (errno, s.errno.as_deref()) {
             (None, None) => true,
             (Some(a), Some(b)) => a == b || same_errno(a, b),
@@ -1051,7 +1108,7 @@ impl<'a> Runner<'a> {
                 Some(e) => format!("= {ret} {e}"),
                 None => format!("= {ret}"),
             };
-            return Err(self.fail(ev, got));
+            return self.mismatch(ev, got);
         }
         Ok(())
     }
@@ -1131,7 +1188,7 @@ impl<'a> Runner<'a> {
         let (ret, errno) = self.map_io(&b.call.name, r);
         let (lo, hi) = b.window;
         if self.now < lo - self.tolerance || self.now > hi + self.tolerance {
-            return Err(self.fail(
+            self.mismatch(
                 &b.event,
                 format!(
                     "the call returned at {:.6}s (= {ret}{})",
@@ -1141,7 +1198,7 @@ impl<'a> Runner<'a> {
                         .map(|e| format!(" {e}"))
                         .unwrap_or_default()
                 ),
-            ));
+            )?;
         }
         self.compare(&b.event, &b.call, ret, errno.as_deref())
     }
@@ -1348,7 +1405,7 @@ impl<'a> Runner<'a> {
                     None => "0".to_string(),
                 };
                 if got_name != want_name && !same_errno(got_name, &want_name) {
-                    return Err(self.fail(ev, format!("SO_ERROR {got_name}")));
+                    self.mismatch(ev, format!("SO_ERROR {got_name}"))?;
                 }
                 Ok(Some((0, None)))
             }
@@ -1356,7 +1413,7 @@ impl<'a> Runner<'a> {
             "TCP_NODELAY" => {
                 let on = self.fds[&fd].opts.nodelay;
                 if want.and_then(Expr::int).map(|v| v != 0) != Some(on) {
-                    return Err(self.fail(ev, format!("TCP_NODELAY {}", u8::from(on))));
+                    self.mismatch(ev, format!("TCP_NODELAY {}", u8::from(on)))?;
                 }
                 Ok(Some((0, None)))
             }

@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use synack_packetdrill::{Outcome, Profile, parse, run_file};
+use synack_packetdrill::{Outcome, Profile, execute, parse};
 
 const SUITE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -122,11 +122,19 @@ fn parse_every_script() {
     );
 }
 
-/// A known, legitimate difference: `expectations/<group>/<script>.txt`
-/// holds `expect: fail`, `line: N` (the script line where synack's behaviour
-/// departs) and the reason, with the RFC that allows synack's choice.
+/// A known, legitimate difference, in `expectations/<group>/<script>.txt`:
+///
+/// - `expect: differ`, `line: N [M ...]`, the reason: the script runs with
+///   those lines tolerated (the rest is still checked) and must differ at
+///   exactly those lines;
+/// - `expect: fail`, `line: N`, the reason: the difference makes the rest of
+///   the script meaningless; the script must fail at line N.
+///
+/// The reason names the RFC that allows synack's choice.
 struct Expectation {
-    line: usize,
+    /// `expect: differ`: tolerate the lines and go on.
+    differ: bool,
+    lines: Vec<usize>,
     reason: String,
 }
 
@@ -136,14 +144,31 @@ fn expectation(g: &str, script: &str) -> Option<Expectation> {
         .join(format!("{script}.txt"));
     let text = std::fs::read_to_string(&path).ok()?;
     let mut lines = text.lines();
-    assert_eq!(lines.next(), Some("expect: fail"), "{}", path.display());
-    let line = lines
+    let differ = match lines.next() {
+        Some("expect: differ") => true,
+        Some("expect: fail") => false,
+        other => panic!("{}: unknown expectation {other:?}", path.display()),
+    };
+    let at: Vec<usize> = lines
         .next()
         .and_then(|l| l.strip_prefix("line: "))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{}: second line must be `line: N`", path.display()));
+        .map(|l| {
+            l.split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        !at.is_empty() && (differ || at.len() == 1),
+        "{}: second line must be `line: N` (`line: N M ...` for `expect: differ`)",
+        path.display()
+    );
     let reason = lines.collect::<Vec<_>>().join(" ");
-    Some(Expectation { line, reason })
+    Some(Expectation {
+        differ,
+        lines: at,
+        reason,
+    })
 }
 
 #[derive(Default)]
@@ -162,6 +187,8 @@ fn run_groups() {
     let mut counts: BTreeMap<String, Counts> = BTreeMap::new();
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     let mut regressions = Vec::new();
+    // Scripts whose expectation file no longer describes what happens.
+    let mut stale = Vec::new();
     let mut passing = Vec::new();
     for script in scripts(&suite) {
         let g = group(&suite, &script);
@@ -170,48 +197,89 @@ fn run_groups() {
         }
         let n = name(&script);
         let listed = PASSING.lines().any(|l| l.trim() == format!("{g}/{n}"));
-        let outcome = run_file(&script, &profile);
+        let expected = expectation(&g, &n);
+        let text = std::fs::read_to_string(&script).expect("readable script");
+        let tolerate = expected
+            .as_ref()
+            .filter(|e| e.differ)
+            .map(|e| e.lines.clone())
+            .unwrap_or_default();
+        let (outcome, tolerated) = match parse(&text, profile.defines) {
+            Ok(parsed) => {
+                let r = execute(&parsed, &profile, &tolerate);
+                (r.outcome, r.tolerated)
+            }
+            Err(e) => (Outcome::ParseError(e), Vec::new()),
+        };
         let c = counts.entry(g.clone()).or_default();
-        let label = match &outcome {
-            Outcome::Pass => {
+        let label = match (&outcome, &expected) {
+            (Outcome::Pass, None) => {
                 c.pass += 1;
                 passing.push(format!("{g}/{n}"));
                 "pass".to_string()
             }
-            Outcome::Fail(f) => match expectation(&g, &n) {
-                Some(e) if e.line == f.line => {
+            (Outcome::Pass, Some(e)) => {
+                let mut at: Vec<usize> = tolerated.iter().map(|f| f.line).collect();
+                at.sort_unstable();
+                at.dedup();
+                let differences = tolerated
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                if e.differ && at == e.lines {
                     c.expected += 1;
-                    format!("expected difference: {f} [{}]", e.reason)
-                }
-                Some(e) => {
+                    format!("expected difference: {differences} [{}]", e.reason)
+                } else {
                     c.fail += 1;
-                    format!("fail (expected a difference at line {} only): {f}", e.line)
+                    stale.push(format!("{g}/{n}"));
+                    format!(
+                        "fail: differs at lines {at:?}, its expectation says {:?}: {differences}",
+                        e.lines
+                    )
                 }
-                None => {
-                    c.fail += 1;
-                    format!("fail: {f}")
+            }
+            (Outcome::Fail(f), Some(e)) if !e.differ && f.line == e.lines[0] => {
+                c.expected += 1;
+                format!("expected difference: {f} [{}]", e.reason)
+            }
+            (Outcome::Fail(f), e) => {
+                c.fail += 1;
+                // An expectation no longer holds if a difference it
+                // announces before the failure did not happen.
+                let missing = e.as_ref().is_some_and(|e| {
+                    !e.differ
+                        || e.lines
+                            .iter()
+                            .any(|l| *l < f.line && !tolerated.iter().any(|t| t.line == *l))
+                });
+                if missing {
+                    stale.push(format!("{g}/{n}"));
                 }
-            },
-            Outcome::Unsupported(why) => {
+                let after = if tolerated.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (after the expected differences at lines {tolerate:?})")
+                };
+                format!("fail: {f}{after}")
+            }
+            (Outcome::Unsupported(why), _) => {
                 c.unsupported += 1;
                 // Group reasons without their line numbers.
                 let key = why.split(" (line").next().unwrap_or(why).to_string();
                 *reasons.entry(key).or_default() += 1;
                 format!("unsupported: {why}")
             }
-            Outcome::ParseError(e) => {
+            (Outcome::ParseError(e), _) => {
                 c.parse += 1;
                 format!("parse error: {e}")
             }
         };
-        if outcome == Outcome::Pass && expectation(&g, &n).is_some() {
-            println!("{g}/{n}: passes now: remove its expectation file");
-        }
-        if outcome == Outcome::Pass && !listed {
+        if outcome == Outcome::Pass && expected.is_none() && !listed {
             println!("{g}/{n}: passes now: add it to expectations/passing.txt");
         }
         println!("{g}/{n}: {label}");
-        if listed && outcome != Outcome::Pass {
+        if listed && (outcome != Outcome::Pass || expected.is_some()) {
             regressions.push(format!("{g}/{n}: {outcome}"));
         }
     }
@@ -233,6 +301,11 @@ fn run_groups() {
     for p in &passing {
         println!("passing: {p}");
     }
+    assert!(
+        stale.is_empty(),
+        "scripts whose expectation file no longer holds:\n{}",
+        stale.join("\n")
+    );
     assert!(
         regressions.is_empty(),
         "scripts that passed no longer do:\n{}",
