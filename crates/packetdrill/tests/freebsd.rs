@@ -28,7 +28,7 @@ const EXPECTATIONS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/expectations");
 /// Groups every script of which must parse.
 const PARSE_COVERED: &[&str] = &["snd-syn", "socket-api", "rcv-icmp", "state-event-engine"];
 
-/// Groups the runner executes, with the report printed.
+/// Groups the runner executes, with the report printed: all of them.
 const RUN_GROUPS: &[&str] = &[
     "snd-syn",
     "socket-api",
@@ -36,6 +36,8 @@ const RUN_GROUPS: &[&str] = &[
     "state-event-engine",
     "rcv-data-segments",
     "snippets",
+    "fast-open",
+    "tcp-over-udp",
 ];
 
 /// Scripts that pass, one `group/name` a line: a regression from pass fails
@@ -266,7 +268,12 @@ fn run_groups() {
             (Outcome::Unsupported(why), _) => {
                 c.unsupported += 1;
                 // Group reasons without their line numbers.
-                let key = why.split(" (line").next().unwrap_or(why).to_string();
+                let key = why
+                    .split(" (line")
+                    .next()
+                    .unwrap_or(why)
+                    .trim_end_matches(';')
+                    .to_string();
                 *reasons.entry(key).or_default() += 1;
                 format!("unsupported: {why}")
             }
