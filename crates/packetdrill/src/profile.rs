@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use synack_engine::Config;
+use synack_engine::{Config, SynCookies};
 
 /// How a suite's scripts are read and checked.
 #[derive(Debug, Clone)]
@@ -144,6 +144,38 @@ impl Profile {
             "net.inet.tcp.udp_tunneling_port" | "net.inet.tcp.udp_tunneling_overhead" => {
                 if n != 0 {
                     return unsupported("TCP over UDP (FreeBSD's UDP tunneling)");
+                }
+                return Sysctl::Ignored;
+            }
+            // SYN cookies (RFC 4987 §3.6): on overflow (synack's default), always, or never.
+            "net.inet.tcp.syncookies" => {
+                config.syn_cookies = if n == 0 {
+                    SynCookies::Off
+                } else if config.syn_cookies == SynCookies::Off {
+                    SynCookies::OnOverflow
+                } else {
+                    config.syn_cookies
+                };
+            }
+            "net.inet.tcp.syncookies_only" => {
+                if n != 0 {
+                    config.syn_cookies = SynCookies::Always;
+                } else if config.syn_cookies == SynCookies::Always {
+                    config.syn_cookies = SynCookies::OnOverflow;
+                }
+            }
+            // The MSS assumed without an MSS option: synack's is RFC 9293's 536.
+            "net.inet.tcp.mssdflt" => {
+                if n != 536 {
+                    return unsupported("synack assumes RFC 9293's 536 bytes");
+                }
+                return Sysctl::Ignored;
+            }
+            // RFC 7323 §3.2: synack drops a segment without timestamps once
+            // they are negotiated, as FreeBSD does with 0.
+            "net.inet.tcp.tolerate_missing_ts" => {
+                if n != 0 {
+                    return unsupported("synack drops segments missing timestamps (RFC 7323 §3.2)");
                 }
                 return Sysctl::Ignored;
             }
