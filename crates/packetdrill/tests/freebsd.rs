@@ -188,6 +188,8 @@ fn run_groups() {
     let profile = Profile::freebsd();
     let mut counts: BTreeMap<String, Counts> = BTreeMap::new();
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    // Failures by the shape of what happened instead, with an example.
+    let mut failures: BTreeMap<String, (usize, String)> = BTreeMap::new();
     let mut regressions = Vec::new();
     // Scripts whose expectation file no longer describes what happens.
     let mut stale = Vec::new();
@@ -247,6 +249,19 @@ fn run_groups() {
             }
             (Outcome::Fail(f), e) => {
                 c.fail += 1;
+                let shape: String = f
+                    .actual
+                    .chars()
+                    .map(|ch| if ch.is_ascii_digit() { 'N' } else { ch })
+                    .collect();
+                let shape = shape
+                    .replace("NN", "N")
+                    .replace("NN", "N")
+                    .replace("NN", "N");
+                failures
+                    .entry(shape)
+                    .or_insert_with(|| (0, format!("{g}/{n}: {f}")))
+                    .0 += 1;
                 // An expectation no longer holds if a difference it
                 // announces before the failure did not happen.
                 let missing = e.as_ref().is_some_and(|e| {
@@ -302,6 +317,12 @@ fn run_groups() {
     by_count.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     for (why, n) in by_count {
         println!("  {n:>4}  {why}");
+    }
+    println!("\nfailures, by what happened instead (numbers elided), with an example:");
+    let mut by_count: Vec<_> = failures.into_iter().collect();
+    by_count.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(&b.0)));
+    for (shape, (n, example)) in by_count {
+        println!("  {n:>4}  {shape}\n        e.g. {example}");
     }
     passing.sort();
     println!("\n{} passing:", passing.len());
