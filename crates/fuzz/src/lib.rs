@@ -838,7 +838,7 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     ];
     // stack: A listens on 80, B connects, A accepts; each writes 3 000
     // bytes, reads, shuts down and reads the EOF; a UDP datagram each way.
-    let sleep = |ms: u8| [0, 15, 0, ms];
+    let sleep = |ms: u8| [0, 16, 0, ms];
     let mut v = vec![1, 32, 7, 5, 5, 7, 5, 5];
     v.extend_from_slice(&[0, 0, 0]); // A: listen on 80
     v.extend_from_slice(&[1, 1, 0]); // B: connect to A:80
@@ -863,6 +863,15 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     v.extend_from_slice(&sleep(10));
     v.extend_from_slice(&[0, 13, 0, 1, 13, 1]); // both receive
     out.push(("stack", "echo-close-udp".to_string(), v));
+    // stack: the same connection handed to a worker task at each end, each
+    // writing 16 000 bytes while reading the other's to the end.
+    let mut v = vec![1, 32, 7, 5, 5, 7, 5, 5];
+    v.extend_from_slice(&[0, 0, 0, 1, 1, 0, 0, 2, 0]); // listen, connect, accept
+    v.extend_from_slice(&sleep(50));
+    v.extend_from_slice(&[0, 15, 0, 0x07, 0xd0]); // a worker takes one end
+    v.extend_from_slice(&[1, 15, 0, 0x07, 0xd0]); // and one the other
+    v.extend_from_slice(&sleep(200));
+    out.push(("stack", "workers".to_string(), v));
     for (name, ops) in reassembly {
         let mut v = head.to_vec();
         v.extend(ops.concat());

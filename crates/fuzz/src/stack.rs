@@ -14,7 +14,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::io::ErrorKind;
+use std::io::{self, ErrorKind};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
@@ -49,19 +49,27 @@ fn pattern(from: SocketAddr, to: SocketAddr, offset: u64) -> u8 {
 /// A stream held by the script, with its two directions.
 struct Conn {
     stream: TcpStream,
-    local: SocketAddr,
-    peer: SocketAddr,
+    /// The direction out, this end writing.
     out: Rc<Pipe>,
-    inn: Rc<Pipe>,
-    /// Bytes read so far.
-    read: u64,
-    /// Seen EOF.
-    eof: bool,
+    /// The direction in, and how far this end has read it.
+    rx: Rx,
     /// Shut down for writing.
     shut: bool,
+}
+
+/// The reading end of a direction (shared by a worker's reader and writer,
+/// hence cells).
+struct Rx {
+    local: SocketAddr,
+    peer: SocketAddr,
+    inn: Rc<Pipe>,
+    /// Bytes read so far.
+    read: Cell<u64>,
+    /// Seen EOF.
+    eof: Cell<bool>,
     /// A call reported an error (a reset, a timeout): reported once, as the
     /// kernel does, after which reads see end of stream.
-    errored: bool,
+    errored: Cell<bool>,
 }
 
 /// The pipes of connections one end has joined and the other not yet.
@@ -98,65 +106,64 @@ fn adopt(side: usize, stream: TcpStream, pairing: &mut Pairing) -> Option<Conn> 
     let inn = pairing.join(side, peer, local);
     Some(Conn {
         stream,
-        local,
-        peer,
         out,
-        inn,
-        read: 0,
-        eof: false,
+        rx: Rx {
+            local,
+            peer,
+            inn,
+            read: Cell::new(0),
+            eof: Cell::new(false),
+            errored: Cell::new(false),
+        },
         shut: false,
-        errored: false,
     })
 }
 
 /// Reads what is there from `c` and checks it.
-fn check_read(c: &mut Conn, buf: &mut [u8], summary: &mut Summary) {
+fn check_read(c: &mut Conn, buf: &mut [u8], summary: &Cell<Summary>) {
     let res = c.stream.try_read(buf);
+    check_read_result(&c.rx, res, buf, summary);
+}
+
+/// Checks what a read into `buf` gave.
+fn check_read_result(rx: &Rx, res: io::Result<usize>, buf: &[u8], summary: &Cell<Summary>) {
+    let mut sum = summary.get();
+    let (local, peer, read, written) = (rx.local, rx.peer, rx.read.get(), rx.inn.written.get());
     match res {
-        Ok(0) if !buf.is_empty() && c.errored => c.eof = true,
+        Ok(0) if !buf.is_empty() && rx.errored.get() => rx.eof.set(true),
         Ok(0) if !buf.is_empty() => {
             assert!(
-                c.inn.finished.get(),
-                "EOF on {} <- {} before its writer shut down or closed",
-                c.local,
-                c.peer
+                rx.inn.finished.get(),
+                "EOF on {local} <- {peer} before its writer shut down or closed"
             );
             assert_eq!(
-                c.read,
-                c.inn.written.get(),
-                "EOF on {} <- {} after {} of {} bytes",
-                c.local,
-                c.peer,
-                c.read,
-                c.inn.written.get()
+                read, written,
+                "EOF on {local} <- {peer} after {read} of {written} bytes"
             );
-            c.eof = true;
-            summary.eofs += 1;
+            rx.eof.set(true);
+            sum.eofs += 1;
         }
         Ok(n) => {
-            summary.bytes_read += n as u64;
+            sum.bytes_read += n as u64;
             for (i, &b) in buf[..n].iter().enumerate() {
-                let at = c.read + i as u64;
+                let at = read + i as u64;
                 assert_eq!(
                     b,
-                    pattern(c.peer, c.local, at),
-                    "byte {at} of {} -> {} differs",
-                    c.peer,
-                    c.local
+                    pattern(peer, local, at),
+                    "byte {at} of {peer} -> {local} differs"
                 );
             }
-            c.read += n as u64;
+            rx.read.set(read + n as u64);
             assert!(
-                c.read <= c.inn.written.get(),
-                "read {} bytes of {} -> {}, only {} written",
-                c.read,
-                c.peer,
-                c.local,
-                c.inn.written.get()
+                read + n as u64 <= written,
+                "read {} bytes of {peer} -> {local}, only {written} written",
+                read + n as u64
             );
         }
         Err(e) => {
-            c.errored |= e.kind() != ErrorKind::WouldBlock;
+            if e.kind() != ErrorKind::WouldBlock {
+                rx.errored.set(true);
+            }
             assert!(
                 matches!(
                     e.kind(),
@@ -167,10 +174,60 @@ fn check_read(c: &mut Conn, buf: &mut [u8], summary: &mut Summary) {
                         | ErrorKind::BrokenPipe
                         | ErrorKind::NotConnected
                 ),
-                "try_read: {e:?}"
+                "read: {e:?}"
             )
         }
     }
+    summary.set(sum);
+}
+
+/// A worker task given a connection: writes `n` bytes of its pattern with
+/// `write`, shuts down, and meanwhile reads to the end with `read` — the
+/// async paths (`poll_write`, `poll_read`, their wakers, a split stream),
+/// not the `try_` calls. Reading and writing at once, as a real
+/// application must (two workers each only writing would fill both windows
+/// and wait for ever).
+async fn worker(mut c: Conn, n: usize, summary: Rc<Cell<Summary>>) {
+    use tokio::io::AsyncReadExt;
+    let (local, peer) = (c.rx.local, c.rx.peer);
+    let (out, rx) = (&c.out, &c.rx);
+    let (mut rd, mut wr) = c.stream.split();
+    let write = async {
+        let start = out.written.get();
+        let data: Vec<u8> = (0..n as u64)
+            .map(|k| pattern(local, peer, start + k))
+            .collect();
+        let mut written = 0;
+        while written < n {
+            match wr.write(&data[written..]).await {
+                Ok(0) => return,
+                Ok(m) => {
+                    written += m;
+                    out.written.set(start + written as u64);
+                }
+                Err(_) => {
+                    rx.errored.set(true);
+                    return;
+                }
+            }
+        }
+        match wr.shutdown().await {
+            Ok(()) => out.finished.set(true),
+            Err(_) => rx.errored.set(true),
+        }
+    };
+    let read = async {
+        let mut buf = vec![0u8; 4096];
+        while !rx.eof.get() {
+            let res = rd.read(&mut buf).await;
+            let failed = res.is_err();
+            check_read_result(rx, res, &buf, &summary);
+            if failed {
+                return;
+            }
+        }
+    };
+    tokio::join!(write, read);
 }
 
 /// What a script did, for tests of the seeds.
@@ -201,7 +258,8 @@ pub fn run(data: &[u8]) -> Summary {
 }
 
 async fn script(data: &[u8]) -> Summary {
-    let mut summary = Summary::default();
+    let summary: Rc<Cell<Summary>> = Rc::default();
+    let mut workers = Vec::new();
     let mut r = Reader::new(data);
     let mtu = [576, 1500, 9000, 65535][usize::from(r.u8() % 4)];
     let queue = 4 + usize::from(r.u8() % 64);
@@ -244,7 +302,7 @@ async fn script(data: &[u8]) -> Summary {
         let other = 1 - side;
         let op = r.u8();
         let pick = |r: &mut Reader, n: usize| (n > 0).then(|| usize::from(r.u8()) % n);
-        match op % 16 {
+        match op % 18 {
             0 => {
                 let port = 80 + u16::from(r.u8() % 4);
                 if let Ok(l) = TcpListener::bind_on(&stacks[side], (ADDRS[side], port)).await {
@@ -278,7 +336,7 @@ async fn script(data: &[u8]) -> Summary {
                     let c = &mut conns[i];
                     let start = c.out.written.get();
                     for (k, b) in buf[..n].iter_mut().enumerate() {
-                        *b = pattern(c.local, c.peer, start + k as u64);
+                        *b = pattern(c.rx.local, c.rx.peer, start + k as u64);
                     }
                     let res = c.stream.try_write(&buf[..n]);
                     match res {
@@ -287,7 +345,9 @@ async fn script(data: &[u8]) -> Summary {
                             c.out.written.set(start + m as u64);
                         }
                         Err(e) => {
-                            c.errored |= e.kind() != ErrorKind::WouldBlock;
+                            if e.kind() != ErrorKind::WouldBlock {
+                                c.rx.errored.set(true);
+                            }
                             assert!(
                                 matches!(
                                     e.kind(),
@@ -307,7 +367,7 @@ async fn script(data: &[u8]) -> Summary {
             5 | 6 => {
                 if let Some(i) = pick(&mut r, conns.len()) {
                     let n = usize::from(r.u16()).min(buf.len());
-                    check_read(&mut conns[i], &mut buf[..n], &mut summary);
+                    check_read(&mut conns[i], &mut buf[..n], &summary);
                 }
             }
             7 => {
@@ -315,7 +375,7 @@ async fn script(data: &[u8]) -> Summary {
                 if let Some(i) = pick(&mut r, conns.len()) {
                     let wait = Duration::from_millis(u64::from(r.u8()) * 10);
                     let _ = tokio::time::timeout(wait, conns[i].stream.readable()).await;
-                    check_read(&mut conns[i], &mut buf, &mut summary);
+                    check_read(&mut conns[i], &mut buf, &summary);
                 }
             }
             8 => {
@@ -326,7 +386,7 @@ async fn script(data: &[u8]) -> Summary {
                             c.shut = true;
                             c.out.finished.set(true);
                         }
-                        Err(_) => c.errored = true,
+                        Err(_) => c.rx.errored.set(true),
                     }
                 }
             }
@@ -388,7 +448,9 @@ async fn script(data: &[u8]) -> Summary {
                     let (uside, u) = &udps[i];
                     while let Ok((n, from)) = u.try_recv_from(&mut buf) {
                         assert_eq!(from.ip(), ADDRS[1 - uside], "a datagram from elsewhere");
-                        summary.datagrams += 1;
+                        let mut sum = summary.get();
+                        sum.datagrams += 1;
+                        summary.set(sum);
                         if n > 0 {
                             let seq = buf[0];
                             for (k, &b) in buf[1..n].iter().enumerate() {
@@ -401,6 +463,14 @@ async fn script(data: &[u8]) -> Summary {
             14 => {
                 if let Some(i) = pick(&mut r, udps.len()) {
                     udps.swap_remove(i);
+                }
+            }
+            15 => {
+                // A worker task takes the connection over.
+                if let Some(i) = pick(&mut r, conns.len()) {
+                    let c = conns.swap_remove(i);
+                    let n = usize::from(r.u16()) * 8;
+                    workers.push(tokio::task::spawn_local(worker(c, n, Rc::clone(&summary))));
                 }
             }
             _ => {
@@ -421,23 +491,45 @@ async fn script(data: &[u8]) -> Summary {
             }
         }
     }
-    // The end: every handle goes, and every connection must follow.
+    // The end: every handle goes, and every connection must follow; the
+    // workers finish (their peers shut down or close).
     for t in &tasks {
         t.abort();
     }
-    drop(conns);
+    for c in conns {
+        // Dropped: a graceful close (FIN after the data) unless unread data
+        // makes it a reset, which the worker at the other end sees as one.
+        c.out.finished.set(true);
+    }
     drop(listeners);
     drop(udps);
     arrivals.borrow_mut().clear();
     for _ in 0..24 {
         tokio::time::sleep(Duration::from_secs(300)).await;
-        if stacks.iter().all(|s| s.connections().is_empty()) {
-            return summary;
+        if stacks.iter().all(|s| s.connections().is_empty())
+            && workers.iter().all(|w| w.is_finished())
+        {
+            break;
         }
     }
-    panic!(
+    for w in workers {
+        assert!(
+            w.is_finished(),
+            "a worker task still runs two hours after the end: {:#?} {:#?}",
+            stacks[0].connections(),
+            stacks[1].connections()
+        );
+        if let Err(e) = w.await
+            && e.is_panic()
+        {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+    assert!(
+        stacks.iter().all(|s| s.connections().is_empty()),
         "connections left two hours after every handle was dropped: {:#?} {:#?}",
         stacks[0].connections(),
         stacks[1].connections()
     );
+    summary.get()
 }

@@ -92,21 +92,21 @@ fn stack_holds_on_random_inputs() {
     run("stack", synack_fuzz::stack, 300);
 }
 
-/// The stack seed moves what its comments say: 3 000 bytes each way, both
-/// ends of stream, a datagram each way.
+/// The stack seeds move what their comments say: 3 000 bytes each way
+/// with both ends of stream and a datagram each way; 16 000 bytes each way
+/// between two worker tasks, with both ends of stream.
 #[test]
-fn stack_seed_moves_its_data() {
-    let (_, _, data) = synack_fuzz::seeds()
-        .into_iter()
-        .find(|(t, _, _)| *t == "stack")
-        .expect("a stack seed");
-    let s = synack_fuzz::stack::run(&data);
-    assert_eq!(
-        s,
-        synack_fuzz::stack::Summary {
-            bytes_read: 6000,
-            eofs: 2,
-            datagrams: 2
+fn stack_seeds_move_their_data() {
+    for (t, name, data) in synack_fuzz::seeds() {
+        if t != "stack" {
+            continue;
         }
-    );
+        let want = match name.as_str() {
+            "echo-close-udp" => (6000, 2, 2),
+            "workers" => (32_000, 2, 0),
+            other => panic!("no expectation for seed {other}"),
+        };
+        let s = synack_fuzz::stack::run(&data);
+        assert_eq!((s.bytes_read, s.eofs, s.datagrams), want, "seed {name}");
+    }
 }
