@@ -318,6 +318,9 @@ struct Fd {
     bound: Option<(SocketAddrV4, Reuse)>,
     tos: Option<u8>,
     connect_timeout: Option<Duration>,
+    /// `TCP_KEEPIDLE`/`TCP_KEEPINTVL`/`TCP_KEEPCNT`, used when `SO_KEEPALIVE`
+    /// turns keepalive on (Linux keeps them apart from the switch).
+    keepalive: Keepalive,
 }
 
 /// A system call waiting for the engine.
@@ -1248,6 +1251,7 @@ impl<'a> Runner<'a> {
                 bound: None,
                 tos: None,
                 connect_timeout: None,
+                keepalive: Keepalive::default(),
             },
         );
         Ok(Some((i64::from(fd), None)))
@@ -1319,36 +1323,41 @@ impl<'a> Runner<'a> {
             "SO_KEEPALIVE" => {
                 let on = int.unwrap_or(0) != 0;
                 let e = self.entry(fd);
-                e.opts.keepalive = if on {
-                    Some(e.opts.keepalive.unwrap_or_default())
-                } else {
-                    None
-                };
+                e.opts.keepalive = on.then_some(e.keepalive);
                 let k = e.opts.keepalive;
                 if let Some(h) = conn {
                     r = self.engine().set_keepalive(now, h, k);
                 }
             }
             "TCP_KEEPIDLE" | "TCP_KEEPINTVL" | "TCP_KEEPCNT" => {
-                let n = int.unwrap_or(0).max(0) as u64;
+                let n = int.unwrap_or(0);
+                let linux = self.profile.name == "linux";
                 let e = self.entry(fd);
-                let mut k: Keepalive = e.opts.keepalive.unwrap_or_default();
-                match name.as_str() {
-                    "TCP_KEEPIDLE" => k.idle = Duration::from_secs(n),
-                    "TCP_KEEPINTVL" => k.interval = Duration::from_secs(n),
-                    _ => k.count = n as u32,
-                }
-                // FreeBSD: these set the parameters; SO_KEEPALIVE turns it on.
                 let on = e.opts.keepalive.is_some();
-                if on {
-                    e.opts.keepalive = Some(k);
-                    if let Some(h) = conn {
-                        r = self.engine().set_keepalive(now, h, Some(k));
-                    }
-                } else {
+                if !on && !linux {
                     return Err(Stop::Unsupported(format!(
                         "{name} without SO_KEEPALIVE (FreeBSD's keepalive timers for idle connections)"
                     )));
+                }
+                if n < 1 {
+                    // Linux: EINVAL for a value below 1 (as the engine's
+                    // set_keepalive for a zero setting).
+                    r = Err(Error::InvalidInput);
+                } else {
+                    let n = n as u64;
+                    let k = &mut e.keepalive;
+                    match name.as_str() {
+                        "TCP_KEEPIDLE" => k.idle = Duration::from_secs(n),
+                        "TCP_KEEPINTVL" => k.interval = Duration::from_secs(n),
+                        _ => k.count = u32::try_from(n).unwrap_or(u32::MAX),
+                    }
+                    let k = *k;
+                    if on {
+                        e.opts.keepalive = Some(k);
+                        if let Some(h) = conn {
+                            r = self.engine().set_keepalive(now, h, Some(k));
+                        }
+                    }
                 }
             }
             "SO_LINGER" => {
