@@ -1,5 +1,10 @@
 //! synack's own packetdrill scripts (`scripts/*.pkt`) under the `linux`
-//! profile (synack's defaults): every one must pass.
+//! profile (synack's defaults): every one must pass, unless
+//! `expectations/own/<name>.txt` records a difference between synack and
+//! the RFC the script follows (same format as the FreeBSD suite's:
+//! `expect: differ` with the lines tolerated, or `expect: fail` at one
+//! line); then it must differ exactly so, and a difference that goes away
+//! or moves fails the test.
 //!
 //! ```text
 //! cargo test -p synack-packetdrill --test own -- --nocapture
@@ -13,9 +18,89 @@
 
 use std::path::{Path, PathBuf};
 
-use synack_packetdrill::{Outcome, Profile, parse, run_traced};
+use synack_packetdrill::{Outcome, Profile, execute, parse, run_traced};
 
 const SCRIPTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts");
+const EXPECTATIONS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/expectations/own");
+
+/// A recorded difference from the RFC: see the crate docs.
+struct Expectation {
+    differ: bool,
+    lines: Vec<usize>,
+    reason: String,
+}
+
+fn expectation(name: &str) -> Option<Expectation> {
+    let path = Path::new(EXPECTATIONS).join(format!("{name}.txt"));
+    let text = std::fs::read_to_string(&path).ok()?;
+    let mut lines = text.lines();
+    let differ = match lines.next() {
+        Some("expect: differ") => true,
+        Some("expect: fail") => false,
+        other => panic!("{}: unknown expectation {other:?}", path.display()),
+    };
+    let at: Vec<usize> = lines
+        .next()
+        .and_then(|l| l.strip_prefix("line: "))
+        .map(|l| {
+            l.split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        !at.is_empty() && (differ || at.len() == 1),
+        "{}: second line must be `line: N` (`line: N M ...` for `expect: differ`)",
+        path.display()
+    );
+    Some(Expectation {
+        differ,
+        lines: at,
+        reason: lines.collect::<Vec<_>>().join(" "),
+    })
+}
+
+/// Checks a script's run against its expectation: `Ok` with a label, or
+/// `Err` with why it is a failure.
+fn judge(path: &Path) -> Result<String, String> {
+    let profile = Profile::linux();
+    let text = std::fs::read_to_string(path).expect("readable script");
+    let script = parse(&text, profile.defines).map_err(|e| format!("parse error: {e}"))?;
+    let Some(e) = expectation(&name(path)) else {
+        let r = execute(&script, &profile, &[]);
+        return match r.outcome {
+            Outcome::Pass => Ok("pass".into()),
+            other => Err(other.to_string()),
+        };
+    };
+    let tolerate = if e.differ {
+        e.lines.clone()
+    } else {
+        Vec::new()
+    };
+    let r = execute(&script, &profile, &tolerate);
+    let mut at: Vec<usize> = r.tolerated.iter().map(|f| f.line).collect();
+    at.sort_unstable();
+    at.dedup();
+    match r.outcome {
+        Outcome::Pass if e.differ && at == e.lines => Ok(format!(
+            "known difference: {} [{}]",
+            r.tolerated
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+            e.reason
+        )),
+        Outcome::Fail(f) if !e.differ && f.line == e.lines[0] => {
+            Ok(format!("known difference: {f} [{}]", e.reason))
+        }
+        other => Err(format!(
+            "{other}, but its expectation says it differs at lines {:?} (differed at {at:?})",
+            e.lines
+        )),
+    }
+}
 
 /// Every `.pkt` file in `scripts/`, sorted.
 fn scripts() -> Vec<PathBuf> {
@@ -57,10 +142,12 @@ fn every_own_script_passes() {
     assert!(!all.is_empty(), "no scripts in {SCRIPTS}");
     let mut failed = Vec::new();
     for path in &all {
-        let outcome = run_one(path, false);
-        println!("{:<8} {}", outcome.kind(), name(path));
-        if outcome != Outcome::Pass {
-            failed.push(format!("{}: {outcome}", name(path)));
+        match judge(path) {
+            Ok(label) => println!("{}: {label}", name(path)),
+            Err(why) => {
+                println!("{}: fail: {why}", name(path));
+                failed.push(format!("{}: {why}", name(path)));
+            }
         }
     }
     assert!(
@@ -70,6 +157,24 @@ fn every_own_script_passes() {
         all.len(),
         failed.join("\n")
     );
+}
+
+/// Every expectation file belongs to a script.
+#[test]
+fn every_expectation_has_its_script() {
+    let Ok(dir) = std::fs::read_dir(EXPECTATIONS) else {
+        return;
+    };
+    for entry in dir {
+        let path = entry.expect("directory entry").path();
+        let script = Path::new(SCRIPTS).join(format!("{}.pkt", name(&path)));
+        assert!(
+            script.is_file(),
+            "{} has no script {}",
+            path.display(),
+            script.display()
+        );
+    }
 }
 
 /// `PACKETDRILL_OWN=<name>`: that script with its log; without it, nothing.
