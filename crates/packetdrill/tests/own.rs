@@ -145,7 +145,7 @@ fn every_own_script_passes() {
         match judge(path) {
             Ok(label) => println!("{}: {label}", name(path)),
             Err(why) => {
-                println!("{}: fail: {why}", name(path));
+                println!("{}: FAILED: {why}", name(path));
                 failed.push(format!("{}: {why}", name(path)));
             }
         }
