@@ -1923,6 +1923,74 @@ mod tests {
         );
     }
 
+    /// Keep-alive settings before `SO_KEEPALIVE`, as Linux allows.
+    const KEEPALIVE: &str = "\
+0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0 bind(3, ..., ...) = 0
++0 listen(3, 1) = 0
++0 < S 0:0(0) win 65535 <mss 1460>
++0 > S. 0:0(0) ack 1 <mss 1460>
++0.1 < . 1:1(0) ack 1 win 65535
++0 accept(3, ..., ...) = 4
++0 setsockopt(4, IPPROTO_TCP, TCP_KEEPIDLE, [5], 4) = 0
++0 setsockopt(4, IPPROTO_TCP, TCP_KEEPINTVL, [2], 4) = 0
++0 setsockopt(4, IPPROTO_TCP, TCP_KEEPCNT, [1], 4) = 0
++0 setsockopt(4, SOL_SOCKET, SO_KEEPALIVE, [1], 4) = 0
++5 > . 0:0(0) ack 1
++2 > R 1:1(0)
+";
+
+    fn linux_outcome(text: &str) -> Outcome {
+        let profile = Profile::linux();
+        let script = parse::parse(text, profile.defines).expect("parses");
+        let (outcome, log) = run_traced(&script, &profile);
+        for l in log {
+            println!("{l}");
+        }
+        outcome
+    }
+
+    #[test]
+    fn linux_keepalive_settings_wait_for_so_keepalive() {
+        assert_eq!(linux_outcome(KEEPALIVE), Outcome::Pass);
+        // The settings are used: a probe at the default 7200 s would fail.
+        let late = KEEPALIVE.replace("+5 > .", "+6 > .");
+        assert_eq!(failure_line(linux_outcome(&late)), 12);
+        // Without SO_KEEPALIVE there is no probe at all.
+        let off = KEEPALIVE.replace("SO_KEEPALIVE, [1]", "SO_KEEPALIVE, [0]");
+        assert_eq!(failure_line(linux_outcome(&off)), 12);
+        // A zero setting is EINVAL, as on Linux.
+        let zero = KEEPALIVE.replace("TCP_KEEPCNT, [1], 4) = 0", "TCP_KEEPCNT, [0], 4) = 0");
+        assert_eq!(failure_line(linux_outcome(&zero)), 10);
+        let einval = KEEPALIVE.replace(
+            "TCP_KEEPCNT, [1], 4) = 0",
+            "TCP_KEEPCNT, [1], 4) = 0\n+0 setsockopt(4, IPPROTO_TCP, TCP_KEEPCNT, [0], 4) = -1 EINVAL (Invalid argument)",
+        );
+        assert_eq!(linux_outcome(&einval), Outcome::Pass);
+        // FreeBSD's profile still calls the settings without SO_KEEPALIVE unsupported.
+        assert!(
+            matches!(outcome(KEEPALIVE), Outcome::Unsupported(ref why) if why.contains("TCP_KEEPIDLE")),
+            "{}",
+            outcome(KEEPALIVE)
+        );
+    }
+
+    #[test]
+    fn the_linux_profile_checks_windows() {
+        let s = "\
+0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0 bind(3, ..., ...) = 0
++0 listen(3, 1) = 0
++0 < S 0:0(0) win 65535 <mss 1460,nop,wscale 7>
++0 > S. 0:0(0) ack 1 win 65535 <mss 1460,nop,wscale 3>
+";
+        assert_eq!(linux_outcome(s), Outcome::Pass);
+        let wrong = s.replace("ack 1 win 65535", "ack 1 win 1000");
+        assert_eq!(failure_line(linux_outcome(&wrong)), 5);
+        // FreeBSD's profile does not.
+        assert_eq!(outcome(&wrong), Outcome::Pass);
+    }
+
     #[test]
     fn ipv6_is_unsupported() {
         let o = outcome(&format!("--ip_version=ipv6\n{PASSIVE}"));
