@@ -62,7 +62,7 @@
 //!
 //! ```text
 //! cargo test -p synack-packetdrill --test own -- --nocapture
-//! PACKETDRILL_OWN=sack-recovery cargo test -p synack-packetdrill --test own one_script -- --nocapture
+//! PACKETDRILL_OWN=sack-recovery cargo test -p synack-packetdrill --test own one_script -- --ignored --nocapture
 //! ```
 
 #![forbid(unsafe_code)]
