@@ -6,7 +6,8 @@
 //! the TCP subset of the script language with its own parser ([`parse()`]) and
 //! runs a script against [`synack_engine::Engine`] directly, in virtual time
 //! ([`run()`]), with a [`Profile`] saying how to read another stack's settings
-//! (FreeBSD's `sysctl` lines) and what not to check (FreeBSD's exact windows).
+//! (FreeBSD's or Linux's `sysctl` lines) and what not to check (FreeBSD's
+//! exact windows).
 //!
 //! Each script gives an [`Outcome`]: it passed, it failed at a given line with
 //! what the engine did instead, or it is unsupported for a stated reason (IPv6,
@@ -48,6 +49,21 @@
 //! checked); `expect: fail` with one line stops there, for a difference after
 //! which the script means nothing. Either way the file must hold exactly: a
 //! difference that goes away, or moves, fails the test.
+//!
+//! # Our own scripts
+//!
+//! `scripts/*.pkt` are synack's own scripts for what FreeBSD's suite does not
+//! cover (SACK recovery, RACK-TLP, congestion control, challenge ACKs,
+//! keep-alive, zero-window probing, delayed ACK, Nagle), each with a header
+//! saying what the RFC requires and what synack does. `tests/own.rs` runs
+//! them under [`Profile::linux`] (synack's defaults, windows checked) and
+//! requires each to pass, unless `expectations/own/<name>.txt` records a
+//! difference from the RFC (same format as above):
+//!
+//! ```text
+//! cargo test -p synack-packetdrill --test own -- --nocapture
+//! PACKETDRILL_OWN=sack-recovery cargo test -p synack-packetdrill --test own one_script -- --ignored --nocapture
+//! ```
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

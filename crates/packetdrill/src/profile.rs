@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use synack_engine::{Config, SynCookies};
+use synack_engine::{Config, CongestionAlgorithm, SynCookies};
 
 /// How a suite's scripts are read and checked.
 #[derive(Debug, Clone)]
@@ -49,6 +49,22 @@ impl Profile {
         }
     }
 
+    /// Linux, and synack's own scripts (`scripts/`): synack's defaults, which
+    /// follow Linux's (IW10, RTO min 200 ms, initial RTO 1 s, delayed ACK
+    /// 40 ms, window scale from the largest receive buffer, quick-ACK mode at
+    /// the start of a connection, CUBIC, SACK and timestamps on). Windows are
+    /// checked; buffer sizes read back are not (Linux doubles them).
+    /// `sysctl -w net.ipv4.tcp_*` lines are mapped onto [`Config`]; the
+    /// `Linux` variant of an `#ifdef` runs.
+    pub fn linux() -> Profile {
+        Profile {
+            name: "linux",
+            check_window: true,
+            check_buffer_sizes: false,
+            defines: &["Linux"],
+        }
+    }
+
     /// The configuration a script starts from: the engine's defaults, with
     /// FreeBSD's hard-coded constants where the engine has the knob and a
     /// script depends on it: a SYN is sent 11 times in all
@@ -69,6 +85,9 @@ impl Profile {
 
     /// Applies `name=value` to `config`.
     pub fn sysctl(&self, config: &mut Config, name: &str, value: &str) -> Sysctl {
+        if self.name == "linux" {
+            return linux_sysctl(config, name, value);
+        }
         let unsupported = |why: &str| Sysctl::Unsupported(format!("sysctl {name}={value}: {why}"));
         let Ok(n) = value.trim().parse::<u64>() else {
             return unsupported("not a number");
@@ -193,6 +212,46 @@ impl Profile {
     }
 }
 
+/// A Linux `sysctl -w net.ipv4.*` line.
+fn linux_sysctl(config: &mut Config, name: &str, value: &str) -> Sysctl {
+    let unsupported = |why: &str| Sysctl::Unsupported(format!("sysctl {name}={value}: {why}"));
+    let value = value.trim();
+    if name == "net.ipv4.tcp_congestion_control" {
+        config.congestion = match value {
+            "cubic" => CongestionAlgorithm::Cubic,
+            "reno" => CongestionAlgorithm::NewReno,
+            _ => return unsupported("synack has CUBIC and NewReno (`reno`) only"),
+        };
+        return Sysctl::Config;
+    }
+    let Ok(n) = value.parse::<u64>() else {
+        return unsupported("not a number");
+    };
+    match name {
+        "net.ipv4.tcp_sack" => config.sack = n != 0,
+        "net.ipv4.tcp_timestamps" => config.timestamps = n != 0,
+        "net.ipv4.tcp_window_scaling" => config.window_scaling = n != 0,
+        // RFC 5961 §7: challenge ACKs per second, stack-wide.
+        "net.ipv4.tcp_challenge_ack_limit" => {
+            config.challenge_ack_limit = u32::try_from(n).unwrap_or(u32::MAX);
+        }
+        "net.ipv4.tcp_syn_retries" => config.syn_retries = u32::try_from(n).unwrap_or(u32::MAX),
+        "net.ipv4.tcp_synack_retries" => {
+            config.synack_retries = u32::try_from(n).unwrap_or(u32::MAX);
+        }
+        "net.ipv4.tcp_retries2" => config.data_retries = u32::try_from(n).unwrap_or(u32::MAX),
+        "net.ipv4.tcp_keepalive_time"
+        | "net.ipv4.tcp_keepalive_intvl"
+        | "net.ipv4.tcp_keepalive_probes" => {
+            return unsupported(
+                "keepalive settings are per socket in synack, with no stack-wide default to inherit",
+            );
+        }
+        _ => return unsupported("no meaning in synack"),
+    }
+    Sysctl::Config
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,6 +280,50 @@ mod tests {
         ));
         assert!(matches!(
             p.sysctl(&mut c, "net.inet.tcp.nonsense", "1"),
+            Sysctl::Unsupported(_)
+        ));
+    }
+
+    #[test]
+    fn linux_is_synacks_defaults() {
+        let p = Profile::linux();
+        let c = p.base_config();
+        let d = Config::default();
+        assert_eq!(c.initial_window_segments, 10);
+        assert_eq!(c.min_rto, Duration::from_millis(200));
+        assert_eq!(c.initial_rto, Duration::from_secs(1));
+        assert!(c.initial_quickacks > 0);
+        assert_eq!(format!("{c:?}"), format!("{d:?}"));
+        assert!(p.check_window);
+    }
+
+    #[test]
+    fn linux_sysctls() {
+        let p = Profile::linux();
+        let mut c = p.base_config();
+        assert_eq!(
+            p.sysctl(&mut c, "net.ipv4.tcp_challenge_ack_limit", "3"),
+            Sysctl::Config
+        );
+        assert_eq!(c.challenge_ack_limit, 3);
+        assert_eq!(
+            p.sysctl(&mut c, "net.ipv4.tcp_congestion_control", "reno"),
+            Sysctl::Config
+        );
+        assert_eq!(c.congestion, CongestionAlgorithm::NewReno);
+        assert_eq!(p.sysctl(&mut c, "net.ipv4.tcp_sack", "0"), Sysctl::Config);
+        assert!(!c.sack);
+        assert!(matches!(
+            p.sysctl(&mut c, "net.ipv4.tcp_congestion_control", "bbr"),
+            Sysctl::Unsupported(_)
+        ));
+        // FreeBSD's names mean nothing here.
+        assert!(matches!(
+            p.sysctl(&mut c, "net.inet.tcp.sack.enable", "0"),
+            Sysctl::Unsupported(_)
+        ));
+        assert!(matches!(
+            p.sysctl(&mut c, "net.ipv4.tcp_keepalive_time", "10"),
             Sysctl::Unsupported(_)
         ));
     }

@@ -318,6 +318,9 @@ struct Fd {
     bound: Option<(SocketAddrV4, Reuse)>,
     tos: Option<u8>,
     connect_timeout: Option<Duration>,
+    /// `TCP_KEEPIDLE`/`TCP_KEEPINTVL`/`TCP_KEEPCNT`, used when `SO_KEEPALIVE`
+    /// turns keepalive on (Linux keeps them apart from the switch).
+    keepalive: Keepalive,
 }
 
 /// A system call waiting for the engine.
@@ -1248,6 +1251,7 @@ impl<'a> Runner<'a> {
                 bound: None,
                 tos: None,
                 connect_timeout: None,
+                keepalive: Keepalive::default(),
             },
         );
         Ok(Some((i64::from(fd), None)))
@@ -1319,36 +1323,41 @@ impl<'a> Runner<'a> {
             "SO_KEEPALIVE" => {
                 let on = int.unwrap_or(0) != 0;
                 let e = self.entry(fd);
-                e.opts.keepalive = if on {
-                    Some(e.opts.keepalive.unwrap_or_default())
-                } else {
-                    None
-                };
+                e.opts.keepalive = on.then_some(e.keepalive);
                 let k = e.opts.keepalive;
                 if let Some(h) = conn {
                     r = self.engine().set_keepalive(now, h, k);
                 }
             }
             "TCP_KEEPIDLE" | "TCP_KEEPINTVL" | "TCP_KEEPCNT" => {
-                let n = int.unwrap_or(0).max(0) as u64;
+                let n = int.unwrap_or(0);
+                let linux = self.profile.name == "linux";
                 let e = self.entry(fd);
-                let mut k: Keepalive = e.opts.keepalive.unwrap_or_default();
-                match name.as_str() {
-                    "TCP_KEEPIDLE" => k.idle = Duration::from_secs(n),
-                    "TCP_KEEPINTVL" => k.interval = Duration::from_secs(n),
-                    _ => k.count = n as u32,
-                }
-                // FreeBSD: these set the parameters; SO_KEEPALIVE turns it on.
                 let on = e.opts.keepalive.is_some();
-                if on {
-                    e.opts.keepalive = Some(k);
-                    if let Some(h) = conn {
-                        r = self.engine().set_keepalive(now, h, Some(k));
-                    }
-                } else {
+                if !on && !linux {
                     return Err(Stop::Unsupported(format!(
                         "{name} without SO_KEEPALIVE (FreeBSD's keepalive timers for idle connections)"
                     )));
+                }
+                if n < 1 {
+                    // Linux: EINVAL for a value below 1 (as the engine's
+                    // set_keepalive for a zero setting).
+                    r = Err(Error::InvalidInput);
+                } else {
+                    let n = n as u64;
+                    let k = &mut e.keepalive;
+                    match name.as_str() {
+                        "TCP_KEEPIDLE" => k.idle = Duration::from_secs(n),
+                        "TCP_KEEPINTVL" => k.interval = Duration::from_secs(n),
+                        _ => k.count = u32::try_from(n).unwrap_or(u32::MAX),
+                    }
+                    let k = *k;
+                    if on {
+                        e.opts.keepalive = Some(k);
+                        if let Some(h) = conn {
+                            r = self.engine().set_keepalive(now, h, Some(k));
+                        }
+                    }
                 }
             }
             "SO_LINGER" => {
@@ -1912,6 +1921,74 @@ mod tests {
             "{}",
             r.outcome
         );
+    }
+
+    /// Keep-alive settings before `SO_KEEPALIVE`, as Linux allows.
+    const KEEPALIVE: &str = "\
+0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0 bind(3, ..., ...) = 0
++0 listen(3, 1) = 0
++0 < S 0:0(0) win 65535 <mss 1460>
++0 > S. 0:0(0) ack 1 <mss 1460>
++0.1 < . 1:1(0) ack 1 win 65535
++0 accept(3, ..., ...) = 4
++0 setsockopt(4, IPPROTO_TCP, TCP_KEEPIDLE, [5], 4) = 0
++0 setsockopt(4, IPPROTO_TCP, TCP_KEEPINTVL, [2], 4) = 0
++0 setsockopt(4, IPPROTO_TCP, TCP_KEEPCNT, [1], 4) = 0
++0 setsockopt(4, SOL_SOCKET, SO_KEEPALIVE, [1], 4) = 0
++5 > . 0:0(0) ack 1
++2 > R 1:1(0)
+";
+
+    fn linux_outcome(text: &str) -> Outcome {
+        let profile = Profile::linux();
+        let script = parse::parse(text, profile.defines).expect("parses");
+        let (outcome, log) = run_traced(&script, &profile);
+        for l in log {
+            println!("{l}");
+        }
+        outcome
+    }
+
+    #[test]
+    fn linux_keepalive_settings_wait_for_so_keepalive() {
+        assert_eq!(linux_outcome(KEEPALIVE), Outcome::Pass);
+        // The settings are used: a probe at the default 7200 s would fail.
+        let late = KEEPALIVE.replace("+5 > .", "+6 > .");
+        assert_eq!(failure_line(linux_outcome(&late)), 12);
+        // Without SO_KEEPALIVE there is no probe at all.
+        let off = KEEPALIVE.replace("SO_KEEPALIVE, [1]", "SO_KEEPALIVE, [0]");
+        assert_eq!(failure_line(linux_outcome(&off)), 12);
+        // A zero setting is EINVAL, as on Linux.
+        let zero = KEEPALIVE.replace("TCP_KEEPCNT, [1], 4) = 0", "TCP_KEEPCNT, [0], 4) = 0");
+        assert_eq!(failure_line(linux_outcome(&zero)), 10);
+        let einval = KEEPALIVE.replace(
+            "TCP_KEEPCNT, [1], 4) = 0",
+            "TCP_KEEPCNT, [1], 4) = 0\n+0 setsockopt(4, IPPROTO_TCP, TCP_KEEPCNT, [0], 4) = -1 EINVAL (Invalid argument)",
+        );
+        assert_eq!(linux_outcome(&einval), Outcome::Pass);
+        // FreeBSD's profile still calls the settings without SO_KEEPALIVE unsupported.
+        assert!(
+            matches!(outcome(KEEPALIVE), Outcome::Unsupported(ref why) if why.contains("TCP_KEEPIDLE")),
+            "{}",
+            outcome(KEEPALIVE)
+        );
+    }
+
+    #[test]
+    fn the_linux_profile_checks_windows() {
+        let s = "\
+0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0 bind(3, ..., ...) = 0
++0 listen(3, 1) = 0
++0 < S 0:0(0) win 65535 <mss 1460,nop,wscale 7>
++0 > S. 0:0(0) ack 1 win 65535 <mss 1460,nop,wscale 3>
+";
+        assert_eq!(linux_outcome(s), Outcome::Pass);
+        let wrong = s.replace("ack 1 win 65535", "ack 1 win 1000");
+        assert_eq!(failure_line(linux_outcome(&wrong)), 5);
+        // FreeBSD's profile does not.
+        assert_eq!(outcome(&wrong), Outcome::Pass);
     }
 
     #[test]
