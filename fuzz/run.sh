@@ -41,12 +41,13 @@ cargo fuzz run -s "$sanitizer" "$target" "$work" "fuzz/corpus/$target" -- \
   -max_total_time=$((minutes * 60)) "${limits[@]}" >"$log" 2>&1
 status=$?
 set -e
-execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
-cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*')
+# (A run that stops before libFuzzer prints coverage must still be recorded.)
+execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || true)
+cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || true)
 if [ $status -eq 0 ]; then
   result="no crash"
 else
-  result="CRASH: $(ls -t fuzz/artifacts/"$target"/ 2>/dev/null | head -1)"
+  result="CRASH: $(ls -t fuzz/artifacts/"$target"/ 2>/dev/null | head -1 || true)"
   grep -E "panicked|ERROR" "$log" | head -5 >&2 || true
 fi
 echo "$target: ${minutes} min, ${execs:-?} executions, cov ${cov:-?}, $result (log: $log)"

@@ -9,11 +9,11 @@ awk -F'|' '
     m = $4 + 0; e = $5; gsub(/ /, "", e); c = $6 + 0
     if (!(t in min)) order[++n] = t
     min[t] += m; exe[t] += e; if (c > cov[t]) cov[t] = c
-    if ($8 ~ /CRASH/) crash[t]++
+    if ($8 ~ /CRASH|TIMEOUT/) crash[t]++
     total += m; totale += e
   }
   END {
-    print "| target | minutes | executions | coverage (libFuzzer `cov:`) | crashes |"
+    print "| target | minutes | executions | coverage (libFuzzer `cov:`) | findings (crashes, timeouts) |"
     print "|---|---:|---:|---:|---:|"
     for (i = 1; i <= n; i++) {
       t = order[i]

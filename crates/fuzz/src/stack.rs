@@ -409,9 +409,13 @@ async fn script(data: &[u8]) -> Summary {
                     let _ = match v % 5 {
                         0 => s.set_nodelay(v & 8 != 0),
                         1 => s.set_quickack(v & 8 != 0),
+                        // In whole seconds, as the kernel's TCP_KEEPIDLE and
+                        // TCP_KEEPINTVL: a millisecond keep-alive answered for
+                        // simulated days makes an input run for seconds
+                        // (libFuzzer's timeout found one).
                         2 => s.set_keepalive((v & 8 != 0).then_some(Keepalive {
-                            idle: t,
-                            interval: t / 2,
+                            idle: Duration::from_secs(t.as_millis() as u64 % 7200 + 1),
+                            interval: Duration::from_secs(t.as_millis() as u64 % 75 + 1),
                             count: u32::from(v >> 4),
                         })),
                         3 => s.set_user_timeout((v & 8 != 0).then_some(t)),
