@@ -68,10 +68,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod expect;
 pub mod parse;
 pub mod profile;
 pub mod run;
 
+pub use expect::Expectation;
 pub use parse::{ParseError, Script, parse};
 pub use profile::Profile;
 pub use run::{Failure, Outcome, Run, execute, run, run_file, run_traced};

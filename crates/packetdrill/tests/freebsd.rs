@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use synack_packetdrill::{Outcome, Profile, execute, parse};
+use synack_packetdrill::{Expectation, Outcome, Profile, execute, parse};
 
 const SUITE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -124,53 +124,14 @@ fn parse_every_script() {
     );
 }
 
-/// A known, legitimate difference, in `expectations/<group>/<script>.txt`:
-///
-/// - `expect: differ`, `line: N [M ...]`, the reason: the script runs with
-///   those lines tolerated (the rest is still checked) and must differ at
-///   exactly those lines;
-/// - `expect: fail`, `line: N`, the reason: the difference makes the rest of
-///   the script meaningless; the script must fail at line N.
-///
-/// The reason names the RFC that allows synack's choice.
-struct Expectation {
-    /// `expect: differ`: tolerate the lines and go on.
-    differ: bool,
-    lines: Vec<usize>,
-    reason: String,
-}
-
+/// A known, legitimate difference, in `expectations/<group>/<script>.txt`
+/// (see [`Expectation`]).
 fn expectation(g: &str, script: &str) -> Option<Expectation> {
-    let path = Path::new(EXPECTATIONS)
-        .join(g)
-        .join(format!("{script}.txt"));
-    let text = std::fs::read_to_string(&path).ok()?;
-    let mut lines = text.lines();
-    let differ = match lines.next() {
-        Some("expect: differ") => true,
-        Some("expect: fail") => false,
-        other => panic!("{}: unknown expectation {other:?}", path.display()),
-    };
-    let at: Vec<usize> = lines
-        .next()
-        .and_then(|l| l.strip_prefix("line: "))
-        .map(|l| {
-            l.split_whitespace()
-                .filter_map(|n| n.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    assert!(
-        !at.is_empty() && (differ || at.len() == 1),
-        "{}: second line must be `line: N` (`line: N M ...` for `expect: differ`)",
-        path.display()
-    );
-    let reason = lines.collect::<Vec<_>>().join(" ");
-    Some(Expectation {
-        differ,
-        lines: at,
-        reason,
-    })
+    Expectation::read(
+        &Path::new(EXPECTATIONS)
+            .join(g)
+            .join(format!("{script}.txt")),
+    )
 }
 
 #[derive(Default)]

@@ -18,46 +18,14 @@
 
 use std::path::{Path, PathBuf};
 
-use synack_packetdrill::{Outcome, Profile, execute, parse, run_traced};
+use synack_packetdrill::{Expectation, Outcome, Profile, execute, parse, run_traced};
 
 const SCRIPTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts");
 const EXPECTATIONS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/expectations/own");
 
-/// A recorded difference from the RFC: see the crate docs.
-struct Expectation {
-    differ: bool,
-    lines: Vec<usize>,
-    reason: String,
-}
-
+/// A recorded difference from the RFC (see [`Expectation`]).
 fn expectation(name: &str) -> Option<Expectation> {
-    let path = Path::new(EXPECTATIONS).join(format!("{name}.txt"));
-    let text = std::fs::read_to_string(&path).ok()?;
-    let mut lines = text.lines();
-    let differ = match lines.next() {
-        Some("expect: differ") => true,
-        Some("expect: fail") => false,
-        other => panic!("{}: unknown expectation {other:?}", path.display()),
-    };
-    let at: Vec<usize> = lines
-        .next()
-        .and_then(|l| l.strip_prefix("line: "))
-        .map(|l| {
-            l.split_whitespace()
-                .filter_map(|n| n.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    assert!(
-        !at.is_empty() && (differ || at.len() == 1),
-        "{}: second line must be `line: N` (`line: N M ...` for `expect: differ`)",
-        path.display()
-    );
-    Some(Expectation {
-        differ,
-        lines: at,
-        reason: lines.collect::<Vec<_>>().join(" "),
-    })
+    Expectation::read(&Path::new(EXPECTATIONS).join(format!("{name}.txt")))
 }
 
 /// Checks a script's run against its expectation: `Ok` with a label, or
