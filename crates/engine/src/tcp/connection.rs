@@ -2181,13 +2181,20 @@ impl Tcb {
         self.rcv_space_adjust(now);
         self.arm_reclaim(now);
         // Receiver SWS avoidance (RFC 9293 §3.8.6.2.2), as Linux does it: announce
-        // the opened window once it grew by a full segment and is at least twice
-        // what the peer still believes it has.
+        // the opened window once it grew by a full segment (half the buffer if
+        // that is less) and is at least twice what the peer still believes it
+        // has.
+        // The step is min(Fr * RCV.BUFF, Eff.snd.MSS) with Fr = 1/2 (RFC 9293
+        // §3.8.6.2.2): a buffer smaller than two segments must still reopen
+        // the window, or a peer that has stopped probing never learns of it.
         let advertised = (self.rcv_adv - self.rcv_nxt).max(0) as usize;
         let free = self.rcv_buf.window();
+        let step = usize::from(self.rcv_mss)
+            .min(self.rcv_buf.capacity() / 2)
+            .max(1);
         if self.state.is_synchronized()
             && !self.fin_received
-            && free.saturating_sub(advertised) >= usize::from(self.rcv_mss)
+            && free.saturating_sub(advertised) >= step
             && free >= 2 * advertised
         {
             self.ack_now = true;

@@ -611,3 +611,31 @@ fn windows_are_scaled_once_both_sides_offer_scaling() {
     let ack = h.fire_one_at(h.now + ms(40));
     assert_eq!(ack, h.ours(iss + 4381, irs + 1001).win(32268));
 }
+
+/// RFC 9293 §3.8.6.2.2: the receiver reopens its window in steps of
+/// min(Fr * RCV.BUFF, Eff.snd.MSS), Fr = 1/2. With a receive buffer smaller
+/// than a segment (1 024 bytes, MSS 1 460), a full window read by the
+/// application must be announced at once; waiting for a whole MSS of room
+/// would wait for ever, and a peer that had stopped probing (an orphan that
+/// gave up in LAST-ACK) would leave this end in FIN-WAIT-2 for ever. Found
+/// by the `stack` fuzz target (`fuzz/regressions/stack/`: a 32 KiB buffer
+/// under a 64 KiB MTU's segment size).
+#[test]
+fn a_buffer_under_one_segment_still_announces_its_reopened_window() {
+    let mut h = Harness::with_config(Config {
+        recv_buffer: 1024,
+        ..base_config()
+    });
+    let (_l, c, iss, irs) = h.established_passive();
+    h.send(h.peer(irs + 1, iss + 1).data(&[5; 1024]));
+    let mut acks = h.recv_all();
+    if acks.is_empty() {
+        // A delayed ACK.
+        acks = h.fire_at(h.now + ms(40));
+    }
+    let last = acks.last().expect("the data is acknowledged");
+    assert_eq!((last.ack, last.window), (Some(irs + 1 + 1024), 0));
+    assert_eq!(h.read(c).unwrap().len(), 1024);
+    let update = h.recv_one();
+    assert_eq!((update.ack, update.window), (Some(irs + 1 + 1024), 1024));
+}
