@@ -72,6 +72,29 @@ struct Rx {
     errored: Cell<bool>,
 }
 
+impl Rx {
+    /// A read or write on the socket failed: only the kinds a kernel socket
+    /// gives are allowed, and any but `WouldBlock` is the socket's error,
+    /// reported once (later reads may see end of stream).
+    fn on_error(&self, e: &io::Error, call: &str) {
+        assert!(
+            matches!(
+                e.kind(),
+                ErrorKind::WouldBlock
+                    | ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::TimedOut
+                    | ErrorKind::BrokenPipe
+                    | ErrorKind::NotConnected
+            ),
+            "{call}: {e:?}"
+        );
+        if e.kind() != ErrorKind::WouldBlock {
+            self.errored.set(true);
+        }
+    }
+}
+
 /// The pipes of connections one end has joined and the other not yet.
 #[derive(Default)]
 struct Pairing {
@@ -160,23 +183,7 @@ fn check_read_result(rx: &Rx, res: io::Result<usize>, buf: &[u8], summary: &Cell
                 read + n as u64
             );
         }
-        Err(e) => {
-            if e.kind() != ErrorKind::WouldBlock {
-                rx.errored.set(true);
-            }
-            assert!(
-                matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock
-                        | ErrorKind::ConnectionReset
-                        | ErrorKind::ConnectionAborted
-                        | ErrorKind::TimedOut
-                        | ErrorKind::BrokenPipe
-                        | ErrorKind::NotConnected
-                ),
-                "read: {e:?}"
-            )
-        }
+        Err(e) => rx.on_error(&e, "read"),
     }
     summary.set(sum);
 }
@@ -344,23 +351,7 @@ async fn script(data: &[u8]) -> Summary {
                             assert!(!c.shut, "a write after shutdown succeeded");
                             c.out.written.set(start + m as u64);
                         }
-                        Err(e) => {
-                            if e.kind() != ErrorKind::WouldBlock {
-                                c.rx.errored.set(true);
-                            }
-                            assert!(
-                                matches!(
-                                    e.kind(),
-                                    ErrorKind::WouldBlock
-                                        | ErrorKind::BrokenPipe
-                                        | ErrorKind::ConnectionReset
-                                        | ErrorKind::ConnectionAborted
-                                        | ErrorKind::TimedOut
-                                        | ErrorKind::NotConnected
-                                ),
-                                "try_write: {e:?}"
-                            )
-                        }
+                        Err(e) => c.rx.on_error(&e, "try_write"),
                     }
                 }
             }
