@@ -53,8 +53,15 @@ fn a_lost_tail_is_probed_after_two_srtt_and_repaired_without_a_timeout() {
     assert_eq!(h.engine.poll_timeout(), None);
 }
 
+/// RFC 8985 §7.2: with one segment in flight the PTO (2·SRTT + WCDelAckT)
+/// would come after the RTO; it is cut to the RTO's expiry ("If Now() + PTO
+/// > TCP_RTO_expiration(): PTO = TCP_RTO_expiration() - Now()", as Linux's
+/// `tcp_schedule_loss_probe`), so a probe goes out then instead of a
+/// timeout, and the RTO restarts from it (§7.3) without a backoff or a
+/// collapse of the window. Found by our packetdrill script
+/// `tlp-single-segment`.
 #[test]
-fn a_single_segment_waits_for_the_delayed_ack_before_probing() {
+fn a_single_segment_probe_is_cut_to_the_rto_expiry() {
     let mut h = Harness::new();
     let (c, iss, _irs) = sack_passive(&mut h);
     h.engine.set_nodelay(c, true).unwrap();
@@ -62,12 +69,17 @@ fn a_single_segment_waits_for_the_delayed_ack_before_probing() {
     let t0 = h.now;
     let sent = h.recv_one();
     assert_eq!(sent.seq, iss + 1);
-    // §7.2: one segment in flight: PTO = 2·SRTT + WCDelAckT (200 ms) =
-    // 300 ms, later than the 200 ms RTO: the RTO is armed instead.
+    // One segment in flight: PTO = 2·SRTT + WCDelAckT (200 ms) = 300 ms,
+    // later than the 200 ms RTO: the probe comes at 200 ms.
     assert_eq!(h.engine.poll_timeout(), Some(t0 + ms(200)));
-    assert_eq!(h.fire_at(t0 + ms(200)), vec![sent]);
+    assert_eq!(h.fire_at(t0 + ms(200)), vec![sent.clone()]);
     let info = h.engine.tcp_info(c).unwrap();
-    assert_eq!((info.tail_loss_probes, info.timeouts), (0, 1));
+    assert_eq!((info.tail_loss_probes, info.timeouts), (1, 0));
+    // The RTO restarts from the probe; unanswered, it fires then.
+    assert_eq!(h.engine.poll_timeout(), Some(t0 + ms(400)));
+    assert_eq!(h.fire_at(t0 + ms(400)), vec![sent]);
+    let info = h.engine.tcp_info(c).unwrap();
+    assert_eq!((info.tail_loss_probes, info.timeouts), (1, 1));
 }
 
 #[test]

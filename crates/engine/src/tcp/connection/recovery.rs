@@ -748,11 +748,15 @@ impl Tcb {
         {
             (at, mode) = (t, TimerMode::Reorder);
         }
-        // §7.2: a probe is scheduled in the open state, one at a time.
+        // §7.2: a probe is scheduled in the open state, one at a time, and
+        // never after the RTO would fire ("If Now() + PTO >
+        // TCP_RTO_expiration(): PTO = TCP_RTO_expiration() - Now()", as
+        // Linux's `tcp_schedule_loss_probe`): at the RTO's time a probe goes
+        // out instead, and the RTO is restarted (§7.3) without a backoff.
         if self.rec.ca_state == CaState::Open && self.rec.tlp_end.is_none() && self.backoff == 0 {
             let one = self.flight() <= self.snd_mss;
-            let pto = now + Rack::pto(self.rtt.srtt(), one, self.rec.max_ack_delay);
-            if pto < at {
+            let pto = (now + Rack::pto(self.rtt.srtt(), one, self.rec.max_ack_delay)).min(rto_at);
+            if pto <= at {
                 (at, mode) = (pto, TimerMode::Probe);
             }
         }
