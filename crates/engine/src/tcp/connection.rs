@@ -1137,6 +1137,12 @@ impl Tcb {
             }
         }
         self.maybe_consume_fin(now);
+        if fin && !self.fin_received && self.rcv_fin.is_some_and(|f| f.gt(self.rcv_nxt)) {
+            // A FIN beyond a hole is an out-of-order segment like any other:
+            // an immediate duplicate ACK (RFC 5681 §4.2, SHOULD; RFC 9293
+            // §3.10.7.4 keeps it for later).
+            self.ack_now = true;
+        }
         if self.state == State::TimeWait && seg.ctl == Ctl::Fin {
             // A retransmitted FIN: acknowledge and restart the 2·MSL wait.
             self.ack_now = true;

@@ -395,3 +395,22 @@ fn syn_beyond_the_old_sequence_reuses_a_time_wait_pair() {
     assert_eq!(h.engine.state(c), Err(Error::InvalidHandle));
     assert_eq!(h.engine.socket_count(), 2);
 }
+
+/// A FIN beyond a hole is an out-of-order segment: it is kept for later
+/// (RFC 9293 §3.10.7.4) and answered at once with a duplicate ACK (RFC 5681
+/// §4.2, SHOULD), as an out-of-order data segment is; once the hole is
+/// filled, the FIN is taken with it. Found by FreeBSD's packetdrill script
+/// `rcv-data-segments/reordering-5F4321`.
+#[test]
+fn an_out_of_order_fin_gets_an_immediate_duplicate_ack() {
+    let mut h = Harness::new();
+    let (_l, c, iss, irs) = h.established_passive();
+    h.send(h.peer(irs + 1 + 100, iss + 1).fin());
+    let dup = h.recv_one();
+    assert_eq!((dup.seq, dup.ack), (iss + 1, Some(irs + 1)));
+    assert_eq!(h.engine.state(c), Ok(State::Established));
+    h.send(h.peer(irs + 1, iss + 1).data(&[7; 100]));
+    let ack = h.recv_one();
+    assert_eq!(ack.ack, Some(irs + 1 + 100 + 1));
+    assert_eq!(h.engine.state(c), Ok(State::CloseWait));
+}
