@@ -9,6 +9,7 @@ use smoltcp::wire::{
 };
 
 use crate::Engine;
+use crate::Seq;
 use crate::tcp::connection::{Ctl, Outbound, Tcb};
 
 impl Engine {
@@ -64,26 +65,39 @@ impl Engine {
             payload: &[],
         };
         // RFC 2018 §3: as many SACK blocks as the option space left allows
-        // (three beside timestamps; smoltcp emits at most three), and the
-        // datagram (`buf` is one MTU) still holds.
+        // and the datagram (`buf` is one MTU) still holds: three beside
+        // timestamps, four without (40 bytes of options: two NOPs and a
+        // 34-byte SACK option, as Linux sends them). smoltcp emits at most
+        // three; a fourth means writing the options here.
+        const FOUR_BLOCKS_LEN: usize = 2 + 2 + 4 * 8;
+        let mut four: Option<[(Seq, Seq); 4]> = None;
         if out.sack_blocks[0].is_some() && !out.sack_permitted {
             let used = repr.header_len() - 20;
             let room = buf
                 .len()
                 .saturating_sub(20 + repr.header_len() + out.payload_len);
-            let fit = (40usize.saturating_sub(used).min(room).saturating_sub(2) / 8).min(3);
-            for (slot, block) in repr.sack_ranges.iter_mut().zip(out.sack_blocks).take(fit) {
-                *slot = block.map(|(l, r)| (l.0, r.0));
+            let fit = (40usize.saturating_sub(used).min(room).saturating_sub(2) / 8).min(4);
+            if let [Some(a), Some(b), Some(c), Some(d)] = out.sack_blocks
+                && fit == 4
+                && used == 0
+                && room >= FOUR_BLOCKS_LEN
+            {
+                four = Some([a, b, c, d]);
+            } else {
+                for (slot, block) in repr.sack_ranges.iter_mut().zip(out.sack_blocks).take(fit) {
+                    *slot = block.map(|(l, r)| (l.0, r.0));
+                }
             }
         }
+        let header_len = repr.header_len() + if four.is_some() { FOUR_BLOCKS_LEN } else { 0 };
         let ip_len = 20;
-        let tcp_len = repr.header_len() + out.payload_len;
+        let tcp_len = header_len + out.payload_len;
         let total = ip_len + tcp_len;
         let buf = &mut buf[..total];
         if let Some(tcb) = tcb
             && out.payload_len > 0
         {
-            tcb.copy_payload(out, &mut buf[ip_len + repr.header_len()..]);
+            tcb.copy_payload(out, &mut buf[ip_len + header_len..]);
         }
         let ip_repr = Ipv4Repr {
             src_addr: *local.ip(),
@@ -110,6 +124,24 @@ impl Engine {
             &IpAddress::Ipv4(*remote.ip()),
             checksums,
         );
+        if let Some(blocks) = four {
+            let tcp = &mut buf[ip_len..];
+            let mut opts = [0u8; FOUR_BLOCKS_LEN];
+            opts[..4].copy_from_slice(&[1, 1, 5, 34]);
+            for (i, (l, r)) in blocks.iter().enumerate() {
+                opts[4 + 8 * i..8 + 8 * i].copy_from_slice(&l.0.to_be_bytes());
+                opts[8 + 8 * i..12 + 8 * i].copy_from_slice(&r.0.to_be_bytes());
+            }
+            tcp[20..20 + FOUR_BLOCKS_LEN].copy_from_slice(&opts);
+            let mut tcp = TcpPacket::new_unchecked(tcp);
+            tcp.set_header_len(header_len as u8);
+            if checksums.tcp.tx() {
+                tcp.fill_checksum(
+                    &IpAddress::Ipv4(*local.ip()),
+                    &IpAddress::Ipv4(*remote.ip()),
+                );
+            }
+        }
         if let Some(pointer) = out.urgent {
             // smoltcp's representation has no urgent pointer: set it on the packet.
             let mut tcp = TcpPacket::new_unchecked(&mut buf[ip_len..]);

@@ -496,3 +496,48 @@ fn proportional_rate_reduction_spreads_the_reduction_over_the_round() {
     assert_eq!((info.ca_state, info.cwnd), (CaState::Open, 14 * 1460));
     assert!(h.recv_all().len() <= 2);
 }
+
+/// RFC 2018 §3: without timestamps four SACK blocks fit in the 40 bytes of
+/// options (two NOPs and a 34-byte option, as Linux sends them), and §4
+/// asks for as many as fit: the ACK for a fourth out-of-order segment
+/// reports all four, the newest first. Found by FreeBSD's packetdrill
+/// scripts (`rcv-data-segments/overlapping-050-075` and others), which
+/// expect the fourth block.
+#[test]
+fn four_sack_blocks_without_timestamps() {
+    let mut h = Harness::new();
+    let (_c, iss, irs) = sack_passive(&mut h);
+    let at = |k: u32| irs + 1 + k;
+    for k in [100, 300, 500] {
+        h.send(h.peer(at(k), iss + 1).data(&[1; 100]));
+        h.recv_all();
+    }
+    h.send(h.peer(at(700), iss + 1).data(&[1; 100]));
+    let mut buf = vec![0u8; 1500];
+    let n = h.engine.poll_transmit(h.now, &mut buf).expect("an ACK");
+    let tcp = &buf[20..n];
+    assert_eq!(
+        usize::from(tcp[12] >> 4) * 4,
+        20 + 36,
+        "options: {:02x?}",
+        &tcp[20..]
+    );
+    assert_eq!(&tcp[20..24], &[1, 1, 5, 34]);
+    let block = |i: usize| {
+        let b = &tcp[24 + 8 * i..32 + 8 * i];
+        (
+            u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+            u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+        )
+    };
+    assert_eq!(block(0), (at(700), at(800)), "the newest block first");
+    let mut rest: Vec<(u32, u32)> = (1..4).map(block).collect();
+    rest.sort();
+    assert_eq!(
+        rest,
+        vec![(at(100), at(200)), (at(300), at(400)), (at(500), at(600))]
+    );
+    // The checksum covers the options written after smoltcp's header.
+    let parsed = parse(&buf[..n]);
+    assert_eq!(parsed.ack, Some(irs + 1));
+}
