@@ -122,15 +122,24 @@ impl Engine {
     }
 
     /// `IP_TOS`: the type-of-service byte of the connection's datagrams (RFC 1122
-    /// §4.2.4.2: passed to IP unchanged; may change during the connection). As
-    /// on Linux, the two ECN bits are not the application's and are cleared.
+    /// §4.2.4.2: passed to IP unchanged; may change during the connection),
+    /// or of a listener's SYN-ACKs and the connections it accepts. As on
+    /// Linux, the two ECN bits are not the application's and are cleared.
     pub fn set_tos(&mut self, h: SocketHandle, tos: u8) -> Result<(), Error> {
-        self.tcb_mut(h)?.tos = tos & !0x03;
+        let tos = tos & !0x03;
+        if let Ok(l) = self.listener_mut(h) {
+            l.options.tos = tos;
+            return Ok(());
+        }
+        self.tcb_mut(h)?.tos = tos;
         Ok(())
     }
 
-    /// The type-of-service byte of the connection's datagrams.
+    /// The type-of-service byte of the socket's datagrams.
     pub fn tos(&self, h: SocketHandle) -> Result<u8, Error> {
+        if let Some(crate::Socket::Listener(l)) = self.slot(h).and_then(|s| s.socket.as_ref()) {
+            return Ok(l.options.tos);
+        }
         Ok(self.tcb(h)?.tos)
     }
 

@@ -23,6 +23,10 @@ pub struct SocketOptions {
     pub recv_buffer: Option<usize>,
     /// IP time-to-live of the socket's packets (`IP_TTL`). `None`: [`Config::ttl`].
     pub ttl: Option<u8>,
+    /// The type-of-service byte of the socket's packets (`IP_TOS`, RFC 1122
+    /// §4.2.4.2), a listener's SYN-ACKs included; its two ECN bits are
+    /// cleared (see [`Engine::set_tos`]).
+    pub tos: u8,
     /// Nagle's algorithm off (`TCP_NODELAY`).
     pub nodelay: bool,
     /// `SO_REUSEADDR`: the socket may take a port that other sockets bound or
@@ -230,6 +234,7 @@ impl Engine {
         // Keepalive arms itself once the connection is established.
         tcb.keepalive = opts.keepalive;
         tcb.linger = opts.linger;
+        tcb.tos = opts.tos & !0x03;
         Ok(h)
     }
 
@@ -501,6 +506,42 @@ mod tests {
         let c = h.engine.accept(l).unwrap();
         assert_eq!(h.engine.send_capacity(c), Ok(100_000));
         assert_eq!(h.engine.stats().buffer_bytes, 0);
+    }
+
+    /// `IP_TOS` on a listener marks its SYN-ACKs and the connections it
+    /// accepts (as Linux copies it to the child); the ECN bits stay clear.
+    /// Found by FreeBSD's packetdrill script
+    /// `socket-api/socket-api-setsockopt-tos-passive-ipv4`.
+    #[test]
+    fn tos_of_a_listener_marks_its_syn_acks_and_children() {
+        let mut h = Harness::new();
+        let l = h.engine.listen(local(), 8).unwrap();
+        h.engine.set_tos(l, 0x23).unwrap();
+        assert_eq!(h.engine.tos(l), Ok(0x20));
+        h.send(Seg {
+            seq: 1000,
+            ctl: TcpControl::Syn,
+            mss: Some(1460),
+            ..Seg::default()
+        });
+        let mut buf = vec![0u8; 1500];
+        let n = h.engine.poll_transmit(h.now, &mut buf).expect("a SYN-ACK");
+        let ip = Ipv4Packet::new_checked(&buf[..n]).unwrap();
+        assert_eq!((ip.dscp() << 2) | ip.ecn(), 0x20);
+        let iss = parse(&buf[..n]).seq;
+        h.send(h.peer(1001, iss.wrapping_add(1)));
+        let c = h.engine.accept(l).unwrap();
+        assert_eq!(h.engine.tos(c), Ok(0x20));
+        // Through connect_with's options too.
+        let o = SocketOptions {
+            tos: 0x10,
+            ..opts()
+        };
+        let c = h
+            .engine
+            .connect_with(h.now, SocketAddrV4::new(LOCAL_IP, 0), remote(), o)
+            .unwrap();
+        assert_eq!(h.engine.tos(c), Ok(0x10));
     }
 
     #[test]

@@ -1316,8 +1316,11 @@ impl<'a> Runner<'a> {
                     None => int.unwrap_or(0).clamp(0, 255) as u8,
                 };
                 self.entry(fd).tos = Some(tos);
-                if let Some(h) = conn {
-                    r = self.engine().set_tos(h, tos);
+                self.entry(fd).opts.tos = tos;
+                match sock {
+                    // A listener's SYN-ACKs carry it too.
+                    Sock::Conn(h) | Sock::Listener(h) => r = self.engine().set_tos(h, tos),
+                    _ => {}
                 }
             }
             "SO_KEEPALIVE" => {

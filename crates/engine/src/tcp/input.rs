@@ -361,8 +361,8 @@ impl Engine {
     }
 
     /// Files a new passive connection of listener `lh`: it inherits the
-    /// listener's socket options (nodelay, reuse, keepalive, linger, as Linux
-    /// copies them to the child), its clocks start, and it joins the table.
+    /// listener's socket options (nodelay, reuse, keepalive, linger, TOS, as
+    /// Linux copies them to the child), its clocks start, and it joins the table.
     fn add_child(
         &mut self,
         now: Instant,
@@ -376,6 +376,7 @@ impl Engine {
         tcb.reuseport = opts.reuseport;
         tcb.keepalive = opts.keepalive;
         tcb.linger = opts.linger;
+        tcb.tos = opts.tos & !0x03;
         let (local, remote) = (tcb.local, tcb.remote);
         tcb.start(now, cfg, self.secret.ts_offset(local, remote));
         tcb.parent = Some(lh);
