@@ -54,8 +54,8 @@ fn a_lost_tail_is_probed_after_two_srtt_and_repaired_without_a_timeout() {
 }
 
 /// RFC 8985 §7.2: with one segment in flight the PTO (2·SRTT + WCDelAckT)
-/// would come after the RTO; it is cut to the RTO's expiry ("If Now() + PTO
-/// > TCP_RTO_expiration(): PTO = TCP_RTO_expiration() - Now()", as Linux's
+/// would come after the RTO; it is cut to the RTO's expiry
+/// (`PTO = TCP_RTO_expiration() - Now()` when later, as Linux's
 /// `tcp_schedule_loss_probe`), so a probe goes out then instead of a
 /// timeout, and the RTO restarts from it (§7.3) without a backoff or a
 /// collapse of the window. Found by our packetdrill script
