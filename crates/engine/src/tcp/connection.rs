@@ -1096,6 +1096,7 @@ impl Tcb {
         }
         // Trim what we already have from the front.
         let already = self.rcv_nxt - seq;
+        let below = already > 0 && !payload.is_empty();
         if already > 0 {
             let cut = (already as usize).min(payload.len());
             self.sack_duplicate(seq, cut);
@@ -1122,7 +1123,7 @@ impl Tcb {
                         payload = &payload[..fits];
                         fin = false;
                     }
-                    self.on_data(now, offset, payload);
+                    self.on_data(now, offset, payload, !below);
                 }
                 // The peer already sent its FIN: data after it is a protocol error; ignore.
                 _ => {}
@@ -1271,9 +1272,13 @@ impl Tcb {
     /// Stores received data `offset` bytes past RCV.NXT and decides when to ACK
     /// (RFC 1122 §4.2.3.2: at least every second full segment, within the delay;
     /// at once for out-of-order data and for data that fills a gap, RFC 5681 §4.2).
-    fn on_data(&mut self, now: Instant, offset: usize, payload: &[u8]) {
+    /// `dsack_held`: whether a duplicate of data held out of order is to be
+    /// reported (not when a lower duplicate, below RCV.NXT, already was).
+    fn on_data(&mut self, now: Instant, offset: usize, payload: &[u8], dsack_held: bool) {
         let had_gaps = self.rcv_buf.has_gaps();
-        self.sack_before_insert(offset, payload.len());
+        if dsack_held {
+            self.sack_before_insert(offset, payload.len());
+        }
         let advanced = self.rcv_buf.insert(offset, payload);
         self.sack_after_insert(offset, payload.len());
         if advanced > 0 {

@@ -262,11 +262,14 @@ impl SackReporter {
             }
         }
         self.recent = recent;
+        // The D-SACK block may equal the block that follows it (RFC 2883 §4
+        // rule 4: the block holding the duplicate comes second).
+        let first = n;
         for &b in self.recent.iter().chain(held.iter().rev()) {
             if n == MAX_BLOCKS {
                 break;
             }
-            if !out[..n].contains(&Some(b)) {
+            if !out[first..n].contains(&Some(b)) {
                 out[n] = Some(b);
                 n += 1;
             }

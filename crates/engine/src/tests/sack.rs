@@ -155,6 +155,59 @@ fn duplicates_are_reported_in_a_dsack_block_once() {
     );
 }
 
+#[test]
+fn a_dsack_reports_the_first_duplicate_part_of_an_overlapping_segment() {
+    let mut h = Harness::new();
+    let (_c, iss, irs) = sack_passive(&mut h);
+    let base = irs + 1;
+    // Held out of order: +100..+200, +300..+400 (RCV.NXT at +0).
+    for off in [100u32, 300] {
+        h.send(
+            h.peer(base + off, iss + 1)
+                .data(&pattern(off as usize, 100)),
+        );
+        h.recv_one();
+    }
+    // A segment at +50..+250 overlaps the first held block in its middle:
+    // the D-SACK is the overlap (RFC 2883 §4 rule 3), then the block that
+    // now holds it (rule 4), then the other.
+    h.send(h.peer(base + 50, iss + 1).data(&pattern(50, 200)));
+    let ack = h.recv_one();
+    assert_eq!(ack.ack, Some(base));
+    assert_eq!(
+        ack.sack,
+        vec![
+            (base + 100, base + 200),
+            (base + 50, base + 250),
+            (base + 300, base + 400)
+        ]
+    );
+    // An exact duplicate of a held block: the D-SACK and the block are equal,
+    // and both are sent.
+    h.send(h.peer(base + 300, iss + 1).data(&pattern(300, 100)));
+    let ack = h.recv_one();
+    assert_eq!(
+        ack.sack,
+        vec![
+            (base + 300, base + 400),
+            (base + 300, base + 400),
+            (base + 50, base + 250)
+        ]
+    );
+    // A segment at RCV.NXT covering both held blocks: only the first
+    // duplicate sequence (+50..+250) is reported (rule 1: one D-SACK block),
+    // and nothing is held above the ACK any more.
+    h.send(h.peer(base, iss + 1).data(&pattern(0, 450)));
+    let ack = h.recv_one();
+    assert_eq!(ack.ack, Some(base + 450));
+    assert_eq!(ack.sack, vec![(base + 50, base + 250)]);
+    // Data partly below RCV.NXT and partly over nothing held: the part below.
+    h.send(h.peer(base + 400, iss + 1).data(&pattern(400, 100)));
+    let ack = h.recv_one();
+    assert_eq!(ack.ack, Some(base + 500));
+    assert_eq!(ack.sack, vec![(base + 400, base + 450)]);
+}
+
 /// The peer's ACK for `ack` with SACK `blocks`, to local port `port`, built
 /// without borrowing the harness (for closures used beside `h.send`).
 fn peer_sack(port: u16, irs: u32, ack: u32, blocks: &[(u32, u32)]) -> Seg {

@@ -1127,20 +1127,26 @@ impl Tcb {
 
     // ----- The receive path -----
 
-    /// Data `offset` bytes past RCV.NXT is about to be stored: if all of it is
-    /// held already, it is a duplicate to report (RFC 2883 §4).
+    /// Data `offset` bytes past RCV.NXT is about to be stored: the first part
+    /// of it already held out of order is a duplicate to report (RFC 2883 §4:
+    /// one D-SACK block, for the first duplicate contiguous sequence of the
+    /// segment; FreeBSD's `tcp_reass` and Linux's `tcp_data_queue_ofo` report
+    /// the lowest overlap too). The caller skips this when the segment's front
+    /// was already below RCV.NXT: that part is lower and was reported.
     pub(super) fn sack_before_insert(&mut self, offset: usize, len: usize) {
-        if !self.rec.sack_on || len == 0 || offset == 0 {
+        if !self.rec.sack_on || len == 0 {
             return;
         }
-        if self
+        let end = offset + len;
+        if let Some(&(a, b)) = self
             .rcv_buf
             .ranges()
             .iter()
-            .any(|&(a, b)| a <= offset && offset + len <= b)
+            .find(|&&(a, b)| a < end && offset < b)
         {
-            let left = self.rcv_nxt + offset;
-            self.rec.sack_rx.on_duplicate(left, left + len);
+            let left = self.rcv_nxt + a.max(offset);
+            let right = self.rcv_nxt + b.min(end);
+            self.rec.sack_rx.on_duplicate(left, right);
         }
     }
 
