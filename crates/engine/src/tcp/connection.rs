@@ -83,12 +83,21 @@ pub(crate) struct Segment<'a> {
     pub sack_blocks: [Option<(Seq, Seq)>; 3],
     /// The urgent pointer, when the URG bit is set (RFC 9293 §3.8.5).
     pub urgent: Option<u16>,
+    /// FIN set beside SYN (`ctl` is `Syn`). It occupies sequence space (RFC
+    /// 9293 §3.4) but opens nothing: such a segment is dropped in LISTEN and
+    /// SYN-SENT (as Linux in LISTEN and FreeBSD's `drop_synfin`), treated as
+    /// a SYN in the synchronized states (RFC 5961 §4: a challenge ACK), and
+    /// answered with a RST covering it when no socket has its port.
+    pub syn_fin: bool,
 }
 
 impl Segment<'_> {
-    /// SEG.LEN: the sequence space it occupies.
-    fn len(&self) -> u32 {
-        self.payload.len() as u32 + u32::from(matches!(self.ctl, Ctl::Syn | Ctl::Fin))
+    /// SEG.LEN: the sequence space it occupies (RFC 9293 §3.4: SYN and FIN
+    /// count one each).
+    pub(crate) fn len(&self) -> u32 {
+        self.payload.len() as u32
+            + u32::from(matches!(self.ctl, Ctl::Syn | Ctl::Fin))
+            + u32::from(self.syn_fin)
     }
 }
 
@@ -259,6 +268,10 @@ pub(crate) struct Tcb {
     snd_buf: SendBuffer,
     /// The application closed its sending direction: a FIN follows the data.
     fin_queued: bool,
+    /// Text that came on the peer's SYN in a simultaneous open, processed
+    /// once the connection is established (RFC 9293 §3.10.7.3: "queue them
+    /// for processing after the ESTABLISHED state has been reached").
+    syn_text: Option<Box<[u8]>>,
     /// The effective send MSS (RFC 9293 §3.7.1).
     pub(crate) snd_mss: usize,
 
@@ -496,6 +509,7 @@ impl Tcb {
                 cfg.send_buffer,
             ),
             fin_queued: false,
+            syn_text: None,
             snd_mss,
             irs: Seq(0),
             rcv_nxt: Seq(0),
@@ -841,8 +855,9 @@ impl Tcb {
             }
             return;
         }
-        // Fourth, SYN.
-        if seg.ctl != Ctl::Syn {
+        // Fourth, SYN. With a FIN beside it: dropped, as FreeBSD does (its
+        // default `drop_synfin`); no opening carries one.
+        if seg.ctl != Ctl::Syn || seg.syn_fin {
             return;
         }
         self.irs = seg.seq;
@@ -865,6 +880,10 @@ impl Tcb {
                 debug!(parent: &self.span, seq = %self.snd_nxt, ack = %self.rcv_nxt, "ACK of SYN-ACK queued");
                 self.events |= EV_WRITE;
                 self.after_establish();
+                // RFC 9293 §3.10.7.3: "If there are other controls or text in
+                // the segment, then continue processing at the sixth step":
+                // text on a SYN-ACK is data like any other (within the window).
+                self.take_syn_text(now, seg.payload);
             }
             None => {
                 // Simultaneous open: answer with SYN-ACK, same ISS (RFC 9293 §3.5, Figure 8).
@@ -876,6 +895,14 @@ impl Tcb {
                 // Karn (RFC 6298 §3): our SYN goes out again in the SYN-ACK,
                 // and the ACK that completes the open may answer either.
                 self.karn_resent(self.iss);
+                // RFC 9293 §3.10.7.3: text on the SYN is queued until
+                // ESTABLISHED (FreeBSD does; Linux drops it). At most a
+                // window's worth: what does not fit is the peer's to resend.
+                if !seg.payload.is_empty() {
+                    let room = self.rcv_buf.window().min(self.rcv_buf.capacity());
+                    let text = &seg.payload[..seg.payload.len().min(room)];
+                    self.syn_text = Some(text.into());
+                }
             }
         }
     }
@@ -899,6 +926,16 @@ impl Tcb {
         // The connect timeout is over; keepalive takes the timer.
         self.connect_deadline = None;
         self.arm_keepalive();
+    }
+
+    /// Text that came on the peer's SYN, at RCV.NXT now that the connection
+    /// is established: stored as data, within the receive buffer.
+    fn take_syn_text(&mut self, now: Instant, text: &[u8]) {
+        if text.is_empty() {
+            return;
+        }
+        let room = self.rcv_buf.window();
+        self.on_data(now, 0, &text[..text.len().min(room)], false);
     }
 
     /// The window we may accept data into: at least what we advertised.
@@ -1039,6 +1076,9 @@ impl Tcb {
                 self.set_state(State::Established);
                 self.events |= EV_WRITE;
                 self.after_establish();
+                if let Some(text) = self.syn_text.take() {
+                    self.take_syn_text(now, &text);
+                }
             } else {
                 self.rst_pending = Some((ack, None));
                 return;

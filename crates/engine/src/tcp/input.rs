@@ -36,10 +36,26 @@ impl Engine {
             self.stats.rx_bad_checksum += 1;
             return;
         }
-        let Ok(repr) = TcpRepr::parse(&tcp, &src, &dst, &ChecksumCapabilities::ignored()) else {
-            self.stats.rx_malformed += 1;
-            return;
-        };
+        let mut header = [0u8; 60];
+        let (repr, syn_fin) =
+            match TcpRepr::parse(&tcp, &src, &dst, &ChecksumCapabilities::ignored()) {
+                Ok(repr) => (repr, false),
+                // smoltcp's representation holds one control; SYN+FIN and a RST
+                // beside SYN or FIN are segments RFC 9293 still processes.
+                Err(_) if tcp.syn() && tcp.fin() || tcp.rst() && (tcp.syn() || tcp.fin()) => {
+                    let Some(repr) = parse_combined_flags(&tcp, &mut header, &src, &dst) else {
+                        self.stats.rx_malformed += 1;
+                        return;
+                    };
+                    (repr, !tcp.rst())
+                }
+                Err(_) => {
+                    self.stats.rx_malformed += 1;
+                    return;
+                }
+            };
+        // The text: `repr` may be parsed from a copy of the header alone.
+        let payload = tcp.payload();
         let seg = Segment {
             seq: repr.seq_number.into(),
             ack: repr.ack_number.map(Seq::from),
@@ -52,13 +68,14 @@ impl Engine {
             window: repr.window_len,
             mss: repr.max_seg_size,
             window_scale: repr.window_scale,
-            payload: repr.payload,
+            payload,
             timestamp: repr.timestamp.map(|t| (t.tsval, t.tsecr)),
             sack_permitted: repr.sack_permitted,
             sack_blocks: repr
                 .sack_ranges
                 .map(|r| r.map(|(left, right)| (Seq(left), Seq(right)))),
             urgent: tcp.urg().then(|| tcp.urgent_at()),
+            syn_fin,
         };
         let local = SocketAddrV4::new(ip_repr.dst_addr, repr.dst_port);
         let remote = SocketAddrV4::new(ip_repr.src_addr, repr.src_port);
@@ -77,7 +94,7 @@ impl Engine {
         if let Some(&h) = self.conns.get(&(local, remote)) {
             // Only a SYN at a TIME-WAIT connection needs to know of a
             // listener: the lookup is not paid for every segment.
-            let is_syn = seg.ctl == Ctl::Syn && seg.ack.is_none();
+            let is_syn = seg.ctl == Ctl::Syn && seg.ack.is_none() && !seg.syn_fin;
             let has_listener = is_syn && self.find_listener(local, remote).is_some();
             let coalesce_acks = self.config.coalesce_acks;
             let owed_room = self.owed_acks.len() < MAX_OWED_ACKS;
@@ -181,6 +198,12 @@ impl Engine {
                     return;
                 }
                 self.reply_rst(local, remote, seg);
+                return;
+            }
+            // A FIN beside the SYN: dropped, as Linux (`tcp_rcv_state_process`)
+            // and FreeBSD by default (`net.inet.tcp.drop_synfin`) do.
+            Ctl::Syn if seg.syn_fin => {
+                trace!(%local, %remote, "SYN+FIN to a listener dropped");
                 return;
             }
             Ctl::Syn => {}
@@ -337,6 +360,7 @@ impl Engine {
             sack_permitted: ts_opts.sack,
             sack_blocks: [None; 3],
             urgent: None,
+            syn_fin: false,
         };
         let tcb = Tcb::from_cookie(
             &cfg,
@@ -401,19 +425,41 @@ impl Engine {
                 seq: ack,
                 ack: None,
             },
-            None => {
-                let len =
-                    seg.payload.len() as u32 + u32::from(matches!(seg.ctl, Ctl::Syn | Ctl::Fin));
-                Reply {
-                    local,
-                    remote,
-                    seq: Seq(0),
-                    ack: Some(seg.seq + len),
-                }
-            }
+            // RFC 9293 §3.10.7.1: <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>.
+            None => Reply {
+                local,
+                remote,
+                seq: Seq(0),
+                ack: Some(seg.seq + seg.len()),
+            },
         };
         self.replies.push_back(reply);
     }
+}
+
+/// A segment whose flags smoltcp's `TcpRepr` refuses (SYN+FIN; RST beside
+/// SYN or FIN), parsed from a copy of its header with one control left: RST
+/// if set (RFC 9293 §3.10.7: the RST check comes before SYN and FIN in every
+/// state), else SYN (the caller notes the FIN). The text is not in the
+/// representation (the copy holds the header alone).
+fn parse_combined_flags<'h>(
+    tcp: &TcpPacket<&[u8]>,
+    header: &'h mut [u8; 60],
+    src: &IpAddress,
+    dst: &IpAddress,
+) -> Option<TcpRepr<'h>> {
+    let len = usize::from(tcp.header_len());
+    let header = header.get_mut(..len)?;
+    header.copy_from_slice(tcp.as_ref().get(..len)?);
+    let mut copy = TcpPacket::new_checked(&mut header[..]).ok()?;
+    if copy.rst() {
+        copy.set_syn(false);
+        copy.set_fin(false);
+    } else {
+        copy.set_fin(false);
+    }
+    let copy = TcpPacket::new_checked(&header[..]).ok()?;
+    TcpRepr::parse(&copy, src, dst, &ChecksumCapabilities::ignored()).ok()
 }
 
 /// Which of `n` SO_REUSEPORT listeners takes a connection from `remote`: a

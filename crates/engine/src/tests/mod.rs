@@ -287,6 +287,17 @@ impl Harness {
         self.engine.handle_packet(self.now, &packet);
     }
 
+    /// Feeds a segment from the remote host with control bits added to its
+    /// header (`0x01` FIN, `0x02` SYN, `0x04` RST): the combinations `Seg`
+    /// cannot carry (smoltcp's representation holds one control).
+    pub fn send_with_flags(&mut self, seg: Seg, flags: u8) {
+        let mut packet = build(&seg, REMOTE_IP, LOCAL_IP);
+        packet[33] |= flags;
+        let (src, dst) = (IpAddress::Ipv4(REMOTE_IP), IpAddress::Ipv4(LOCAL_IP));
+        TcpPacket::new_unchecked(&mut packet[20..]).fill_checksum(&src, &dst);
+        self.engine.handle_packet(self.now, &packet);
+    }
+
     /// Every segment the engine wants to send now.
     pub fn recv_all(&mut self) -> Vec<Seg> {
         let mut out = Vec::new();

@@ -233,3 +233,148 @@ fn rst_while_in_the_accept_queue_is_reported_by_the_first_read() {
     assert_eq!(h.engine.take_error(c), Ok(Some(Error::ConnectionReset)));
     assert_eq!(h.read(c), Ok(Vec::new()));
 }
+
+/// FIN, SYN and RST bits of a TCP header.
+const FIN: u8 = 0x01;
+const SYN: u8 = 0x02;
+const RST: u8 = 0x04;
+
+#[test]
+fn syn_fin_to_a_closed_port_is_reset_covering_both() {
+    let mut h = Harness::new();
+    // RFC 9293 §3.10.7.1: <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>, and SEG.LEN
+    // counts the SYN, the text and the FIN (§3.4).
+    h.send_with_flags(Seg::default().syn().data(b"abc"), FIN);
+    let rst = h.recv_one();
+    assert_eq!(rst.ctl, TcpControl::Rst);
+    assert_eq!((rst.seq, rst.ack), (0, Some(5)));
+    assert_eq!(h.engine.stats().rx_malformed, 0);
+    assert_eq!(h.engine.stats().rx_no_socket, 1);
+}
+
+#[test]
+fn syn_fin_to_a_listener_opens_nothing() {
+    let mut h = Harness::new();
+    let l = h.engine.listen(local(), 8).unwrap();
+    h.send_with_flags(
+        Seg {
+            seq: 17,
+            mss: Some(1460),
+            ..Seg::default()
+        }
+        .syn(),
+        FIN,
+    );
+    h.recv_none();
+    assert_eq!(h.engine.accept(l), Err(Error::WouldBlock));
+    // A SYN alone still opens.
+    h.send(
+        Seg {
+            seq: 17,
+            mss: Some(1460),
+            ..Seg::default()
+        }
+        .syn(),
+    );
+    assert_eq!(h.recv_one().ack, Some(18));
+}
+
+#[test]
+fn syn_fin_in_a_synchronized_state_is_a_syn() {
+    let mut h = Harness::new();
+    let (_l, c, iss, irs) = h.established_passive();
+    // RFC 5961 §4: a challenge ACK, wherever the sequence number lies; the
+    // FIN is not taken.
+    for seq in [irs + 1, irs + 500] {
+        h.send_with_flags(h.peer(seq, 0).no_ack().syn(), FIN);
+        assert_eq!(h.recv_one(), h.ours(iss + 1, irs + 1));
+    }
+    assert_eq!(h.engine.state(c), Ok(State::Established));
+    assert_eq!(h.engine.stats().rx_malformed, 0);
+    // In TIME-WAIT it reopens nothing either (a SYN alone beyond the old
+    // sequence space may, RFC 6191): a challenge ACK, TIME-WAIT stays.
+    h.engine.shutdown(h.now, c).unwrap();
+    assert_eq!(h.recv_one(), h.ours(iss + 1, irs + 1).fin());
+    h.send(h.peer(irs + 1, iss + 2).fin());
+    assert_eq!(h.recv_one(), h.ours(iss + 2, irs + 2));
+    assert_eq!(h.engine.state(c), Ok(State::TimeWait));
+    h.send_with_flags(h.peer(irs + 100_000, 0).no_ack().syn(), FIN);
+    assert_eq!(h.recv_one(), h.ours(iss + 2, irs + 2));
+    assert_eq!(h.engine.state(c), Ok(State::TimeWait));
+}
+
+#[test]
+fn rst_beside_syn_or_fin_is_a_rst() {
+    let mut h = Harness::new();
+    let (_l, c, iss, irs) = h.established_passive();
+    // RFC 9293 §3.10.7.4: the RST check comes before the SYN and FIN checks.
+    // Not at RCV.NXT: a challenge ACK (RFC 5961 §3.2), nothing reset.
+    h.send_with_flags(h.peer(irs + 10, iss + 1).fin(), RST);
+    assert_eq!(h.recv_one(), h.ours(iss + 1, irs + 1));
+    assert_eq!(h.engine.state(c), Ok(State::Established));
+    // At RCV.NXT: reset, even with SYN set beside it.
+    h.send_with_flags(h.peer(irs + 1, iss + 1).rst(), SYN);
+    h.recv_none();
+    assert_eq!(
+        h.engine.recv(h.now, c, &mut [0; 8]),
+        Err(Error::ConnectionReset)
+    );
+    // To a closed port a RST is never answered, whatever else is set.
+    h.send_with_flags(h.peer(irs + 1, iss + 1).rst(), SYN | FIN);
+    h.recv_none();
+    assert_eq!(h.engine.stats().rx_malformed, 0);
+}
+
+#[test]
+fn text_on_a_syn_ack_is_data() {
+    let mut h = Harness::new();
+    let c = h.engine.connect(h.now, remote()).unwrap();
+    let syn = h.recv_one();
+    h.port = syn.src_port;
+    // RFC 9293 §3.10.7.3: after the SYN-ACK is taken, "continue processing
+    // at the sixth step": the text is data, acknowledged at once.
+    h.send(Seg {
+        dst_port: syn.src_port,
+        seq: 5000,
+        ack: Some(syn.seq + 1),
+        ctl: TcpControl::Syn,
+        mss: Some(1460),
+        payload: b"abc".to_vec(),
+        ..Seg::default()
+    });
+    assert_eq!(h.recv_one(), h.ours(syn.seq + 1, 5004).win(free(3)));
+    assert_eq!(h.read(c), Ok(b"abc".to_vec()));
+}
+
+#[test]
+fn text_on_a_simultaneous_open_syn_waits_for_established() {
+    let mut h = Harness::new();
+    let c = h.engine.connect(h.now, remote()).unwrap();
+    let syn = h.recv_one();
+    h.port = syn.src_port;
+    let iss = syn.seq;
+    // The peer's SYN crosses ours, with text: RFC 9293 §3.10.7.3 queues it
+    // "for processing after the ESTABLISHED state has been reached". The
+    // SYN-ACK acknowledges the SYN alone.
+    h.send(Seg {
+        dst_port: syn.src_port,
+        seq: 5000,
+        ctl: TcpControl::Syn,
+        mss: Some(1460),
+        payload: b"abc".to_vec(),
+        ..Seg::default()
+    });
+    let synack = h.recv_one();
+    assert_eq!(
+        (synack.ctl, synack.seq, synack.ack),
+        (TcpControl::Syn, iss, Some(5001))
+    );
+    assert_eq!(h.engine.recv(h.now, c, &mut [0; 8]), Err(Error::WouldBlock));
+    // The ACK of our SYN: established, and the text is there to read.
+    h.send(h.peer(5004, iss + 1));
+    assert_eq!(h.engine.state(c), Ok(State::Established));
+    assert_eq!(h.read(c), Ok(b"abc".to_vec()));
+    // Acknowledged with what we send next.
+    assert_eq!(h.engine.send(h.now, c, b"ok"), Ok(2));
+    assert_eq!(h.recv_one(), h.ours(iss + 1, 5004).data(b"ok").psh());
+}
