@@ -1182,6 +1182,35 @@ mod synack_only {
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
     }
 
+    /// `SO_KEEPALIVE` alone takes the stack's settings (`Config::keepalive`),
+    /// as a kernel socket takes its sysctls' (Linux's
+    /// `net.ipv4.tcp_keepalive_*`); the default is Linux's.
+    #[tokio::test]
+    async fn keepalive_alone_takes_the_stacks_settings() -> io::Result<()> {
+        use std::time::Duration;
+        use synack::Keepalive;
+        use synack::net::{TcpListener, TcpSocket};
+
+        let ka = Keepalive {
+            idle: Duration::from_secs(30),
+            interval: Duration::from_secs(5),
+            count: 3,
+        };
+        let env = Env::synack_with(Config {
+            keepalive: ka,
+            ..Config::default()
+        });
+        let listener = env.server(TcpListener::bind((env.ip, 0))).await?;
+        let addr = listener.local_addr()?;
+        let sock = env.client(async { TcpSocket::new_v4() }).await?;
+        sock.set_keepalive(true)?;
+        let (stream, accepted) = tokio::join!(env.client(sock.connect(addr)), listener.accept());
+        let (stream, _accepted) = (stream?, accepted?);
+        assert_eq!(stream.keepalive()?, Some(ka));
+        assert_eq!(Config::default().keepalive, Keepalive::default());
+        Ok(())
+    }
+
     /// Without a current stack the stack-less calls fail, naming the fix.
     #[tokio::test]
     async fn no_current_stack() {

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use std::time::Duration;
 
-use synack_engine::{Keepalive, Reuse, SocketOptions};
+use synack_engine::{Reuse, SocketOptions};
 
 use crate::error::{ipv6_unsupported, to_io};
 use crate::net::{TcpListener, TcpStream};
@@ -445,8 +445,9 @@ impl TcpSocket {
     }
 
     /// Sets `SO_KEEPALIVE` for the connection this socket becomes (or every
-    /// connection the listener accepts), with Linux's default idle time,
-    /// interval and count ([`Keepalive::default`]). Never fails; other settings
+    /// connection the listener accepts), with the stack's idle time,
+    /// interval and count ([`Config::keepalive`](crate::Config::keepalive),
+    /// by default Linux's: [`Keepalive::default`](crate::Keepalive::default)). Never fails; other settings
     /// go through [`TcpStream::set_keepalive`] once connected.
     ///
     /// # Examples
@@ -471,7 +472,8 @@ impl TcpSocket {
     /// # }
     /// ```
     pub fn set_keepalive(&self, keepalive: bool) -> io::Result<()> {
-        self.state().opts.keepalive = keepalive.then(Keepalive::default);
+        let defaults = self.stack.config().keepalive;
+        self.state().opts.keepalive = keepalive.then_some(defaults);
         Ok(())
     }
 

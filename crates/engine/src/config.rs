@@ -126,6 +126,13 @@ pub struct Config {
     /// left ([`Error::TimedOut`](crate::Error::TimedOut)). Default none: only
     /// [`syn_retries`](Config::syn_retries) bound it.
     pub connect_timeout: Option<std::time::Duration>,
+    /// The keepalive settings a connection starts from when keepalive is
+    /// switched on without its own (`SO_KEEPALIVE` alone), as Linux's
+    /// `net.ipv4.tcp_keepalive_time`, `_intvl` and `_probes` and FreeBSD's
+    /// `net.inet.tcp.keepidle`, `keepintvl`, `keepcnt`. Keepalive stays off
+    /// until asked for (RFC 1122 §4.2.3.6). Default
+    /// [`Keepalive::default`](crate::Keepalive::default): 7200 s, 75 s, 9.
+    pub keepalive: crate::Keepalive,
     /// The congestion control algorithm of new connections (per socket:
     /// [`Engine::set_congestion`](crate::Engine::set_congestion)). Default CUBIC.
     pub congestion: CongestionAlgorithm,
@@ -200,6 +207,7 @@ impl Default for Config {
             initial_quickacks: 16,
             coalesce_acks: false,
             connect_timeout: None,
+            keepalive: crate::Keepalive::default(),
             congestion: CongestionAlgorithm::Cubic,
             sack: true,
             pacing: false,

@@ -138,21 +138,16 @@ impl Profile {
                 }
                 return Sysctl::Ignored;
             }
-            "net.inet.tcp.ecn.enable" => {
-                // 0 off, 2 (the default) only when the peer asks: without ECN
-                // in the script's segments neither changes anything.
-                if n == 1 {
-                    return unsupported("synack does not negotiate ECN (RFC 3168)");
-                }
-                return Sysctl::Ignored;
-            }
+            // 0 off, 1 ask for it, 2 (the default) only when the peer asks.
+            // synack does not negotiate ECN (RFC 3168): it never asks and
+            // never agrees; a script's ECN lines differ, each recorded in
+            // an expectation file.
+            "net.inet.tcp.ecn.enable" => return Sysctl::Ignored,
             "net.inet.tcp.ecn.maxretries" => return Sysctl::Ignored,
-            "net.inet.tcp.rexmit_drop_options" => {
-                if n != 0 {
-                    return unsupported("synack keeps its SYN options on retransmission");
-                }
-                return Sysctl::Ignored;
-            }
+            // Whether FreeBSD drops its SYN options after the third
+            // retransmission: synack keeps them (as Linux); the script shows
+            // the difference, recorded in an expectation file.
+            "net.inet.tcp.rexmit_drop_options" => return Sysctl::Ignored,
             // FreeBSD's slop added to the RTO: the timing it causes is checked
             // by the script and shows up as a difference when it matters.
             "net.inet.tcp.rexmit_slop" => return Sysctl::Ignored,
@@ -198,11 +193,10 @@ impl Profile {
                 }
                 return Sysctl::Ignored;
             }
-            "net.inet.tcp.keepidle" | "net.inet.tcp.keepintvl" | "net.inet.tcp.keepcnt" => {
-                return unsupported(
-                    "keepalive settings are per socket in synack, with no stack-wide default to inherit",
-                );
-            }
+            // The keepalive settings new sockets start from (in ms; a count).
+            "net.inet.tcp.keepidle" => config.keepalive.idle = ms,
+            "net.inet.tcp.keepintvl" => config.keepalive.interval = ms,
+            "net.inet.tcp.keepcnt" => config.keepalive.count = n as u32,
             _ if name.starts_with("net.inet.tcp.fastopen") => {
                 return unsupported("TCP Fast Open (RFC 7413)");
             }

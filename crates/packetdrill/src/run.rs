@@ -234,12 +234,6 @@ fn unsupported(script: &Script) -> Option<String> {
                         }
                     }
                     PacketBody::Tcp(s) => {
-                        if s.has('E') || s.has('W') {
-                            return Some(format!(
-                                "ECN (RFC 3168): synack lacks it; ECE/CWR flags (line {})",
-                                ev.line
-                            ));
-                        }
                         if s.has('U') || s.urg.is_some() {
                             return Some(format!("runner gap: URG segments (line {})", ev.line));
                         }
@@ -256,9 +250,9 @@ fn unsupported(script: &Script) -> Option<String> {
                 }
             }
             EventKind::Code(code) => {
-                if tcpi_state_assertion(code).is_none() {
+                if assertion(code).is_none() {
                     return Some(format!(
-                        "runner gap: %{{ }}% Python block other than `assert tcpi_state == ...` (line {})",
+                        "runner gap: %{{ }}% Python block other than `assert tcpi_state == ...` or `assert tcpi_options == ...` (line {})",
                         ev.line
                     ));
                 }
@@ -1015,7 +1009,11 @@ impl<'a> Runner<'a> {
     /// the scripted peer (packetdrill's socket under test), else LISTEN if a
     /// listener holds the port, else CLOSED.
     fn assert_state(&mut self, ev: &Event, code: &str) -> Step {
-        let want = tcpi_state_assertion(code).unwrap_or("");
+        let want = match assertion(code) {
+            Some(Assertion::State(name)) => name,
+            Some(Assertion::Options(want)) => return self.assert_options(ev, want),
+            None => "",
+        };
         let remote = SocketAddrV4::new(REMOTE_IP, REMOTE_PORT);
         let port = self.local_port;
         let sockets = self
@@ -1039,6 +1037,40 @@ impl<'a> Runner<'a> {
         };
         if got != want {
             return self.mismatch(ev, format!("tcpi_state {got}"));
+        }
+        Ok(())
+    }
+
+    /// `assert tcpi_options == ...`: the options the connection negotiated,
+    /// as TCP_INFO's bits.
+    fn assert_options(&mut self, ev: &Event, want: u8) -> Step {
+        let remote = SocketAddrV4::new(REMOTE_IP, REMOTE_PORT);
+        let port = self.local_port;
+        let h = self.fds.values().find_map(|f| match f.sock {
+            Sock::Conn(h) => Some(h),
+            _ => None,
+        });
+        let info = h.and_then(|h| {
+            let e = self.engine.as_ref()?;
+            let ok = e
+                .sockets()
+                .iter()
+                .any(|s| s.remote == Some(remote) && s.local.port() == port);
+            ok.then(|| e.tcp_info(h).ok()).flatten()
+        });
+        let Some(info) = info else {
+            return self.mismatch(ev, "no connection for tcpi_options".into());
+        };
+        let got = [
+            (info.timestamps, TCPI_OPT_TIMESTAMPS),
+            (info.sack, TCPI_OPT_SACK),
+            (info.wscale.is_some(), TCPI_OPT_WSCALE),
+        ]
+        .iter()
+        .filter(|&&(on, _)| on)
+        .fold(0, |bits, &(_, bit)| bits | bit);
+        if got != want {
+            return self.mismatch(ev, format!("tcpi_options {}", options_names(got)));
         }
         Ok(())
     }
@@ -1251,7 +1283,7 @@ impl<'a> Runner<'a> {
                 bound: None,
                 tos: None,
                 connect_timeout: None,
-                keepalive: Keepalive::default(),
+                keepalive: self.config.keepalive,
             },
         );
         Ok(Some((i64::from(fd), None)))
@@ -1388,12 +1420,12 @@ impl<'a> Runner<'a> {
                     r = self.engine().set_connect_timeout(now, h, Some(t));
                 }
             }
-            "TCP_NOOPT" => {
-                return Err(Stop::Unsupported(
-                    "TCP_NOOPT (FreeBSD-only: no options at all) has no synack equivalent".into(),
-                ));
+            // FreeBSD's TCP_NOOPT has no equivalent (Linux has none either),
+            // and synack has no TCP-MD5 (RFC 2385): refused as a kernel
+            // without them refuses an option it does not know.
+            "TCP_NOOPT" | "TCP_MD5SIG" => {
+                return Ok(Some((-1, Some("ENOPROTOOPT".into()))));
             }
-            "TCP_MD5SIG" => return Err(Stop::Unsupported("TCP-MD5 (RFC 2385)".into())),
             other => {
                 return Err(Stop::Unsupported(format!(
                     "socket option {other} (FreeBSD-only or not mapped)"
@@ -1440,6 +1472,25 @@ impl<'a> Runner<'a> {
                 let on = self.fds[&fd].opts.nodelay;
                 if want.and_then(Expr::int).map(|v| v != 0) != Some(on) {
                     self.mismatch(ev, format!("TCP_NODELAY {}", u8::from(on)))?;
+                }
+                Ok(Some((0, None)))
+            }
+            "TCP_KEEPIDLE" | "TCP_KEEPINTVL" | "TCP_KEEPCNT" | "TCP_KEEPINIT" => {
+                let e = &self.fds[&fd];
+                let k = e.opts.keepalive.unwrap_or(e.keepalive);
+                let got = match name.as_str() {
+                    "TCP_KEEPIDLE" => Some(k.idle.as_secs()),
+                    "TCP_KEEPINTVL" => Some(k.interval.as_secs()),
+                    "TCP_KEEPCNT" => Some(u64::from(k.count)),
+                    // FreeBSD's connection-establishment timeout.
+                    _ => e
+                        .connect_timeout
+                        .or(self.config.connect_timeout)
+                        .map(|t| t.as_secs()),
+                };
+                let want = want.and_then(Expr::int);
+                if got.map(|g| g as i64) != want {
+                    self.mismatch(ev, format!("{name} {got:?}"))?;
                 }
                 Ok(Some((0, None)))
             }
@@ -1606,17 +1657,70 @@ fn icmp_type_code(icmp: &Icmp) -> Result<(u8, u8), String> {
     r.ok_or_else(|| format!("ICMPv4 has no `{} {code}` (an ICMPv6 name?)", icmp.kind))
 }
 
-/// The state name of `assert tcpi_state == TCPI_X`, the one Python block the
-/// runner understands.
-fn tcpi_state_assertion(code: &str) -> Option<&str> {
+/// The Python blocks the runner understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Assertion<'a> {
+    /// `assert tcpi_state == TCPI_X`.
+    State(&'a str),
+    /// `assert tcpi_options == (TCPI_OPT_A | TCPI_OPT_B ...)`: the bits.
+    Options(u8),
+}
+
+/// TCP_INFO's `tcpi_options` bits (Linux's and FreeBSD's values).
+const TCPI_OPT_TIMESTAMPS: u8 = 1;
+const TCPI_OPT_SACK: u8 = 2;
+const TCPI_OPT_WSCALE: u8 = 4;
+const TCPI_OPT_ECN: u8 = 8;
+const TCPI_OPTS: [(&str, u8); 4] = [
+    ("TCPI_OPT_TIMESTAMPS", TCPI_OPT_TIMESTAMPS),
+    ("TCPI_OPT_SACK", TCPI_OPT_SACK),
+    ("TCPI_OPT_WSCALE", TCPI_OPT_WSCALE),
+    ("TCPI_OPT_ECN", TCPI_OPT_ECN),
+];
+
+/// `bits` as the script writes them.
+fn options_names(bits: u8) -> String {
+    let names: Vec<&str> = TCPI_OPTS
+        .iter()
+        .filter(|&&(_, b)| bits & b != 0)
+        .map(|&(n, _)| n)
+        .collect();
+    if names.is_empty() {
+        "0".into()
+    } else {
+        format!("({})", names.join(" | "))
+    }
+}
+
+/// A Python block the runner can check, if it is one.
+fn assertion(code: &str) -> Option<Assertion<'_>> {
     let rest = code.trim().strip_prefix("assert")?.trim();
-    let rest = rest.strip_prefix("tcpi_state")?.trim();
-    let name = rest.strip_prefix("==")?.trim();
-    (name.starts_with("TCPI_")
-        && name[5..]
-            .chars()
-            .all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit()))
-    .then_some(name)
+    if let Some(rest) = rest.strip_prefix("tcpi_state") {
+        let name = rest.trim().strip_prefix("==")?.trim();
+        return (name.starts_with("TCPI_")
+            && name[5..]
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit()))
+        .then_some(Assertion::State(name));
+    }
+    let expr = rest
+        .strip_prefix("tcpi_options")?
+        .trim()
+        .strip_prefix("==")?
+        .trim();
+    let expr = expr
+        .strip_prefix('(')
+        .and_then(|e| e.strip_suffix(')'))
+        .unwrap_or(expr);
+    let mut bits = 0;
+    for name in expr.split('|').map(str::trim) {
+        bits |= if name == "0" {
+            0
+        } else {
+            TCPI_OPTS.iter().find(|&&(n, _)| n == name)?.1
+        };
+    }
+    Some(Assertion::Options(bits))
 }
 
 /// FreeBSD's `tcpi_state` name of a state.
@@ -1951,6 +2055,28 @@ mod tests {
             println!("{l}");
         }
         outcome
+    }
+
+    #[test]
+    fn python_assertions_the_runner_reads() {
+        assert_eq!(
+            assertion("assert tcpi_options == (TCPI_OPT_TIMESTAMPS | TCPI_OPT_SACK)"),
+            Some(Assertion::Options(3))
+        );
+        assert_eq!(
+            assertion(" assert tcpi_options == TCPI_OPT_WSCALE "),
+            Some(Assertion::Options(4))
+        );
+        assert_eq!(
+            assertion("assert tcpi_state == TCPI_LISTEN"),
+            Some(Assertion::State("TCPI_LISTEN"))
+        );
+        assert_eq!(assertion("assert tcpi_options == TCPI_OPT_BOGUS"), None);
+        assert_eq!(assertion("assert tcpi_rtt > 0"), None);
+        assert_eq!(
+            options_names(TCPI_OPT_SACK | TCPI_OPT_ECN),
+            "(TCPI_OPT_SACK | TCPI_OPT_ECN)"
+        );
     }
 
     #[test]

@@ -214,6 +214,11 @@ pub struct TcpInfo {
     pub congestion: CongestionAlgorithm,
     /// SACK was negotiated (RFC 2018).
     pub sack: bool,
+    /// Timestamps were negotiated (RFC 7323 §3; Linux's `TCPI_OPT_TIMESTAMPS`).
+    pub timestamps: bool,
+    /// Window scaling was negotiated (RFC 7323 §2): the shift counts (send,
+    /// receive), Linux's `tcpi_snd_wscale` and `tcpi_rcv_wscale`.
+    pub wscale: Option<(u8, u8)>,
     /// Reductions undone as spurious (D-SACK, RFC 2883 §4).
     pub spurious_undos: u64,
     /// Tail loss probes sent (RFC 8985 §7).
@@ -2422,6 +2427,8 @@ impl Tcb {
             send_buffer: self.snd_buf.capacity(),
             recv_buffer: self.rcv_buf.capacity(),
             buffer_memory: self.mem_allocated(),
+            timestamps: self.ts.on,
+            wscale: self.wscale_on.then_some((self.snd_wscale, self.rcv_wscale)),
             ..self.recovery_info(TcpInfo::default())
         }
     }

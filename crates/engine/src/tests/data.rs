@@ -585,6 +585,8 @@ fn windows_are_scaled_once_both_sides_offer_scaling() {
     // The handshake's ACK carries window 365 << 2 = 1460: room for one segment.
     h.send(h.peer(irs + 1, iss + 1).win(365));
     let c = h.engine.accept(l).unwrap();
+    // TCP_INFO's tcpi_snd_wscale and tcpi_rcv_wscale.
+    assert_eq!(h.engine.tcp_info(c).unwrap().wscale, Some((2, 1)));
     let data = pattern(0, 4380);
     assert_eq!(h.engine.send(h.now, c, &data), Ok(4380));
     // Our windows are scaled down by our shift: 65536 >> 1.

@@ -48,6 +48,11 @@ fn sack_permitted_is_offered_and_echoed_only_when_offered() {
     let mut h = Harness::new();
     let (_l, c, _, _) = h.established_passive();
     assert!(!h.engine.tcp_info(c).unwrap().sack);
+    assert_eq!(
+        h.engine.tcp_info(c).unwrap().wscale,
+        None,
+        "the peer offered no scaling"
+    );
     // Switched off in the configuration: not offered, not used.
     let mut h = Harness::with_config(Config {
         sack: false,

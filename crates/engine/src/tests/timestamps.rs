@@ -56,6 +56,7 @@ fn negotiated_on_passive_open_with_rtt_from_tsecr_and_smaller_mss() {
     let mut h = ts_harness();
     let (c, iss, irs) = established_ts(&mut h, 100);
     let info = h.engine.tcp_info(c).unwrap();
+    assert!(info.timestamps, "TCP_INFO reports timestamps negotiated");
     // RFC 7323 §4: the ACK of the SYN-ACK echoed its TSval 30 ms ago.
     assert_eq!(info.srtt, Some(ms(30)));
     // RFC 7323 §3.2 / RFC 9293 §3.7.1: 12 option bytes less per segment.
@@ -98,6 +99,7 @@ fn syn_without_timestamps_turns_them_off_for_the_connection() {
     h.send(h.peer(1001, synack.seq + 1));
     let c = h.engine.accept(l).unwrap();
     assert_eq!(h.engine.tcp_info(c).unwrap().snd_mss, 1460);
+    assert!(!h.engine.tcp_info(c).unwrap().timestamps);
     assert_eq!(h.engine.send(h.now, c, b"x"), Ok(1));
     assert_eq!(h.recv_one(), h.ours(synack.seq + 1, 1001).data(b"x").psh());
 }
