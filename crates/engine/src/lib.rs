@@ -46,6 +46,7 @@
 #![warn(missing_docs)]
 
 mod cc_api;
+mod checksum;
 mod config;
 mod conn_opts;
 mod error;
@@ -55,6 +56,7 @@ mod isn;
 mod seq;
 mod socket_api;
 mod sockets;
+mod table_hash;
 mod tcp;
 mod time;
 mod udp;
@@ -63,7 +65,9 @@ mod udp;
 mod tests;
 
 use std::collections::{HashMap, VecDeque};
+
 use std::net::{Ipv4Addr, SocketAddrV4};
+use table_hash::TableHash;
 
 use smoltcp::phy::{Checksum, ChecksumCapabilities};
 use synack_wheel::{Key, Wheel};
@@ -377,12 +381,12 @@ pub struct Engine {
     secret: Secret,
     slots: Vec<Slot>,
     free_slots: Vec<u32>,
-    conns: HashMap<(SocketAddrV4, SocketAddrV4), SocketHandle>,
+    conns: HashMap<(SocketAddrV4, SocketAddrV4), SocketHandle, TableHash>,
     /// Listeners by port, with their addresses: per address one, or several
     /// that all set `SO_REUSEPORT`.
-    listeners: HashMap<u16, Vec<(SocketHandle, Ipv4Addr)>>,
+    listeners: HashMap<u16, Vec<(SocketHandle, Ipv4Addr)>, TableHash>,
     /// UDP sockets by port (udp/).
-    udp_ports: HashMap<u16, Vec<SocketHandle>>,
+    udp_ports: HashMap<u16, Vec<SocketHandle>, TableHash>,
     /// UDP datagrams waiting to go out.
     udp_tx: VecDeque<udp::UdpOut>,
     /// RFC 6056's table of counters for the ephemeral port search
@@ -455,6 +459,7 @@ impl Engine {
         let span = u64::from(hi.saturating_sub(lo)) + 1;
         let next_port = lo.wrapping_add((secret.next_u64() % span) as u16);
         let ip_id = secret.next_u64() as u16;
+        let table_hash = TableHash::new(secret.next_u64(), secret.next_u64());
         let reassembly =
             ip::frag::Reassembler::new(config.reassembly_timeout, config.reassembly_memory);
         let mem_limits = config
@@ -477,10 +482,10 @@ impl Engine {
             secret,
             slots: Vec::new(),
             free_slots: Vec::new(),
-            conns: HashMap::new(),
-            listeners: HashMap::new(),
+            conns: HashMap::with_hasher(table_hash),
+            listeners: HashMap::with_hasher(table_hash),
             port_perturb: Vec::new(),
-            udp_ports: HashMap::new(),
+            udp_ports: HashMap::with_hasher(table_hash),
             udp_tx: VecDeque::new(),
             wheel: Wheel::new(),
             tx_queue: VecDeque::new(),

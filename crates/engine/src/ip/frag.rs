@@ -214,16 +214,7 @@ fn parse(packet: &[u8]) -> Option<Fragment<'_>> {
 
 /// The Internet checksum of an IPv4 header (RFC 791 §3.1, RFC 1071).
 fn header_checksum(header: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    for word in header.chunks(2) {
-        let hi = u32::from(word[0]) << 8;
-        let lo = word.get(1).copied().map_or(0, u32::from);
-        sum += hi | lo;
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+    crate::checksum::ipv4_sum(header)
 }
 
 /// Zeroes the header checksum, then fills it in if `fill`.

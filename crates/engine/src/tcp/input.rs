@@ -8,6 +8,7 @@ use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{IpAddress, Ipv4Repr, TcpControl, TcpPacket, TcpRepr};
 use tracing::trace;
 
+use crate::checksum;
 use crate::tcp::connection::{Ctl, Outbound, Segment, Tcb};
 use crate::tcp::connection::{offered_mss, syn_window, window_scale_for};
 use crate::tcp::syncookie;
@@ -32,7 +33,7 @@ impl Engine {
             self.stats.rx_malformed += 1;
             return;
         };
-        if checksums.tcp.rx() && !tcp.verify_checksum(&src, &dst) {
+        if checksums.tcp.rx() && !checksum::tcp_ok(ip_repr.src_addr, ip_repr.dst_addr, payload) {
             self.stats.rx_bad_checksum += 1;
             return;
         }

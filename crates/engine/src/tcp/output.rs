@@ -2,7 +2,7 @@
 
 use std::net::SocketAddrV4;
 
-use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::phy::{Checksum, ChecksumCapabilities};
 use smoltcp::wire::{
     IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
     TcpTimestampRepr,
@@ -10,6 +10,7 @@ use smoltcp::wire::{
 
 use crate::Engine;
 use crate::Seq;
+use crate::checksum;
 use crate::tcp::connection::{Ctl, Outbound, Tcb};
 
 impl Engine {
@@ -106,7 +107,11 @@ impl Engine {
             payload_len: tcp_len,
             hop_limit: ttl,
         };
-        ip_repr.emit(&mut Ipv4Packet::new_unchecked(&mut buf[..]), checksums);
+        // Both checksums are filled in once, below, after every field is set.
+        let mut no_sums = checksums.clone();
+        no_sums.ipv4 = Checksum::None;
+        no_sums.tcp = Checksum::None;
+        ip_repr.emit(&mut Ipv4Packet::new_unchecked(&mut buf[..]), &no_sums);
         // RFC 1122 §4.2.4.2: the connection's TOS goes to IP unchanged.
         if let Some(tcb) = tcb
             && tcb.tos != 0
@@ -114,15 +119,15 @@ impl Engine {
             let mut ip = Ipv4Packet::new_unchecked(&mut buf[..]);
             ip.set_dscp(tcb.tos >> 2);
             ip.set_ecn(tcb.tos & 0x03);
-            if checksums.ipv4.tx() {
-                ip.fill_checksum();
-            }
+        }
+        if checksums.ipv4.tx() {
+            checksum::ipv4_fill(&mut buf[..ip_len]);
         }
         repr.emit(
             &mut TcpPacket::new_unchecked(&mut buf[ip_len..]),
             &IpAddress::Ipv4(*local.ip()),
             &IpAddress::Ipv4(*remote.ip()),
-            checksums,
+            &no_sums,
         );
         if let Some(blocks) = four {
             let tcp = &mut buf[ip_len..];
@@ -135,24 +140,15 @@ impl Engine {
             tcp[20..20 + FOUR_BLOCKS_LEN].copy_from_slice(&opts);
             let mut tcp = TcpPacket::new_unchecked(tcp);
             tcp.set_header_len(header_len as u8);
-            if checksums.tcp.tx() {
-                tcp.fill_checksum(
-                    &IpAddress::Ipv4(*local.ip()),
-                    &IpAddress::Ipv4(*remote.ip()),
-                );
-            }
         }
         if let Some(pointer) = out.urgent {
             // smoltcp's representation has no urgent pointer: set it on the packet.
             let mut tcp = TcpPacket::new_unchecked(&mut buf[ip_len..]);
             tcp.set_urg(true);
             tcp.set_urgent_at(pointer);
-            if checksums.tcp.tx() {
-                tcp.fill_checksum(
-                    &IpAddress::Ipv4(*local.ip()),
-                    &IpAddress::Ipv4(*remote.ip()),
-                );
-            }
+        }
+        if checksums.tcp.tx() {
+            checksum::tcp_fill(*local.ip(), *remote.ip(), &mut buf[ip_len..]);
         }
         total
     }
