@@ -5,13 +5,13 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use smoltcp::phy::ChecksumCapabilities;
-use smoltcp::wire::{IpAddress, Ipv4Repr, TcpControl, TcpPacket, TcpRepr};
+use smoltcp::wire::Ipv4Repr;
 use tracing::trace;
 
 use crate::checksum;
 use crate::tcp::connection::{Ctl, Outbound, Segment, Tcb};
 use crate::tcp::connection::{offered_mss, syn_window, window_scale_for};
-use crate::tcp::syncookie;
+use crate::tcp::{syncookie, wire};
 use crate::{
     Config, Engine, Instant, MAX_COOKIE_REPLIES, MAX_OWED_ACKS, MAX_REPLIES, OWED_ACK_BUF, Reply,
     Seq, Socket, SocketHandle, SocketOptions, State, SynCookies, tcp,
@@ -27,59 +27,20 @@ impl Engine {
         payload: &[u8],
         checksums: &ChecksumCapabilities,
     ) {
-        let src = IpAddress::Ipv4(ip_repr.src_addr);
-        let dst = IpAddress::Ipv4(ip_repr.dst_addr);
-        let Ok(tcp) = TcpPacket::new_checked(payload) else {
+        if !wire::header_fits(payload) {
             self.stats.rx_malformed += 1;
             return;
-        };
+        }
         if checksums.tcp.rx() && !checksum::tcp_ok(ip_repr.src_addr, ip_repr.dst_addr, payload) {
             self.stats.rx_bad_checksum += 1;
             return;
         }
-        let mut header = [0u8; 60];
-        let (repr, syn_fin) =
-            match TcpRepr::parse(&tcp, &src, &dst, &ChecksumCapabilities::ignored()) {
-                Ok(repr) => (repr, false),
-                // smoltcp's representation holds one control; SYN+FIN and a RST
-                // beside SYN or FIN are segments RFC 9293 still processes.
-                Err(_) if tcp.syn() && tcp.fin() || tcp.rst() && (tcp.syn() || tcp.fin()) => {
-                    let Some(repr) = parse_combined_flags(&tcp, &mut header, &src, &dst) else {
-                        self.stats.rx_malformed += 1;
-                        return;
-                    };
-                    (repr, !tcp.rst())
-                }
-                Err(_) => {
-                    self.stats.rx_malformed += 1;
-                    return;
-                }
-            };
-        // The text: `repr` may be parsed from a copy of the header alone.
-        let payload = tcp.payload();
-        let seg = Segment {
-            seq: repr.seq_number.into(),
-            ack: repr.ack_number.map(Seq::from),
-            ctl: match repr.control {
-                TcpControl::Syn => Ctl::Syn,
-                TcpControl::Fin => Ctl::Fin,
-                TcpControl::Rst => Ctl::Rst,
-                TcpControl::None | TcpControl::Psh => Ctl::None,
-            },
-            window: repr.window_len,
-            mss: repr.max_seg_size,
-            window_scale: repr.window_scale,
-            payload,
-            timestamp: repr.timestamp.map(|t| (t.tsval, t.tsecr)),
-            sack_permitted: repr.sack_permitted,
-            sack_blocks: repr
-                .sack_ranges
-                .map(|r| r.map(|(left, right)| (Seq(left), Seq(right)))),
-            urgent: tcp.urg().then(|| tcp.urgent_at()),
-            syn_fin,
+        let Some((src_port, dst_port, seg)) = wire::parse(payload) else {
+            self.stats.rx_malformed += 1;
+            return;
         };
-        let local = SocketAddrV4::new(ip_repr.dst_addr, repr.dst_port);
-        let remote = SocketAddrV4::new(ip_repr.src_addr, repr.src_port);
+        let local = SocketAddrV4::new(ip_repr.dst_addr, dst_port);
+        let remote = SocketAddrV4::new(ip_repr.src_addr, src_port);
         self.handle_segment(now, local, remote, &seg);
     }
 
@@ -436,31 +397,6 @@ impl Engine {
         };
         self.replies.push_back(reply);
     }
-}
-
-/// A segment whose flags smoltcp's `TcpRepr` refuses (SYN+FIN; RST beside
-/// SYN or FIN), parsed from a copy of its header with one control left: RST
-/// if set (RFC 9293 §3.10.7: the RST check comes before SYN and FIN in every
-/// state), else SYN (the caller notes the FIN). The text is not in the
-/// representation (the copy holds the header alone).
-fn parse_combined_flags<'h>(
-    tcp: &TcpPacket<&[u8]>,
-    header: &'h mut [u8; 60],
-    src: &IpAddress,
-    dst: &IpAddress,
-) -> Option<TcpRepr<'h>> {
-    let len = usize::from(tcp.header_len());
-    let header = header.get_mut(..len)?;
-    header.copy_from_slice(tcp.as_ref().get(..len)?);
-    let mut copy = TcpPacket::new_checked(&mut header[..]).ok()?;
-    if copy.rst() {
-        copy.set_syn(false);
-        copy.set_fin(false);
-    } else {
-        copy.set_fin(false);
-    }
-    let copy = TcpPacket::new_checked(&header[..]).ok()?;
-    TcpRepr::parse(&copy, src, dst, &ChecksumCapabilities::ignored()).ok()
 }
 
 /// Which of `n` SO_REUSEPORT listeners takes a connection from `remote`: a

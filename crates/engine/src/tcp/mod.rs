@@ -10,6 +10,7 @@ pub(crate) mod rtt;
 pub(crate) mod sack;
 pub(crate) mod syncookie;
 pub(crate) mod timestamps;
+mod wire;
 
 mod calls;
 mod input;
