@@ -68,6 +68,9 @@
 #[path = "../tests/common/smol.rs"]
 mod smol;
 
+#[path = "common/tsmol.rs"]
+mod tsmol;
+
 mod common;
 
 use std::future::Future;
@@ -106,6 +109,8 @@ enum Backend {
     },
     Kernel,
     Smoltcp,
+    /// tokio-smoltcp 0.7 (smoltcp 0.14 behind tokio's traits), its defaults.
+    TokioSmoltcp,
 }
 
 const SYNACK_DEFAULT: Backend = Backend::Synack { small: false };
@@ -117,6 +122,7 @@ fn label(b: Backend) -> &'static str {
         Backend::Synack { small: true } => "synack ↔ synack, 4 KiB buffers",
         Backend::Kernel => "kernel TCP, loopback",
         Backend::Smoltcp => "smoltcp ↔ smoltcp (256 KiB buffers)",
+        Backend::TokioSmoltcp => "tokio-smoltcp ↔ tokio-smoltcp (its defaults)",
     }
 }
 
@@ -138,6 +144,9 @@ struct Shared {
     max_us: AtomicU64,
     /// The first error seen on either side.
     error: Mutex<Option<String>>,
+    /// Close with `shutdown` before dropping (tokio-smoltcp: dropping its
+    /// stream removes the socket at once, unsent data and FIN with it).
+    shutdown_first: AtomicBool,
 }
 
 impl Shared {
@@ -149,6 +158,7 @@ impl Shared {
             addr_not_available: AtomicU64::new(0),
             slow: AtomicU64::new(0),
             max_us: AtomicU64::new(0),
+            shutdown_first: AtomicBool::new(false),
             error: Mutex::new(None),
         }
     }
@@ -229,12 +239,18 @@ fn main() {
         SYNACK_SMALL,
         Backend::Kernel,
         Backend::Smoltcp,
+        Backend::TokioSmoltcp,
     ];
     let mut rows = Vec::new();
     for flavor in [Flavor::Current, Flavor::Multi] {
         let rt = flavor.runtime();
         for clients in [1, 4] {
             for backend in backends {
+                if backend == Backend::TokioSmoltcp && clients > 1 {
+                    // Its listener is one listening socket: a connect that
+                    // arrives while it serves another is refused.
+                    continue;
+                }
                 let outcome = rt.block_on(run_case(backend, clients, &timing));
                 let row = Row {
                     backend,
@@ -280,25 +296,26 @@ fn print_tables(rows: &[Row], timing: &Timing) {
     );
     println!();
     println!(
-        "| stack | runtime | clients | conn/s | /kernel | default/4 KiB | synack/smoltcp | connections in all | AddrNotAvailable | > 100 ms (slowest ms) |"
+        "| stack | runtime | clients | conn/s | /kernel | default/4 KiB | synack/smoltcp | synack/tokio-smoltcp | connections in all | AddrNotAvailable | > 100 ms (slowest ms) |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         let rate = r.rate();
         let vs_kernel = match r.backend {
             Backend::Kernel => "—".into(),
             _ => ratio(rate, find(r, Backend::Kernel)),
         };
-        let (vs_small, vs_smol) = match r.backend {
+        let (vs_small, vs_smol, vs_tsmol) = match r.backend {
             Backend::Synack { small: false } => (
                 ratio(rate, find(r, SYNACK_SMALL)),
                 ratio(rate, find(r, Backend::Smoltcp)),
+                ratio(rate, find(r, Backend::TokioSmoltcp)),
             ),
-            _ => ("—".into(), "—".into()),
+            _ => ("—".into(), "—".into(), "—".into()),
         };
         let o = &r.outcome;
         println!(
-            "| {} | {} | {} | {:.0} | {vs_kernel} | {vs_small} | {vs_smol} | {} | {} | {} ({:.1}) |",
+            "| {} | {} | {} | {:.0} | {vs_kernel} | {vs_small} | {vs_smol} | {vs_tsmol} | {} | {} | {} ({:.1}) |",
             label(r.backend),
             r.flavor.name(),
             r.clients,
@@ -378,8 +395,14 @@ fn print_tables(rows: &[Row], timing: &Timing) {
     // How many ports each client has to connect from.
     let ports = |b: Backend| match b {
         Backend::Synack { .. } | Backend::Smoltcp => Some(EPHEMERAL_PORTS),
+        // tokio-smoltcp hands out ports 10001..=60000 in turn.
+        Backend::TokioSmoltcp => Some(50_000),
         Backend::Kernel => kernel_ephemeral_ports(),
     };
+    println!();
+    println!(
+        "tokio-smoltcp runs with one client only: its listener is a single listening socket, so concurrent connects are refused (ConnectionAborted). It closes by `shutdown` before dropping a stream (dropping removes the socket at once, unsent data and FIN with it)."
+    );
     println!();
     println!(
         "Cases whose client went round its whole ephemeral range, so that its SYNs reused four-tuples the server still held in TIME-WAIT (AddrNotAvailable in all cases: {}):",
@@ -393,6 +416,7 @@ fn print_tables(rows: &[Row], timing: &Timing) {
         SYNACK_SMALL,
         Backend::Kernel,
         Backend::Smoltcp,
+        Backend::TokioSmoltcp,
     ] {
         let of: Vec<_> = rows.iter().filter(|r| r.backend == b).collect();
         let Some(n) = ports(b) else {
@@ -540,6 +564,40 @@ async fn run_case(backend: Backend, clients: usize, timing: &Timing) -> Outcome 
             drop((client, server));
             outcome
         }
+        Backend::TokioSmoltcp => {
+            shared.shutdown_first.store(true, Ordering::Relaxed);
+            let (a, b) = tsmol::link_pair(1500, false);
+            let server = tsmol::net(a, SERVER);
+            let client = Arc::new(tsmol::net(b, CLIENT));
+            let mut listener = server
+                .tcp_bind(tsmol::addr(SERVER, PORT))
+                .await
+                .unwrap_or_else(|e| panic!("{what}: listen: {e}"));
+            let acceptor = tokio::spawn({
+                let shared = shared.clone();
+                async move {
+                    loop {
+                        match listener.accept().await {
+                            Ok((s, _)) => {
+                                tokio::spawn(serve(s, shared.clone()));
+                            }
+                            Err(e) => return shared.fail(format!("server accept: {e}")),
+                        }
+                    }
+                }
+            });
+            let connect = {
+                let client = client.clone();
+                move || {
+                    let client = client.clone();
+                    async move { client.tcp_connect(tsmol::addr(SERVER, PORT)).await }
+                }
+            };
+            let outcome = drive(&shared, clients, connect, || None, timing).await;
+            stop(acceptor).await;
+            drop((client, server));
+            outcome
+        }
     };
     if let Some(e) = shared.error() {
         panic!("{what}: {e}");
@@ -617,7 +675,12 @@ where
 {
     while !shared.stop.load(Ordering::Relaxed) {
         let t = Instant::now();
-        match tokio::time::timeout(CONN_DEADLINE, one_connection(connect())).await {
+        match tokio::time::timeout(
+            CONN_DEADLINE,
+            one_connection(connect(), shared.shutdown_first.load(Ordering::Relaxed)),
+        )
+        .await
+        {
             Ok(Ok(())) => {
                 let us = t.elapsed().as_micros() as u64;
                 if us >= SLOW.as_micros() as u64 {
@@ -642,9 +705,11 @@ where
     }
 }
 
-/// connect, write one byte, read the reply, read end of stream, drop.
+/// connect, write one byte, read the reply, read end of stream, drop (after
+/// `shutdown` if `shutdown_first`).
 async fn one_connection<S>(
     connect: impl Future<Output = io::Result<S>>,
+    shutdown_first: bool,
 ) -> Result<(), (&'static str, io::Error)>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -657,10 +722,14 @@ where
         return Err(("read", io::Error::other("wrong reply byte")));
     }
     match s.read(&mut b).await {
-        Ok(0) => Ok(()),
-        Ok(_) => Err(("read EOF", io::Error::other("data after the reply"))),
-        Err(e) => Err(("read EOF", e)),
+        Ok(0) => {}
+        Ok(_) => return Err(("read EOF", io::Error::other("data after the reply"))),
+        Err(e) => return Err(("read EOF", e)),
     }
+    if shutdown_first {
+        s.shutdown().await.map_err(|e| ("shutdown", e))?;
+    }
+    Ok(())
 }
 
 /// The server's side of one connection: read the byte, write it back, close
@@ -669,7 +738,11 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, shared: Arc<Shared>)
     let mut b = [0u8; 1];
     let r = async {
         s.read_exact(&mut b).await?;
-        s.write_all(&b).await
+        s.write_all(&b).await?;
+        if shared.shutdown_first.load(Ordering::Relaxed) {
+            s.shutdown().await?;
+        }
+        Ok::<_, io::Error>(())
     }
     .await;
     if let Err(e) = r {
