@@ -25,6 +25,9 @@
 #[path = "../tests/common/smol.rs"]
 mod smol;
 
+#[path = "common/tsmol.rs"]
+mod tsmol;
+
 mod common;
 
 use std::hint::black_box;
@@ -50,12 +53,19 @@ const DEADLINE: Duration = Duration::from_secs(60);
 enum Transport {
     Kernel,
     /// `coalesce`: `Config::coalesce_acks`, one ACK per received batch.
+    /// `checksums`: computed and checked (else the link's offload).
     Synack {
         mtu: usize,
         coalesce: bool,
+        checksums: bool,
     },
     Smoltcp {
         mtu: usize,
+    },
+    /// tokio-smoltcp 0.7 over an in-memory channel link.
+    TokioSmoltcp {
+        mtu: usize,
+        checksums: bool,
     },
 }
 
@@ -117,17 +127,33 @@ fn main() {
         Transport::Synack {
             mtu: 1500,
             coalesce: false,
+            checksums: false,
+        },
+        Transport::Synack {
+            mtu: 1500,
+            coalesce: false,
+            checksums: true,
         },
         Transport::Synack {
             mtu: 1500,
             coalesce: true,
+            checksums: false,
         },
         Transport::Synack {
             mtu: 65535,
             coalesce: false,
+            checksums: false,
         },
         Transport::Smoltcp { mtu: 1500 },
         Transport::Smoltcp { mtu: 65535 },
+        Transport::TokioSmoltcp {
+            mtu: 1500,
+            checksums: false,
+        },
+        Transport::TokioSmoltcp {
+            mtu: 1500,
+            checksums: true,
+        },
     ];
     let mut rows = Vec::new();
     for flavor in [Flavor::Multi, Flavor::Current] {
@@ -172,11 +198,28 @@ fn main() {
 fn label(t: Transport) -> String {
     match t {
         Transport::Kernel => format!("kernel TCP, loopback (MTU {})", lo_mtu()),
-        Transport::Synack { mtu, coalesce } => format!(
-            "synack ↔ synack, MemoryLink MTU {mtu}{}",
-            if coalesce { ", coalesced ACKs" } else { "" }
+        Transport::Synack {
+            mtu,
+            coalesce,
+            checksums,
+        } => format!(
+            "synack ↔ synack, MemoryLink MTU {mtu}{}{}",
+            if coalesce { ", coalesced ACKs" } else { "" },
+            if checksums {
+                ", checksums computed"
+            } else {
+                ""
+            }
         ),
         Transport::Smoltcp { mtu } => format!("smoltcp ↔ smoltcp, MemoryLink MTU {mtu}"),
+        Transport::TokioSmoltcp { mtu, checksums } => format!(
+            "tokio-smoltcp ↔ tokio-smoltcp, channel link MTU {mtu}{}",
+            if checksums {
+                ", checksums computed"
+            } else {
+                ""
+            }
+        ),
     }
 }
 
@@ -194,9 +237,9 @@ fn print_table(rows: &[Row], opts: &Options) {
     );
     println!();
     println!(
-        "| flow | runtime | best Gbit/s | median Gbit/s | /kernel (best) | /kernel (median) | synack/smoltcp (median) | RTOs / fast retx |"
+        "| flow | runtime | best Gbit/s | median Gbit/s | /kernel (best) | /kernel (median) | synack/smoltcp (median) | synack/tokio-smoltcp (median) | RTOs / fast retx |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
         let kernel = rows
             .iter()
@@ -207,21 +250,26 @@ fn print_table(rows: &[Row], opts: &Options) {
             _ => "—".into(),
         };
         // synack against smoltcp at the same MTU and runtime.
-        let vs_smoltcp = match row.transport {
-            Transport::Synack { mtu, .. } => rows
-                .iter()
-                .find(|r| r.transport == Transport::Smoltcp { mtu } && r.flavor == row.flavor)
+        let vs = |peer: Transport| {
+            rows.iter()
+                .find(|r| r.transport == peer && r.flavor == row.flavor)
                 .filter(|r| r.median() > 0.0)
                 .map(|r| format!("{:.2}", row.median() / r.median()))
-                .unwrap_or_else(|| "—".into()),
-            _ => "—".into(),
+                .unwrap_or_else(|| "—".into())
+        };
+        let (vs_smoltcp, vs_tsmol) = match row.transport {
+            Transport::Synack { mtu, checksums, .. } => (
+                vs(Transport::Smoltcp { mtu }),
+                vs(Transport::TokioSmoltcp { mtu, checksums }),
+            ),
+            _ => ("—".into(), "—".into()),
         };
         let losses = match row.transport {
             Transport::Synack { .. } => format!("{} / {}", row.timeouts, row.fast_retransmits),
             _ => "—".into(),
         };
         println!(
-            "| {} | {} | {:.2} | {:.2} | {} | {} | {vs_smoltcp} | {losses} |",
+            "| {} | {} | {:.2} | {:.2} | {} | {} | {vs_smoltcp} | {vs_tsmol} | {losses} |",
             label(row.transport),
             row.flavor.name(),
             row.best(),
@@ -238,8 +286,13 @@ async fn run(transport: Transport, opts: &Options) -> io::Result<Sample> {
     let flow = async {
         match transport {
             Transport::Kernel => kernel_flow(opts).await,
-            Transport::Synack { mtu, coalesce } => synack_flow(mtu, coalesce, opts).await,
+            Transport::Synack {
+                mtu,
+                coalesce,
+                checksums,
+            } => synack_flow(mtu, coalesce, checksums, opts).await,
             Transport::Smoltcp { mtu } => smoltcp_flow(mtu, opts).await,
+            Transport::TokioSmoltcp { mtu, checksums } => tsmol_flow(mtu, checksums, opts).await,
         }
     };
     tokio::time::timeout(DEADLINE, flow)
@@ -265,8 +318,17 @@ async fn kernel_flow(opts: &Options) -> io::Result<Sample> {
     finish(sender, receiver, opts.size).await
 }
 
-async fn synack_flow(mtu: usize, coalesce: bool, opts: &Options) -> io::Result<Sample> {
-    let (a, b) = MemoryLink::pair(MemoryLinkConfig::default().with_mtu(mtu));
+async fn synack_flow(
+    mtu: usize,
+    coalesce: bool,
+    checksums: bool,
+    opts: &Options,
+) -> io::Result<Sample> {
+    let (a, b) = MemoryLink::pair(
+        MemoryLinkConfig::default()
+            .with_mtu(mtu)
+            .with_checksum_offload(!checksums),
+    );
     let config = Config {
         coalesce_acks: coalesce,
         ..Config::default()
@@ -298,6 +360,43 @@ async fn synack_flow(mtu: usize, coalesce: bool, opts: &Options) -> io::Result<S
 }
 
 /// smoltcp ↔ smoltcp over the same link as synack's flow.
+/// tokio-smoltcp closes by `shutdown`, which returns once the socket is
+/// closed (after TIME-WAIT for the side that closed first), and dropping its
+/// stream removes the socket with whatever it had not sent: both ends hand
+/// their stream to a task that shuts it down, outside the timed part.
+async fn tsmol_flow(mtu: usize, checksums: bool, opts: &Options) -> io::Result<Sample> {
+    let (a, b) = tsmol::link_pair(mtu, checksums);
+    let server = tsmol::net(a, SERVER);
+    let client = tsmol::net(b, CLIENT);
+    let mut listener = server.tcp_bind(tsmol::addr(SERVER, 5001)).await?;
+    let receiver = tokio::spawn({
+        let verify = opts.verify;
+        async move {
+            let (mut s, _) = listener.accept().await?;
+            let got = receive(&mut s, verify).await;
+            tokio::spawn(async move { s.shutdown().await });
+            got
+        }
+    });
+    let size = opts.size;
+    let mut s = client.tcp_connect(tsmol::addr(SERVER, 5001)).await?;
+    let sender = tokio::spawn(async move {
+        let buf: Vec<u8> = (0..CHUNK).map(pattern_byte).collect();
+        let start = Instant::now();
+        let mut left = size;
+        while left > 0 {
+            let n = left.min(CHUNK as u64) as usize;
+            s.write_all(&buf[..n]).await?;
+            left -= n as u64;
+        }
+        tokio::spawn(async move { s.shutdown().await });
+        Ok((start, None))
+    });
+    let elapsed = finish(sender, receiver, opts.size).await;
+    drop((client, server));
+    elapsed
+}
+
 async fn smoltcp_flow(mtu: usize, opts: &Options) -> io::Result<Sample> {
     let (a, b) = MemoryLink::pair(MemoryLinkConfig::default().with_mtu(mtu));
     let server = smol::SmolHost::spawn(a, SERVER, 24);
