@@ -1,6 +1,7 @@
 //! Bulk throughput of one TCP flow: synack ↔ synack over a `MemoryLink`, next to
-//! the kernel's TCP over loopback through `tokio::net` and smoltcp ↔ smoltcp over
-//! the same `MemoryLink`, in the same run.
+//! the kernel's TCP over loopback through `tokio::net`, smoltcp ↔ smoltcp over
+//! the same `MemoryLink`, and tokio-smoltcp ↔ tokio-smoltcp (0.7, smoltcp behind
+//! tokio's traits) over an in-memory channel link, in the same run.
 //!
 //! ```sh
 //! cargo bench --bench throughput              # 256 MiB per flow
@@ -16,7 +17,9 @@
 //! fresh stacks and link); the table gives the best and the median.
 //!
 //! synack runs with its default configuration (256 KiB socket buffers) on a
-//! link with checksum offload; the kernel with its defaults on `lo`.
+//! link with checksum offload (and once at MTU 1500 with checksums computed);
+//! the kernel with its defaults on `lo`; tokio-smoltcp with its defaults, with
+//! and without checksums.
 //! smoltcp (0.14, the interop tests' `SmolHost`: one `Interface` per end, each in
 //! a tokio task) runs with 256 KiB socket buffers too, Nagle on, and its
 //! default 10 ms delayed ACK.
