@@ -38,8 +38,6 @@ fn device_failed(e: &io::Error, direction: &str) {
     }
 }
 
-/// Zeros to size an outbound packet buffer from (the largest MTU).
-static ZEROS: [u8; 65536] = [0; 65536];
 /// Rounds of the driver loop before it yields to other tasks.
 const DRIVER_ROUNDS: usize = 32;
 
@@ -103,19 +101,12 @@ impl State {
         let mut progress = false;
         loop {
             while self.tx.len() < TX_QUEUE {
+                // One MTU of room for the engine to write into; the device
+                // need not zero a buffer it recycles.
                 let mut pkt = match self.spare.take() {
                     Some(p) => p,
-                    None => self.device.alloc(),
+                    None => self.device.alloc_sized(self.mtu),
                 };
-                // One MTU of room for the engine to write into. Extending
-                // from zeros copies (a `memcpy` even in a debug build, where
-                // `resize` fills byte by byte).
-                if pkt.len() < self.mtu {
-                    let need = self.mtu - pkt.len();
-                    pkt.extend_from_slice(&ZEROS[..need]);
-                } else {
-                    pkt.truncate(self.mtu);
-                }
                 match self.engine.poll_transmit(now, &mut pkt) {
                     Some(n) => {
                         pkt.truncate(n);

@@ -155,6 +155,19 @@ pub trait Device: Send + 'static {
         Vec::with_capacity(self.capabilities().mtu)
     }
 
+    /// A buffer of exactly `len` bytes for an outbound packet that the caller
+    /// overwrites: its contents are unspecified (a device that recycles
+    /// buffers may leave an earlier packet's bytes in it, so it need not
+    /// zero them). The stack asks for one MTU and truncates to what it wrote.
+    ///
+    /// The default takes [`alloc`](Device::alloc)'s buffer and zero-fills it.
+    fn alloc_sized(&mut self, len: usize) -> Packet {
+        let mut packet = self.alloc();
+        packet.clear();
+        packet.resize(len, 0);
+        packet
+    }
+
     /// Gives back the buffer of a received packet once the stack is done with it,
     /// so the device can reuse it. The default drops it.
     fn recycle(&mut self, packet: Packet) {
@@ -183,6 +196,9 @@ impl<D: Device + ?Sized> Device for Box<D> {
     }
     fn alloc(&mut self) -> Packet {
         (**self).alloc()
+    }
+    fn alloc_sized(&mut self, len: usize) -> Packet {
+        (**self).alloc_sized(len)
     }
     fn recycle(&mut self, packet: Packet) {
         (**self).recycle(packet)

@@ -358,9 +358,25 @@ impl Device for MemoryLink {
     fn alloc(&mut self) -> Packet {
         let reused = self.tx.pool().pop();
         match reused {
-            Some(packet) => packet,
+            Some(mut packet) => {
+                packet.clear();
+                packet
+            }
             None => Vec::with_capacity(self.config.mtu),
         }
+    }
+
+    fn alloc_sized(&mut self, len: usize) -> Packet {
+        // A pooled buffer keeps the length (and bytes) of the packet it last
+        // carried: only what lies beyond that needs filling.
+        let reused = self.tx.pool().pop();
+        let mut packet = reused.unwrap_or_else(|| Vec::with_capacity(self.config.mtu.max(len)));
+        if packet.len() >= len {
+            packet.truncate(len);
+        } else {
+            packet.resize(len, 0);
+        }
+        packet
     }
 
     fn recycle(&mut self, packet: Packet) {
@@ -377,11 +393,12 @@ impl MemoryLink {
     }
 }
 
-fn put_in_pool(channel: &Channel, mut packet: Packet, mtu: usize) {
+/// Pools a buffer with its length and bytes as they are: `alloc` clears it,
+/// `alloc_sized` fills only what lies beyond its old length.
+fn put_in_pool(channel: &Channel, packet: Packet, mtu: usize) {
     if packet.capacity() < mtu {
         return;
     }
-    packet.clear();
     let mut pool = channel.pool();
     if pool.len() < MemoryLink::POOL_BUFFERS {
         pool.push(packet);
@@ -572,6 +589,40 @@ mod tests {
         tokio::task::yield_now().await;
         send_all(&mut a, vec![b"x".to_vec()]).await;
         assert_eq!(receiver.await.unwrap(), vec![b"x".to_vec()]);
+    }
+
+    #[tokio::test]
+    async fn alloc_sized_hands_out_a_recycled_buffer_of_the_length_asked() {
+        let (mut a, mut b) = MemoryLink::pair(MemoryLinkConfig::default());
+        // Fresh: zero-filled to the length.
+        let first = a.alloc_sized(1500);
+        assert_eq!(first.len(), 1500);
+        assert!(first.iter().all(|&x| x == 0));
+        let ptr = first.as_ptr();
+        let mut p = first;
+        p.truncate(40);
+        p.fill(7);
+        send_all(&mut a, vec![p]).await;
+        let received = recv(&mut b, 1).await.unwrap().pop().unwrap();
+        b.recycle(received);
+        // Recycled: the same buffer, of the length asked for, whatever the
+        // earlier packet left in it; `alloc` still hands out an empty one.
+        let again = a.alloc_sized(1500);
+        assert_eq!((again.as_ptr(), again.len()), (ptr, 1500));
+        assert_eq!(&again[..40], &[7; 40][..]);
+        let mut shorter = again;
+        shorter.truncate(60);
+        send_all(&mut a, vec![shorter]).await;
+        let received = recv(&mut b, 1).await.unwrap().pop().unwrap();
+        b.recycle(received);
+        let shortest = a.alloc_sized(20);
+        assert_eq!((shortest.as_ptr(), shortest.len()), (ptr, 20));
+        send_all(&mut a, vec![shortest]).await;
+        let received = recv(&mut b, 1).await.unwrap().pop().unwrap();
+        b.recycle(received);
+        let empty = a.alloc();
+        assert_eq!(empty.as_ptr(), ptr);
+        assert!(empty.is_empty());
     }
 
     #[tokio::test]

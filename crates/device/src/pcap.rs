@@ -327,6 +327,10 @@ impl<D: Device> Device for Pcap<D> {
         self.inner.alloc()
     }
 
+    fn alloc_sized(&mut self, len: usize) -> Packet {
+        self.inner.alloc_sized(len)
+    }
+
     fn recycle(&mut self, packet: Packet) {
         self.inner.recycle(packet)
     }
