@@ -123,15 +123,19 @@ async fn tokio_smoltcp(secs: Duration) -> io::Result<f64> {
 
 fn run(t: Transport, flavor: Flavor, secs: Duration) -> f64 {
     let rt = flavor.runtime();
+    // A spawned task, as a server's: on the multi-thread runtime the future
+    // `block_on` drives runs outside the workers, every wake-up a thread hop.
     let r = rt.block_on(async move {
-        let run = async {
+        let run = async move {
             match t {
                 Transport::Kernel => kernel(secs).await,
                 Transport::Synack => synack(secs).await,
                 Transport::TokioSmoltcp => tokio_smoltcp(secs).await,
             }
         };
-        tokio::time::timeout(secs + Duration::from_secs(30), run).await
+        tokio::spawn(tokio::time::timeout(secs + Duration::from_secs(30), run))
+            .await
+            .expect("the case panicked")
     });
     match r {
         Ok(Ok(rate)) => rate,

@@ -133,7 +133,10 @@ fn main() -> io::Result<()> {
             .enable_all()
             .build()?
     };
-    rt.block_on(run(o))
+    // The work runs as a spawned task: on the multi-thread runtime the
+    // future `block_on` drives runs on this thread, outside the workers, and
+    // every wake-up would cross threads.
+    rt.block_on(async move { tokio::spawn(run(o)).await.map_err(io::Error::other)? })
 }
 
 /// A progress line on standard error, rewritten in place.

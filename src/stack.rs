@@ -71,6 +71,15 @@ pub(crate) struct State {
     driver_waker: Option<Waker>,
     /// The deadline the driver sleeps until.
     driver_deadline: Option<Instant>,
+    /// The driver's timer. A user call that makes an earlier deadline resets
+    /// it here, rather than waking the driver to do so (a task switch, and on
+    /// the multi-thread runtime often a cross-thread wake, per request).
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    /// Whether the driver's waker is registered with `sleep` (its last poll
+    /// of it was pending): only then does a reset wake the driver in time.
+    sleep_waiting: bool,
+    /// The stack's clock origin on tokio's clock (as `Shared::epoch`).
+    epoch: tokio::time::Instant,
 }
 
 /// What a user call must do once it has dropped the lock.
@@ -156,7 +165,14 @@ impl State {
         if let Some(next) = self.engine.poll_timeout()
             && self.driver_deadline.is_none_or(|d| next < d)
         {
-            wake.0.push(driver);
+            if self.sleep_waiting {
+                // The timer wakes the driver at the new deadline.
+                let at = self.epoch + std::time::Duration::from_nanos(next.as_nanos());
+                self.sleep.as_mut().reset(at);
+                self.driver_deadline = Some(next);
+            } else {
+                wake.0.push(driver);
+            }
         }
         wake
     }
@@ -359,6 +375,7 @@ impl StackBuilder {
                 io::Error::new(to_io(e).kind(), format!("address {addr}/{prefix_len}: {e}"))
             })?;
         }
+        let epoch = tokio::time::Instant::now();
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 engine,
@@ -371,14 +388,16 @@ impl StackBuilder {
                 device_dead: false,
                 driver_waker: None,
                 driver_deadline: None,
+                sleep: Box::pin(tokio::time::sleep_until(epoch)),
+                sleep_waiting: false,
+                epoch,
             }),
-            epoch: tokio::time::Instant::now(),
+            epoch,
             closed: AtomicBool::new(false),
             hosts: Mutex::new(self.hosts),
         });
         tokio::spawn(Driver {
             shared: shared.clone(),
-            sleep: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
         });
         Ok(Stack {
             handle: Arc::new(HandleRef { shared }),
@@ -745,17 +764,19 @@ impl std::fmt::Debug for Stack {
     }
 }
 
+/// How far off the driver's timer is armed when the engine has no deadline.
+const IDLE_TIMER: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// The driver task: sleeps until the device has packets, a timer is due, or a
 /// user call wakes it.
 struct Driver {
     shared: Arc<Shared>,
-    sleep: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl Future for Driver {
     type Output = ();
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let shared = self.shared.clone();
         let mut wake = Wake::default();
         let closed = shared.closed.load(Ordering::Acquire);
@@ -790,15 +811,22 @@ impl Future for Driver {
                     }
                     let deadline = st.engine.poll_timeout();
                     st.driver_deadline = deadline;
-                    if let Some(d) = deadline {
-                        let at = shared.to_tokio(d);
-                        if self.sleep.deadline() != at {
-                            self.sleep.as_mut().reset(at);
+                    // With no deadline the timer is still armed, far off, so
+                    // that a user call can bring it forward (`after_call`).
+                    let at = deadline.map_or_else(
+                        || tokio::time::Instant::now() + IDLE_TIMER,
+                        |d| shared.to_tokio(d),
+                    );
+                    if deadline.is_some() || st.sleep.deadline() < at - IDLE_TIMER / 2 {
+                        if st.sleep.deadline() != at {
+                            st.sleep.as_mut().reset(at);
                         }
-                        if self.sleep.as_mut().poll(cx).is_ready() && rounds < DRIVER_ROUNDS {
-                            rounds += 1;
-                            continue;
-                        }
+                    }
+                    let fired = st.sleep.as_mut().poll(cx).is_ready();
+                    st.sleep_waiting = !fired;
+                    if fired && deadline.is_some() && rounds < DRIVER_ROUNDS {
+                        rounds += 1;
+                        continue;
                     }
                     rounds += 1;
                     if closed && (st.engine.orphans() == 0 || st.device_dead) {
