@@ -817,10 +817,9 @@ impl Future for Driver {
                         || tokio::time::Instant::now() + IDLE_TIMER,
                         |d| shared.to_tokio(d),
                     );
-                    if deadline.is_some() || st.sleep.deadline() < at - IDLE_TIMER / 2 {
-                        if st.sleep.deadline() != at {
-                            st.sleep.as_mut().reset(at);
-                        }
+                    let stale = deadline.is_some() || st.sleep.deadline() < at - IDLE_TIMER / 2;
+                    if stale && st.sleep.deadline() != at {
+                        st.sleep.as_mut().reset(at);
                     }
                     let fired = st.sleep.as_mut().poll(cx).is_ready();
                     st.sleep_waiting = !fired;
