@@ -456,6 +456,28 @@ fn page_size() -> u64 {
     if n > 0 { n as u64 } else { 4096 }
 }
 
+/// A task that accepts on `$listener` for ever, serving each connection in a
+/// task of its own; `$stream` takes the stream out of what `accept` returns.
+macro_rules! accept_loop {
+    ($listener:ident, $shared:ident, |$got:pat_param| $stream:expr) => {
+        tokio::spawn({
+            let shared = $shared.clone();
+            #[allow(unused_mut)]
+            let mut $listener = $listener;
+            async move {
+                loop {
+                    match $listener.accept().await {
+                        Ok($got) => {
+                            tokio::spawn(serve($stream, shared.clone()));
+                        }
+                        Err(e) => return shared.fail(format!("server accept: {e}")),
+                    }
+                }
+            }
+        })
+    };
+}
+
 /// One case: a fresh server, `clients` client tasks, warm-up, measurement.
 async fn run_case(backend: Backend, clients: usize, timing: &Timing) -> Outcome {
     let rss_start = rss_mib();
@@ -478,19 +500,7 @@ async fn run_case(backend: Backend, clients: usize, timing: &Timing) -> Outcome 
             let listener = synack::net::TcpListener::bind_on(&server, (SERVER, PORT))
                 .await
                 .unwrap_or_else(|e| panic!("{what}: listen: {e}"));
-            let acceptor = tokio::spawn({
-                let shared = shared.clone();
-                async move {
-                    loop {
-                        match listener.accept().await {
-                            Ok((s, _)) => {
-                                tokio::spawn(serve(s, shared.clone()));
-                            }
-                            Err(e) => return shared.fail(format!("server accept: {e}")),
-                        }
-                    }
-                }
-            });
+            let acceptor = accept_loop!(listener, shared, |(s, _)| s);
             let connect = {
                 let client = client.clone();
                 move || {
@@ -508,19 +518,7 @@ async fn run_case(backend: Backend, clients: usize, timing: &Timing) -> Outcome 
                 .await
                 .unwrap_or_else(|e| panic!("{what}: listen: {e}"));
             let addr = listener.local_addr().expect("local_addr");
-            let acceptor = tokio::spawn({
-                let shared = shared.clone();
-                async move {
-                    loop {
-                        match listener.accept().await {
-                            Ok((s, _)) => {
-                                tokio::spawn(serve(s, shared.clone()));
-                            }
-                            Err(e) => return shared.fail(format!("server accept: {e}")),
-                        }
-                    }
-                }
-            });
+            let acceptor = accept_loop!(listener, shared, |(s, _)| s);
             let connect = move || tokio::net::TcpStream::connect(addr);
             let outcome = drive(&shared, clients, connect, || None, timing).await;
             stop(acceptor).await;
@@ -536,22 +534,10 @@ async fn run_case(backend: Backend, clients: usize, timing: &Timing) -> Outcome 
                 },
             );
             let client = smol::SmolHost::spawn(b, CLIENT, 24);
-            let mut listener = server
+            let listener = server
                 .listen(PORT)
                 .unwrap_or_else(|e| panic!("{what}: listen: {e}"));
-            let acceptor = tokio::spawn({
-                let shared = shared.clone();
-                async move {
-                    loop {
-                        match listener.accept().await {
-                            Ok(s) => {
-                                tokio::spawn(serve(s, shared.clone()));
-                            }
-                            Err(e) => return shared.fail(format!("server accept: {e}")),
-                        }
-                    }
-                }
-            });
+            let acceptor = accept_loop!(listener, shared, |s| s);
             let connect = {
                 let client = client.clone();
                 move || {
@@ -569,23 +555,11 @@ async fn run_case(backend: Backend, clients: usize, timing: &Timing) -> Outcome 
             let (a, b) = tsmol::link_pair(1500, false);
             let server = tsmol::net(a, SERVER);
             let client = Arc::new(tsmol::net(b, CLIENT));
-            let mut listener = server
+            let listener = server
                 .tcp_bind(tsmol::addr(SERVER, PORT))
                 .await
                 .unwrap_or_else(|e| panic!("{what}: listen: {e}"));
-            let acceptor = tokio::spawn({
-                let shared = shared.clone();
-                async move {
-                    loop {
-                        match listener.accept().await {
-                            Ok((s, _)) => {
-                                tokio::spawn(serve(s, shared.clone()));
-                            }
-                            Err(e) => return shared.fail(format!("server accept: {e}")),
-                        }
-                    }
-                }
-            });
+            let acceptor = accept_loop!(listener, shared, |(s, _)| s);
             let connect = {
                 let client = client.clone();
                 move || {

@@ -384,14 +384,7 @@ async fn tsmol_flow(mtu: usize, checksums: bool, opts: &Options) -> io::Result<S
     let size = opts.size;
     let mut s = client.tcp_connect(tsmol::addr(SERVER, 5001)).await?;
     let sender = tokio::spawn(async move {
-        let buf: Vec<u8> = (0..CHUNK).map(pattern_byte).collect();
-        let start = Instant::now();
-        let mut left = size;
-        while left > 0 {
-            let n = left.min(CHUNK as u64) as usize;
-            s.write_all(&buf[..n]).await?;
-            left -= n as u64;
-        }
+        let start = write_pattern(&mut s, size).await?;
         tokio::spawn(async move { s.shutdown().await });
         Ok((start, None))
     });
@@ -472,6 +465,13 @@ fn pattern_byte(i: usize) -> u8 {
 
 /// Writes `size` bytes in 64 KiB writes, then shuts down; returns when it started.
 async fn send(s: &mut (impl AsyncWrite + Unpin), size: u64) -> io::Result<Instant> {
+    let start = write_pattern(s, size).await?;
+    s.shutdown().await?;
+    Ok(start)
+}
+
+/// Writes `size` bytes of the pattern in 64 KiB writes; returns when it started.
+async fn write_pattern(s: &mut (impl AsyncWrite + Unpin), size: u64) -> io::Result<Instant> {
     let buf: Vec<u8> = (0..CHUNK).map(pattern_byte).collect();
     let start = Instant::now();
     let mut left = size;
@@ -480,7 +480,6 @@ async fn send(s: &mut (impl AsyncWrite + Unpin), size: u64) -> io::Result<Instan
         s.write_all(&buf[..n]).await?;
         left -= n as u64;
     }
-    s.shutdown().await?;
     Ok(start)
 }
 
