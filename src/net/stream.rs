@@ -218,14 +218,23 @@ impl TcpStream {
         // cancellation) closes the attempt.
         let stream = TcpStream::from_parts(stack.handle.clone(), socket);
         poll_fn(|cx| {
+            // tokio's cooperative budget, as its connect spends it (waiting
+            // for writability): a task opening connection after connection
+            // yields now and then, so the accepting side keeps up (without
+            // it an accept queue overflowed and SYNs were dropped).
+            let coop = ready!(tokio::task::coop::poll_proceed(cx));
             let mut st = shared.lock();
             match st.engine.connect_result(socket) {
-                Ok(true) => Poll::Ready(Ok(())),
+                Ok(true) => {
+                    coop.made_progress();
+                    Poll::Ready(Ok(()))
+                }
                 Ok(false) => {
                     register(&mut st.wakers(socket).write, cx.waker());
                     Poll::Pending
                 }
                 Err(e) => {
+                    coop.made_progress();
                     // Reported here; SO_ERROR no longer holds it.
                     let _ = st.engine.take_error(socket);
                     Poll::Ready(Err(to_io(e)))
