@@ -26,11 +26,13 @@ use std::task::{Context, Poll};
 
 mod memory;
 mod pcap;
+mod steer;
 #[cfg(all(target_os = "linux", feature = "tun"))]
 mod tun;
 
 pub use memory::{LinkStats, MemoryLink, MemoryLinkConfig};
 pub use pcap::{LINKTYPE_ETHERNET, LINKTYPE_RAW, PCAP_MAGIC, PCAP_SNAPLEN, Pcap, linktype};
+pub use steer::{queue_of, queue_of_packet};
 #[cfg(all(target_os = "linux", feature = "tun"))]
 pub use tun::Tun;
 

@@ -1,11 +1,13 @@
-//! [`MemoryLink`]: two ends of an in-process wire.
+//! [`MemoryLink`]: two ends of an in-process wire, with one queue or several.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
+use crate::steer::queue_of_packet;
 use crate::{Capabilities, ChecksumOffload, Device, Medium, Packet};
 
 /// Configuration of a [`MemoryLink`] pair.
@@ -25,7 +27,7 @@ pub struct MemoryLinkConfig {
     /// The largest packet the link carries, in bytes (default 1500). Longer packets
     /// are dropped by the sender and counted in [`LinkStats::dropped_packets`].
     pub mtu: usize,
-    /// How many packets each direction holds before senders get `Pending`
+    /// How many packets each receive queue holds before senders get `Pending`
     /// (default 1024). At least 1 is used.
     pub queue_packets: usize,
     /// Whether both ends announce rx and tx checksum offload (default `true`): an
@@ -44,7 +46,7 @@ impl Default for MemoryLinkConfig {
 }
 
 impl MemoryLinkConfig {
-    /// The default configuration: MTU 1500, 1024 packets per direction, checksum offload.
+    /// The default configuration: MTU 1500, 1024 packets per queue, checksum offload.
     pub fn new() -> Self {
         Self::default()
     }
@@ -55,7 +57,7 @@ impl MemoryLinkConfig {
         self
     }
 
-    /// Sets the per-direction queue limit, in packets.
+    /// Sets the per-queue limit, in packets.
     pub fn with_queue_packets(mut self, queue_packets: usize) -> Self {
         self.queue_packets = queue_packets;
         self
@@ -68,14 +70,15 @@ impl MemoryLinkConfig {
     }
 }
 
-/// Counters of one end of a [`MemoryLink`].
+/// Counters of one end (one queue) of a [`MemoryLink`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LinkStats {
     /// Packets this end put on the wire.
     pub sent_packets: u64,
     /// Bytes of the packets this end put on the wire.
     pub sent_bytes: u64,
-    /// Packets this end was given to send but dropped because they exceeded the MTU.
+    /// Packets this end was given to send but dropped: longer than the MTU,
+    /// or steered to a queue of the other side that is gone.
     pub dropped_packets: u64,
     /// Packets this end took off the wire.
     pub received_packets: u64,
@@ -83,11 +86,17 @@ pub struct LinkStats {
     pub received_bytes: u64,
 }
 
-/// One direction of the wire: a queue shared by its sending and receiving end.
+/// One receive queue: filled by every sending end of the other side, emptied
+/// by one receiving end.
+///
+/// The lock is taken once per batch, never per packet: buffers the receiver
+/// is done with travel back to the senders in batches under the same lock
+/// (`returned`), and each end keeps its own free list.
 struct Channel {
     state: Mutex<ChannelState>,
-    /// Empty buffers given back by the receiver, for the sender to reuse.
-    pool: Mutex<Vec<Packet>>,
+    /// Whether `returned` may hold buffers: read without the lock, so an end
+    /// whose free list ran dry does not take the lock for nothing.
+    has_returned: AtomicBool,
 }
 
 #[derive(Default)]
@@ -95,22 +104,23 @@ struct ChannelState {
     queue: VecDeque<Packet>,
     /// The receiver, waiting for a packet.
     rx_waker: Option<Waker>,
-    /// The sender, waiting for room in the queue.
-    tx_waker: Option<Waker>,
-    sender_closed: bool,
+    /// Senders waiting for room in the queue (one per sending end at most).
+    tx_wakers: Vec<Waker>,
+    /// Sending ends still alive.
+    senders: usize,
     receiver_closed: bool,
-    sent_packets: u64,
-    sent_bytes: u64,
-    dropped_packets: u64,
-    received_packets: u64,
-    received_bytes: u64,
+    /// Empty buffers the receiver gave back, for whichever sender takes them.
+    returned: Vec<Packet>,
 }
 
 impl Channel {
-    fn new() -> Arc<Self> {
+    fn new(senders: usize) -> Arc<Self> {
         Arc::new(Channel {
-            state: Mutex::new(ChannelState::default()),
-            pool: Mutex::new(Vec::new()),
+            state: Mutex::new(ChannelState {
+                senders,
+                ..ChannelState::default()
+            }),
+            has_returned: AtomicBool::new(false),
         })
     }
 
@@ -118,10 +128,6 @@ impl Channel {
         // A panic while holding the lock cannot leave the queue inconsistent:
         // keep going with whatever it holds.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn pool(&self) -> MutexGuard<'_, Vec<Packet>> {
-        self.pool.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -132,6 +138,12 @@ fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
     }
 }
 
+fn register_in(list: &mut Vec<Waker>, cx: &Context<'_>) {
+    if !list.iter().any(|w| w.will_wake(cx.waker())) {
+        list.push(cx.waker().clone());
+    }
+}
+
 fn broken_pipe() -> io::Error {
     io::Error::new(
         io::ErrorKind::BrokenPipe,
@@ -139,13 +151,16 @@ fn broken_pipe() -> io::Error {
     )
 }
 
-/// One end of an in-process wire, made by [`MemoryLink::pair`].
+/// One end of an in-process wire, made by [`MemoryLink::pair`] (one queue
+/// each way) or [`MemoryLink::multi_queue`] (several, as a multi-queue NIC).
 ///
-/// Each direction is a bounded queue: [`poll_send`](Device::poll_send) returns
-/// `Pending` when the queue is full, and the receiver wakes the sender when it makes
-/// room. Buffers given back with [`recycle`](Device::recycle) on the receiving end
-/// are handed out again by [`alloc`](Device::alloc) on the sending end, so a steady
-/// flow allocates nothing per packet.
+/// Each receive queue is bounded: [`poll_send`](Device::poll_send) returns
+/// `Pending` when the queue a packet is steered to is full, and the receiver
+/// wakes the sender when it makes room. Buffers given back with
+/// [`recycle`](Device::recycle) on the receiving end are handed out again by
+/// [`alloc`](Device::alloc) on the sending side, so a steady flow allocates
+/// nothing per packet; they travel back in batches, under the lock the queue
+/// takes once per batch anyway, so no packet pays for a lock of its own.
 ///
 /// When one end is dropped, the other end receives what is still queued and then
 /// gets errors of kind `BrokenPipe`; its sends fail at once with `BrokenPipe`.
@@ -176,35 +191,94 @@ fn broken_pipe() -> io::Error {
 /// # }
 /// ```
 pub struct MemoryLink {
-    /// The direction this end sends on.
-    tx: Arc<Channel>,
-    /// The direction this end receives from.
+    /// The other side's receive queues, in order: a packet goes to
+    /// `tx[queue_of_packet(packet, tx.len())]`.
+    tx: Vec<Arc<Channel>>,
+    /// The queue this end receives from.
     rx: Arc<Channel>,
     config: MemoryLinkConfig,
+    /// Which of its side's queues this end is.
+    index: usize,
+    /// Empty buffers for `alloc`, refilled from the other side's `returned`.
+    free: Vec<Packet>,
+    /// Buffers `recycle` took, going back to the senders at the next batch.
+    give_back: Vec<Packet>,
+    stats: LinkStats,
 }
 
+/// How many buffers an end's free list holds before it stops taking more.
+const FREE_LIST: usize = 1024;
+
 impl MemoryLink {
-    /// The most empty buffers kept for reuse in each direction.
+    /// The most empty buffers kept for reuse in each queue.
     pub const POOL_BUFFERS: usize = 4096;
 
     /// Creates the two ends of a wire. What one end sends, the other receives.
     pub fn pair(config: MemoryLinkConfig) -> (MemoryLink, MemoryLink) {
+        let (mut a, mut b) = Self::multi_queue(config, 1, 1);
+        (a.remove(0), b.remove(0))
+    }
+
+    /// Creates a wire with `a_queues` queues on one side and `b_queues` on
+    /// the other, as a multi-queue NIC (RSS): each side is a list of ends,
+    /// one per queue, that share the side's address and are driven
+    /// separately, one stack per queue.
+    ///
+    /// A packet sent from any end of one side arrives at the end of the other
+    /// side that [`queue_of_packet`](crate::queue_of_packet) picks: by a
+    /// symmetric hash of its addresses and ports, so a connection's packets
+    /// always reach the same queue, and with as many queues on both sides
+    /// its packets both ways use the queues of the same index. Fragments and
+    /// packets that are not TCP or UDP are steered by their addresses alone.
+    ///
+    /// # Panics
+    ///
+    /// If either count is zero.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use synack_device::{MemoryLink, MemoryLinkConfig};
+    ///
+    /// let (server, client) = MemoryLink::multi_queue(MemoryLinkConfig::default(), 2, 1);
+    /// assert_eq!((server.len(), client.len()), (2, 1));
+    /// assert_eq!(server[1].queue_index(), 1);
+    /// ```
+    pub fn multi_queue(
+        config: MemoryLinkConfig,
+        a_queues: usize,
+        b_queues: usize,
+    ) -> (Vec<MemoryLink>, Vec<MemoryLink>) {
+        assert!(
+            a_queues > 0 && b_queues > 0,
+            "a memory link needs at least one queue on each side"
+        );
         let config = MemoryLinkConfig {
             queue_packets: config.queue_packets.max(1),
             ..config
         };
-        let a_to_b = Channel::new();
-        let b_to_a = Channel::new();
-        let a = MemoryLink {
-            tx: a_to_b.clone(),
-            rx: b_to_a.clone(),
+        // Every end of one side sends to every queue of the other.
+        let a_rx: Vec<_> = (0..a_queues).map(|_| Channel::new(b_queues)).collect();
+        let b_rx: Vec<_> = (0..b_queues).map(|_| Channel::new(a_queues)).collect();
+        let end = |index: usize, rx: &Arc<Channel>, tx: &[Arc<Channel>]| MemoryLink {
+            tx: tx.to_vec(),
+            rx: rx.clone(),
             config,
+            index,
+            free: Vec::new(),
+            give_back: Vec::new(),
+            stats: LinkStats::default(),
         };
-        let b = MemoryLink {
-            tx: b_to_a,
-            rx: a_to_b,
-            config,
-        };
+        let a = a_rx
+            .iter()
+            .enumerate()
+            .map(|(i, rx)| end(i, rx, &b_rx))
+            .collect();
+        let b = b_rx
+            .iter()
+            .enumerate()
+            .map(|(i, rx)| end(i, rx, &a_rx))
+            .collect();
         (a, b)
     }
 
@@ -213,20 +287,19 @@ impl MemoryLink {
         &self.config
     }
 
+    /// Which queue of its side this end is (0 for [`pair`](Self::pair)).
+    pub fn queue_index(&self) -> usize {
+        self.index
+    }
+
+    /// How many queues the other side has.
+    pub fn peer_queues(&self) -> usize {
+        self.tx.len()
+    }
+
     /// This end's counters.
     pub fn stats(&self) -> LinkStats {
-        let (sent_packets, sent_bytes, dropped_packets) = {
-            let tx = self.tx.state();
-            (tx.sent_packets, tx.sent_bytes, tx.dropped_packets)
-        };
-        let rx = self.rx.state();
-        LinkStats {
-            sent_packets,
-            sent_bytes,
-            dropped_packets,
-            received_packets: rx.received_packets,
-            received_bytes: rx.received_bytes,
-        }
+        self.stats
     }
 
     /// How many packets wait in the queue towards this end.
@@ -234,9 +307,53 @@ impl MemoryLink {
         self.rx.state().queue.len()
     }
 
-    /// Whether the other end has been dropped.
+    /// Whether the other side has been dropped (every end of it).
     pub fn is_peer_closed(&self) -> bool {
-        self.tx.state().receiver_closed
+        self.tx.iter().all(|c| c.state().receiver_closed)
+    }
+
+    /// Hands this end's recycled buffers to the channel it receives from,
+    /// for the other side's senders; called with that channel's lock held.
+    fn give_back_into(&mut self, st: &mut ChannelState) {
+        if self.give_back.is_empty() {
+            return;
+        }
+        let room = MemoryLink::POOL_BUFFERS.saturating_sub(st.returned.len());
+        self.give_back.truncate(room);
+        st.returned.append(&mut self.give_back);
+        if !st.returned.is_empty() {
+            self.rx.has_returned.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Refills the free list from buffers the other side gave back, with the
+    /// lock of one of its queues held.
+    fn take_returned(&mut self, channel: &Channel, st: &mut ChannelState) {
+        if self.free.len() < FREE_LIST / 2 && !st.returned.is_empty() {
+            let n = st.returned.len().min(FREE_LIST - self.free.len());
+            let from = st.returned.len() - n;
+            self.free.extend(st.returned.drain(from..));
+            if st.returned.is_empty() {
+                channel.has_returned.store(false, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn pooled(&mut self) -> Option<Packet> {
+        if let Some(p) = self.free.pop() {
+            return Some(p);
+        }
+        // Empty: take a batch of what the other side gave back, from the
+        // first of its queues that has some (one lock for the batch).
+        let channel = self
+            .tx
+            .iter()
+            .find(|c| c.has_returned.load(Ordering::Relaxed))?
+            .clone();
+        let mut st = channel.state();
+        self.take_returned(&channel, &mut st);
+        drop(st);
+        self.free.pop()
     }
 }
 
@@ -244,7 +361,9 @@ impl fmt::Debug for MemoryLink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryLink")
             .field("config", &self.config)
-            .field("stats", &self.stats())
+            .field("index", &self.index)
+            .field("peer_queues", &self.tx.len())
+            .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
 }
@@ -271,28 +390,28 @@ impl Device for MemoryLink {
         if max == 0 {
             return Poll::Ready(Ok(0));
         }
-        let sender = {
-            let mut st = self.rx.state();
-            let n = st.queue.len().min(max);
-            if n == 0 {
-                if st.sender_closed {
-                    return Poll::Ready(Err(broken_pipe()));
-                }
-                register(&mut st.rx_waker, cx);
-                return Poll::Pending;
+        let rx = self.rx.clone();
+        let mut st = rx.state();
+        self.give_back_into(&mut st);
+        let n = st.queue.len().min(max);
+        if n == 0 {
+            if st.senders == 0 {
+                return Poll::Ready(Err(broken_pipe()));
             }
-            out.reserve(n);
-            let mut bytes = 0;
-            for packet in st.queue.drain(..n) {
-                bytes += packet.len() as u64;
-                out.push(packet);
-            }
-            st.received_packets += n as u64;
-            st.received_bytes += bytes;
-            (st.tx_waker.take(), n)
-        };
-        let (waker, n) = sender;
-        if let Some(waker) = waker {
+            register(&mut st.rx_waker, cx);
+            return Poll::Pending;
+        }
+        out.reserve(n);
+        let mut bytes = 0;
+        for packet in st.queue.drain(..n) {
+            bytes += packet.len() as u64;
+            out.push(packet);
+        }
+        let wakers = std::mem::take(&mut st.tx_wakers);
+        drop(st);
+        self.stats.received_packets += n as u64;
+        self.stats.received_bytes += bytes;
+        for waker in wakers {
             waker.wake();
         }
         Poll::Ready(Ok(n))
@@ -303,61 +422,71 @@ impl Device for MemoryLink {
         cx: &mut Context<'_>,
         packets: &mut VecDeque<Packet>,
     ) -> Poll<io::Result<usize>> {
+        if self.is_peer_closed() {
+            return Poll::Ready(Err(broken_pipe()));
+        }
+        if packets.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
         let mtu = self.config.mtu;
         let limit = self.config.queue_packets;
-        let mut oversize = Vec::new();
-        let (taken, waker) = {
-            let mut st = self.tx.state();
-            if st.receiver_closed {
-                return Poll::Ready(Err(broken_pipe()));
-            }
-            if packets.is_empty() {
-                return Poll::Ready(Ok(0));
-            }
-            let mut taken = 0;
+        let queues = self.tx.len();
+        let mut taken = 0;
+        let mut blocked = false;
+        while !packets.is_empty() && !blocked {
+            // One lock for the run of packets steered to the same queue.
+            let target = queue_of_packet(packets.front().expect("not empty"), queues);
+            let channel = self.tx[target].clone();
+            let mut st = channel.state();
+            self.take_returned(&channel, &mut st);
             let mut queued = 0;
             while let Some(front) = packets.front() {
-                if front.len() > mtu {
+                if queues > 1 && queue_of_packet(front, queues) != target {
+                    break;
+                }
+                let oversize = front.len() > mtu;
+                if oversize || st.receiver_closed {
                     let packet = packets.pop_front().expect("front exists");
-                    tracing::debug!(
-                        len = packet.len(),
-                        mtu,
-                        "memory link: dropping oversize packet"
-                    );
-                    st.dropped_packets += 1;
-                    oversize.push(packet);
+                    if oversize {
+                        tracing::debug!(
+                            len = packet.len(),
+                            mtu,
+                            "memory link: dropping oversize packet"
+                        );
+                    }
+                    self.stats.dropped_packets += 1;
+                    if self.free.len() < FREE_LIST && packet.capacity() >= mtu {
+                        self.free.push(packet);
+                    }
                     taken += 1;
                     continue;
                 }
                 if st.queue.len() >= limit {
+                    register_in(&mut st.tx_wakers, cx);
+                    blocked = true;
                     break;
                 }
                 let packet = packets.pop_front().expect("front exists");
-                st.sent_packets += 1;
-                st.sent_bytes += packet.len() as u64;
+                self.stats.sent_packets += 1;
+                self.stats.sent_bytes += packet.len() as u64;
                 st.queue.push_back(packet);
                 taken += 1;
                 queued += 1;
             }
-            if taken == 0 {
-                register(&mut st.tx_waker, cx);
-                return Poll::Pending;
-            }
             let waker = if queued > 0 { st.rx_waker.take() } else { None };
-            (taken, waker)
-        };
-        if let Some(waker) = waker {
-            waker.wake();
+            drop(st);
+            if let Some(waker) = waker {
+                waker.wake();
+            }
         }
-        for packet in oversize {
-            self.tx_recycle(packet);
+        if taken == 0 {
+            return Poll::Pending;
         }
         Poll::Ready(Ok(taken))
     }
 
     fn alloc(&mut self) -> Packet {
-        let reused = self.tx.pool().pop();
-        match reused {
+        match self.pooled() {
             Some(mut packet) => {
                 packet.clear();
                 packet
@@ -369,7 +498,7 @@ impl Device for MemoryLink {
     fn alloc_sized(&mut self, len: usize) -> Packet {
         // A pooled buffer keeps the length (and bytes) of the packet it last
         // carried: only what lies beyond that needs filling.
-        let reused = self.tx.pool().pop();
+        let reused = self.pooled();
         let mut packet = reused.unwrap_or_else(|| Vec::with_capacity(self.config.mtu.max(len)));
         if packet.len() >= len {
             packet.truncate(len);
@@ -380,54 +509,45 @@ impl Device for MemoryLink {
     }
 
     fn recycle(&mut self, packet: Packet) {
-        // A received packet's buffer came from the other end's `alloc`: give it
-        // back to the pool of the direction it travelled.
-        put_in_pool(&self.rx, packet, self.config.mtu);
-    }
-}
-
-impl MemoryLink {
-    /// Gives a buffer this end failed to send back to its own pool.
-    fn tx_recycle(&self, packet: Packet) {
-        put_in_pool(&self.tx, packet, self.config.mtu);
-    }
-}
-
-/// Pools a buffer with its length and bytes as they are: `alloc` clears it,
-/// `alloc_sized` fills only what lies beyond its old length.
-fn put_in_pool(channel: &Channel, packet: Packet, mtu: usize) {
-    if packet.capacity() < mtu {
-        return;
-    }
-    let mut pool = channel.pool();
-    if pool.len() < MemoryLink::POOL_BUFFERS {
-        pool.push(packet);
+        // A received packet's buffer came from the other side's `alloc`: it
+        // goes back with this end's next batch. Buffers smaller than the MTU
+        // are not worth keeping.
+        if packet.capacity() >= self.config.mtu && self.give_back.len() < MemoryLink::POOL_BUFFERS {
+            self.give_back.push(packet);
+        }
     }
 }
 
 impl Drop for MemoryLink {
     fn drop(&mut self) {
-        let rx_waker = {
-            let mut st = self.tx.state();
-            st.sender_closed = true;
-            st.rx_waker.take()
-        };
-        let tx_waker = {
+        for channel in &self.tx {
+            let waker = {
+                let mut st = channel.state();
+                st.senders -= 1;
+                if st.senders == 0 {
+                    st.rx_waker.take()
+                } else {
+                    None
+                }
+            };
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        }
+        let wakers = {
             let mut st = self.rx.state();
             st.receiver_closed = true;
             // Nobody will read these any more.
             st.queue.clear();
-            st.tx_waker.take()
+            st.returned.clear();
+            self.rx.has_returned.store(false, Ordering::Relaxed);
+            std::mem::take(&mut st.tx_wakers)
         };
-        if let Some(waker) = rx_waker {
-            waker.wake();
-        }
-        if let Some(waker) = tx_waker {
+        for waker in wakers {
             waker.wake();
         }
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -458,6 +578,13 @@ mod tests {
         let mut p = link.alloc();
         p.extend_from_slice(bytes);
         p
+    }
+
+    /// The receiving end's next poll, as its driver makes: buffers it
+    /// recycled travel back to the sending side with it.
+    fn settle(link: &mut MemoryLink) {
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(link.poll_recv(&mut cx, &mut Vec::new(), 1).is_pending());
     }
 
     async fn send_all(link: &mut MemoryLink, packets: Vec<Packet>) {
@@ -605,6 +732,7 @@ mod tests {
         send_all(&mut a, vec![p]).await;
         let received = recv(&mut b, 1).await.unwrap().pop().unwrap();
         b.recycle(received);
+        settle(&mut b);
         // Recycled: the same buffer, of the length asked for, whatever the
         // earlier packet left in it; `alloc` still hands out an empty one.
         let again = a.alloc_sized(1500);
@@ -615,11 +743,13 @@ mod tests {
         send_all(&mut a, vec![shorter]).await;
         let received = recv(&mut b, 1).await.unwrap().pop().unwrap();
         b.recycle(received);
+        settle(&mut b);
         let shortest = a.alloc_sized(20);
         assert_eq!((shortest.as_ptr(), shortest.len()), (ptr, 20));
         send_all(&mut a, vec![shortest]).await;
         let received = recv(&mut b, 1).await.unwrap().pop().unwrap();
         b.recycle(received);
+        settle(&mut b);
         let empty = a.alloc();
         assert_eq!(empty.as_ptr(), ptr);
         assert!(empty.is_empty());
@@ -636,6 +766,7 @@ mod tests {
         let received = got.pop().unwrap();
         assert_eq!(received.as_ptr(), ptr, "no copy on the wire");
         b.recycle(received);
+        settle(&mut b);
 
         let again = a.alloc();
         assert_eq!(again.as_ptr(), ptr, "alloc hands out the recycled buffer");
@@ -654,6 +785,7 @@ mod tests {
             let p = recv(&mut b, 1).await.unwrap().pop().unwrap();
             assert_eq!(p.as_ptr(), ptr);
             b.recycle(p);
+            settle(&mut b);
             buf = a.alloc();
             assert_eq!(buf.as_ptr(), ptr);
         }
@@ -661,6 +793,7 @@ mod tests {
         // Buffers smaller than the MTU are not pooled.
         b.recycle(buf);
         b.recycle(Vec::with_capacity(10));
+        settle(&mut b);
         let pooled = a.alloc();
         assert_eq!(pooled.as_ptr(), ptr);
         let fresh = a.alloc();
@@ -751,5 +884,74 @@ mod tests {
             Poll::Ready(Ok(0))
         ));
         assert!(b.poll_recv(&mut cx, &mut Vec::new(), 1).is_pending());
+    }
+
+    fn tcp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Packet {
+        let mut p = vec![0u8; 40];
+        p[0] = 0x45;
+        p[9] = 6;
+        p[12..16].copy_from_slice(&src);
+        p[16..20].copy_from_slice(&dst);
+        p[20..22].copy_from_slice(&sport.to_be_bytes());
+        p[22..24].copy_from_slice(&dport.to_be_bytes());
+        p
+    }
+
+    #[tokio::test]
+    async fn multi_queue_steers_each_flow_to_one_queue_both_ways() {
+        let (mut servers, mut clients) = MemoryLink::multi_queue(MemoryLinkConfig::default(), 3, 3);
+        let server = crate::queue_of;
+        let mut per_queue = [0usize; 3];
+        for port in 40000..40030u16 {
+            let q = server(
+                ([192, 0, 2, 1], 80).into(),
+                ([192, 0, 2, 2], port).into(),
+                3,
+            );
+            per_queue[q] += 1;
+            // Sent from client end 0 (any end may send): it arrives at server end q.
+            let p = tcp([192, 0, 2, 2], [192, 0, 2, 1], port, 80);
+            send_all(&mut clients[0], vec![p.clone()]).await;
+            for (i, end) in servers.iter_mut().enumerate() {
+                assert_eq!(end.queued(), usize::from(i == q), "port {port}");
+            }
+            assert_eq!(recv(&mut servers[q], 8).await.unwrap(), vec![p]);
+            // The reply, from server end q, arrives at client end q.
+            let r = tcp([192, 0, 2, 1], [192, 0, 2, 2], 80, port);
+            send_all(&mut servers[q], vec![r.clone()]).await;
+            assert_eq!(recv(&mut clients[q], 8).await.unwrap(), vec![r]);
+        }
+        assert!(per_queue.iter().all(|&n| n > 0), "{per_queue:?}");
+        let sent: u64 = servers.iter().map(|e| e.stats().sent_packets).sum();
+        assert_eq!(sent, 30);
+    }
+
+    #[tokio::test]
+    async fn multi_queue_pipe_breaks_when_the_whole_other_side_is_gone() {
+        let (mut servers, mut clients) = MemoryLink::multi_queue(MemoryLinkConfig::default(), 2, 1);
+        let mut client = clients.pop().unwrap();
+        // A flow steered to a queue whose end is gone is dropped and counted.
+        let gone = servers.remove(1);
+        drop(gone);
+        assert!(!client.is_peer_closed());
+        let to_gone = (1000..u16::MAX)
+            .map(|port| tcp([192, 0, 2, 2], [192, 0, 2, 1], port, 80))
+            .find(|p| crate::queue_of_packet(p, 2) == 1)
+            .unwrap();
+        let mut queue = VecDeque::from([to_gone]);
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(matches!(
+            client.poll_send(&mut cx, &mut queue),
+            Poll::Ready(Ok(1))
+        ));
+        assert_eq!(client.stats().dropped_packets, 1);
+        // The client end still hears from the server end that is left.
+        let p = tcp([192, 0, 2, 1], [192, 0, 2, 2], 80, 5);
+        send_all(&mut servers[0], vec![p.clone()]).await;
+        drop(servers);
+        assert!(client.is_peer_closed());
+        assert_eq!(recv(&mut client, 8).await.unwrap(), vec![p]);
+        let err = recv(&mut client, 8).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
     }
 }
