@@ -138,12 +138,14 @@ mod error;
 #[cfg(feature = "hyper")]
 pub mod hyper;
 pub mod net;
+pub mod shard;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod stack;
 #[cfg(feature = "tonic")]
 pub mod tonic;
 
+pub use shard::StackSet;
 pub use stack::{EnterGuard, Scoped, Stack, StackBuilder};
 #[doc(inline)]
 pub use synack_device::{self as device, Device};

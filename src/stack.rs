@@ -405,6 +405,11 @@ impl StackBuilder {
     }
 }
 
+/// A random number from the standard library's per-process random hasher keys.
+pub(crate) fn random_u64() -> u64 {
+    random_secret()[0]
+}
+
 /// A random secret from the standard library's per-process random hasher keys.
 fn random_secret() -> [u64; 2] {
     use std::hash::{BuildHasher, Hasher};

@@ -14,7 +14,7 @@ use crate::net::addr::{ToSocketAddrs, no_addresses, resolve};
 use crate::stack::{HandleRef, Stack, register};
 
 /// The backlog a listener gets from [`TcpListener::bind`], as tokio's does.
-const DEFAULT_BACKLOG: usize = 1024;
+pub(crate) const DEFAULT_BACKLOG: usize = 1024;
 
 /// A TCP socket server, listening for connections, like `tokio::net::TcpListener`.
 ///

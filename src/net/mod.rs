@@ -11,6 +11,8 @@ mod stream;
 mod udp;
 
 pub use addr::{ToSocketAddrs, lookup_host, lookup_host_on};
+pub(crate) use addr::{no_addresses, resolve};
+pub(crate) use listener::DEFAULT_BACKLOG;
 pub use listener::TcpListener;
 pub use socket::TcpSocket;
 pub use stream::TcpStream;

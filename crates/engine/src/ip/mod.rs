@@ -168,6 +168,14 @@ impl Engine {
             .map_or(Ipv4Addr::UNSPECIFIED, |c| c.addr)
     }
 
+    /// The source address of a datagram or connection to `dst` when none is
+    /// bound (RFC 1122 §3.3.4.3): 127.0.0.1 towards loopback, `dst` itself if
+    /// it is ours, else the address whose subnet holds `dst` (longest
+    /// prefix), else the first. `None` when the host has no address.
+    pub fn source_for(&self, dst: Ipv4Addr) -> Option<Ipv4Addr> {
+        self.addrs.source_for(dst)
+    }
+
     /// Adds an address to the device interface (`ip addr add`).
     ///
     /// Errors: [`Error::InvalidInput`] for a prefix over 32 or an address no
