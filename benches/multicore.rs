@@ -320,13 +320,9 @@ fn run(stack: Stackname, work: Work, n: usize, secs: Duration) -> f64 {
     } else {
         Vec::new()
     };
-    for i in 0..n {
+    queues.resize_with(n, || None);
+    for (i, devices) in queues.into_iter().enumerate() {
         let shared = shared.clone();
-        let devices = if stack == Stackname::Synack {
-            queues[i].take()
-        } else {
-            None
-        };
         let built_tx = built_tx.clone();
         let (give_tx, give_rx) = std::sync::mpsc::channel::<(StackSet, TcpListener)>();
         handover.push(give_tx);

@@ -5,8 +5,17 @@
 //! produce go straight to the device from the caller's task (no hop to the
 //! driver). The driver handles inbound batches, timers and a device that
 //! pushed back, and wakes exactly the tasks that engine events name.
+//!
+//! A device that says so ([`Device::receive_in_wake`], an in-process link)
+//! has its wake-ups run the receiving stack's work on the waking thread,
+//! once the waker holds no stack lock ([`DeviceWaker`]): a 1-byte request
+//! goes from the writer's task through the other stack to its reader's
+//! waker with no driver in between, which keeps a request/response
+//! exchange on one worker of a multi-thread runtime. Bursts (more than
+//! [`INLINE_BURST`] packets) still go to the receiver's driver, which
+//! another worker can run beside the sender.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io;
@@ -14,8 +23,10 @@ use std::marker::PhantomData;
 use std::net::{IpAddr, Ipv4Addr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError, Weak};
 use std::task::{Context, Poll, Waker};
+
+use futures::task::AtomicWaker;
 
 use synack_device::{Device, Packet};
 use synack_engine::{Cidr, Config, Engine, Instant, Interface, SocketHandle, SocketSummary, Stats};
@@ -69,6 +80,8 @@ pub(crate) struct State {
     device_dead: bool,
     /// The driver's waker, so a user call can let the device wake the driver.
     driver_waker: Option<Waker>,
+    /// The waker every device call registers: a [`DeviceWaker`].
+    device_waker: Waker,
     /// The deadline the driver sleeps until.
     driver_deadline: Option<Instant>,
     /// The driver's timer. A user call that makes an earlier deadline resets
@@ -106,7 +119,9 @@ impl State {
 
     /// Moves outbound packets from the engine to the device until either has
     /// nothing more (or the device pushes back, having registered `cx`).
-    fn flush(&mut self, now: Instant, cx: &mut Context<'_>) -> bool {
+    fn flush(&mut self, now: Instant) -> bool {
+        let waker = self.device_waker.clone();
+        let cx = &mut Context::from_waker(&waker);
         let mut progress = false;
         loop {
             while self.tx.len() < TX_QUEUE {
@@ -132,7 +147,10 @@ impl State {
                 return progress;
             }
             match self.device.poll_send(cx, &mut self.tx) {
-                Poll::Ready(Ok(_)) => progress = true,
+                Poll::Ready(Ok(n)) => {
+                    progress = true;
+                    SENT.with(|s| s.set(s.get() + n));
+                }
                 Poll::Ready(Err(e)) => {
                     device_failed(&e, "send");
                     self.device_dead = true;
@@ -159,9 +177,16 @@ impl State {
     /// the driver wakes for any earlier timer.
     pub(crate) fn after_call(&mut self, now: Instant) -> Wake {
         let mut wake = Wake::default();
-        let driver = self.driver_waker.clone().unwrap_or(Waker::noop().clone());
-        self.flush(now, &mut Context::from_waker(&driver));
+        self.flush(now);
         self.collect_events(&mut wake);
+        self.arm_timer(&mut wake);
+        wake
+    }
+
+    /// Makes sure the driver wakes for the engine's next deadline when it
+    /// is earlier than the one the driver sleeps until: by resetting the
+    /// driver's timer, or else by waking the driver.
+    fn arm_timer(&mut self, wake: &mut Wake) {
         if let Some(next) = self.engine.poll_timeout()
             && self.driver_deadline.is_none_or(|d| next < d)
         {
@@ -170,18 +195,19 @@ impl State {
                 let at = self.epoch + std::time::Duration::from_nanos(next.as_nanos());
                 self.sleep.as_mut().reset(at);
                 self.driver_deadline = Some(next);
-            } else {
-                wake.0.push(driver);
+            } else if let Some(driver) = &self.driver_waker {
+                wake.0.push(driver.clone());
             }
         }
-        wake
     }
 
     /// One run of the driver: packets in, timers, packets out, events.
     /// Returns whether it made progress.
-    fn drive(&mut self, now: Instant, cx: &mut Context<'_>, wake: &mut Wake) -> bool {
+    fn drive(&mut self, now: Instant, wake: &mut Wake) -> bool {
         let mut progress = false;
         if !self.device_dead {
+            let waker = self.device_waker.clone();
+            let cx = &mut Context::from_waker(&waker);
             match self.device.poll_recv(cx, &mut self.rx, RX_BATCH) {
                 Poll::Ready(Ok(_)) => {
                     progress = true;
@@ -198,15 +224,196 @@ impl State {
             }
         }
         self.engine.handle_timeout(now);
-        progress |= self.flush(now, cx);
+        progress |= self.flush(now);
         self.collect_events(wake);
         progress
+    }
+}
+
+thread_local! {
+    /// How many stack locks this thread holds: a device wake-up that comes
+    /// while one is held (a user call sending, the driver flushing) is put
+    /// off until none is, so no thread ever holds two stacks' locks.
+    static HELD: Cell<usize> = const { Cell::new(0) };
+    /// Device wake-ups put off until this thread holds no stack lock.
+    static DEFERRED: RefCell<Vec<Arc<DeviceWaker>>> = const { RefCell::new(Vec::new()) };
+    /// Whether this thread is running the put-off wake-ups already.
+    static DRAINING: Cell<bool> = const { Cell::new(false) };
+    /// Packets this thread's stack calls handed to devices since the last
+    /// drain: a burst leaves the receivers' work to their drivers.
+    static SENT: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The stack's lock held, as [`Shared::lock`] returns it: counts the locks
+/// the thread holds, and once it holds none, runs the device wake-ups that
+/// came meanwhile.
+pub(crate) struct StateGuard<'a> {
+    guard: Option<MutexGuard<'a, State>>,
+}
+
+impl<'a> StateGuard<'a> {
+    fn new(guard: MutexGuard<'a, State>) -> Self {
+        HELD.with(|h| h.set(h.get() + 1));
+        StateGuard { guard: Some(guard) }
+    }
+}
+
+impl std::ops::Deref for StateGuard<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        self.guard.as_ref().expect("held until dropped")
+    }
+}
+
+impl std::ops::DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        self.guard.as_mut().expect("held until dropped")
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        // Unlock first: the wake-ups run without this lock.
+        drop(self.guard.take());
+        let held = HELD.with(|h| {
+            h.set(h.get() - 1);
+            h.get()
+        });
+        if held == 0 && !std::thread::panicking() {
+            run_deferred();
+        }
+    }
+}
+
+/// Most put-off device wake-ups one drain runs inline: one, the receiver of
+/// what the call sent; the wake-ups its work makes in turn (the replies to
+/// the sender) wake their stacks' drivers, so a call never runs a whole
+/// exchange.
+const INLINE_RUNS: usize = 1;
+/// The most packets a drain's sends may have carried for their receiver's
+/// work to run inline. A burst (a bulk write, a window opening) is left to
+/// the receiver's driver, which on a multi-thread runtime another worker
+/// runs beside the sender, and which takes the burst as one batch.
+const INLINE_BURST: usize = 4;
+
+/// Runs the device wake-ups put off while this thread held a stack lock.
+fn run_deferred() {
+    if DRAINING.with(|d| d.replace(true)) {
+        // An outer drain on this thread picks up whatever comes.
+        return;
+    }
+    let mut runs = if SENT.with(|s| s.replace(0)) > INLINE_BURST {
+        INLINE_RUNS
+    } else {
+        0
+    };
+    while let Some(w) = DEFERRED.with(|d| d.borrow_mut().pop()) {
+        w.queued.store(false, Ordering::Relaxed);
+        if runs < INLINE_RUNS {
+            runs += 1;
+            w.run_inline();
+        } else {
+            w.driver.wake();
+        }
+    }
+    DRAINING.with(|d| d.set(false));
+}
+
+/// The waker a stack registers with its device.
+///
+/// For a device whose wake-ups come from the code that sends to it
+/// ([`Device::receive_in_wake`], as a `MemoryLink`'s), a wake-up runs the
+/// stack's receive work right there, on the waking thread: packets in,
+/// replies out, the readers woken. Between two stacks in one process that
+/// halves the task switches of a packet exchange (the sender's task does
+/// the receiver's stack work, as a kernel's loopback does in the sender's
+/// system call), and on a multi-thread runtime it keeps a request and its
+/// response on one worker. When the stack is busy (its lock held
+/// elsewhere), or for any other device, the wake-up wakes the driver task.
+pub(crate) struct DeviceWaker {
+    shared: Weak<Shared>,
+    /// The driver task, registered at each of its polls.
+    driver: AtomicWaker,
+    /// Whether to run the receive work in the wake-up.
+    inline: bool,
+    /// Whether it is in this thread's put-off list already.
+    queued: AtomicBool,
+}
+
+impl std::task::Wake for DeviceWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !self.inline {
+            self.driver.wake();
+            return;
+        }
+        if HELD.with(Cell::get) > 0 {
+            if !self.queued.swap(true, Ordering::Relaxed) {
+                DEFERRED.with(|d| d.borrow_mut().push(self.clone()));
+            }
+            return;
+        }
+        SENT.with(|s| s.set(0));
+        self.run_inline();
+        run_deferred();
+    }
+}
+
+impl DeviceWaker {
+    /// The stack's receive work, here and now if its lock is free.
+    fn run_inline(&self) {
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        if shared.closed.load(Ordering::Acquire) {
+            // Stopping is the driver's business.
+            self.driver.wake();
+            return;
+        }
+        let guard = match shared.state.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                self.driver.wake();
+                return;
+            }
+        };
+        let mut st = StateGuard::new(guard);
+        if st.driver_waker.is_none() {
+            // The driver has not run yet (or has stopped): leave it to it.
+            drop(st);
+            self.driver.wake();
+            return;
+        }
+        let mut wake = Wake::default();
+        let mut rounds = 0;
+        loop {
+            let now = shared.now();
+            let progress = st.drive(now, &mut wake);
+            rounds += 1;
+            if !progress {
+                break;
+            }
+            if rounds >= DRIVER_ROUNDS {
+                // More than a fair share: the driver goes on.
+                self.driver.wake();
+                break;
+            }
+        }
+        st.arm_timer(&mut wake);
+        drop(st);
+        wake.run();
     }
 }
 
 /// The part of a stack that every handle shares with the driver.
 pub(crate) struct Shared {
     state: Mutex<State>,
+    /// The waker the device calls, shared with [`State::device_waker`].
+    device_waker: Arc<DeviceWaker>,
     epoch: tokio::time::Instant,
     closed: AtomicBool,
     /// Names [`ToSocketAddrs`](crate::net::ToSocketAddrs) resolves, lower-case.
@@ -214,8 +421,8 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    pub(crate) fn lock(&self) -> StateGuard<'_> {
+        StateGuard::new(self.state.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// The engine's time: nanoseconds of tokio time since the stack began.
@@ -376,25 +583,36 @@ impl StackBuilder {
             })?;
         }
         let epoch = tokio::time::Instant::now();
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                engine,
-                device: self.device,
-                wakers: Vec::new(),
-                tx: VecDeque::new(),
-                rx: Vec::with_capacity(RX_BATCH),
-                spare: None,
-                mtu: caps.mtu,
-                device_dead: false,
-                driver_waker: None,
-                driver_deadline: None,
-                sleep: Box::pin(tokio::time::sleep_until(epoch)),
-                sleep_waiting: false,
+        let inline = self.device.receive_in_wake();
+        let shared = Arc::new_cyclic(|weak| {
+            let device_waker = Arc::new(DeviceWaker {
+                shared: weak.clone(),
+                driver: AtomicWaker::new(),
+                inline,
+                queued: AtomicBool::new(false),
+            });
+            Shared {
+                device_waker: device_waker.clone(),
+                state: Mutex::new(State {
+                    engine,
+                    device: self.device,
+                    wakers: Vec::new(),
+                    tx: VecDeque::new(),
+                    rx: Vec::with_capacity(RX_BATCH),
+                    spare: None,
+                    mtu: caps.mtu,
+                    device_dead: false,
+                    driver_waker: None,
+                    device_waker: Waker::from(device_waker),
+                    driver_deadline: None,
+                    sleep: Box::pin(tokio::time::sleep_until(epoch)),
+                    sleep_waiting: false,
+                    epoch,
+                }),
                 epoch,
-            }),
-            epoch,
-            closed: AtomicBool::new(false),
-            hosts: Mutex::new(self.hosts),
+                closed: AtomicBool::new(false),
+                hosts: Mutex::new(self.hosts),
+            }
         });
         tokio::spawn(Driver {
             shared: shared.clone(),
@@ -794,18 +1012,19 @@ impl Future for Driver {
             {
                 st.driver_waker = Some(cx.waker().clone());
             }
+            shared.device_waker.driver.register(cx.waker());
             if closed && (st.engine.orphans() == 0 || st.device_dead) {
                 // Last handle gone and nothing left to deliver (or no device
                 // left to deliver it on): send what is queued, then stop.
                 let now = shared.now();
-                st.flush(now, cx);
+                st.flush(now);
                 st.driver_waker = None;
                 Poll::Ready(())
             } else {
                 let mut rounds = 0;
                 loop {
                     let now = shared.now();
-                    let progress = st.drive(now, cx, &mut wake);
+                    let progress = st.drive(now, &mut wake);
                     if !wake.0.is_empty() {
                         // Wake the tasks this round made ready now rather
                         // than after the last round, and let them take the

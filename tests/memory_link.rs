@@ -171,3 +171,77 @@ async fn slow_reader_zero_window_then_resume() {
     let info = writer.await.unwrap();
     assert_eq!(info.bytes_retrans, 0, "a zero window is no loss: {info:?}");
 }
+
+/// A `MemoryLink` lets the sending task do the receiving stack's work
+/// (`Device::receive_in_wake`): with both stacks busy on four workers, every
+/// connection exchanging requests and bulk both ways at once, nothing
+/// deadlocks, stalls or loses a byte.
+#[test]
+fn receive_work_in_the_senders_wake_ups_on_many_workers_loses_nothing() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (sa, sb) = pair(1500);
+        let listener = TcpListener::bind_on(&sa, (A, 9)).await.unwrap();
+        let server = tokio::spawn(async move {
+            let mut tasks = Vec::new();
+            for _ in 0..32 {
+                let (s, _) = listener.accept().await.unwrap();
+                tasks.push(tokio::spawn(async move {
+                    let (mut r, mut w) = s.into_split();
+                    tokio::io::copy(&mut r, &mut w).await.unwrap();
+                    w.shutdown().await.unwrap();
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+        });
+        let mut clients = Vec::new();
+        for i in 0..32u8 {
+            let sb = sb.clone();
+            clients.push(tokio::spawn(async move {
+                let s = TcpStream::connect_on(&sb, (A, 9)).await.unwrap();
+                s.set_nodelay(true).unwrap();
+                let (mut r, mut w) = s.into_split();
+                if i % 2 == 0 {
+                    // Request/response: one byte at a time.
+                    for k in 0..200u8 {
+                        w.write_all(&[k]).await.unwrap();
+                        let mut b = [0; 1];
+                        r.read_exact(&mut b).await.unwrap();
+                        assert_eq!(b, [k]);
+                    }
+                    w.shutdown().await.unwrap();
+                    let mut rest = Vec::new();
+                    r.read_to_end(&mut rest).await.unwrap();
+                    assert!(rest.is_empty());
+                } else {
+                    // Bulk both ways at once.
+                    let data = pattern(300_000, i);
+                    let expected = data.clone();
+                    let writer = tokio::spawn(async move {
+                        w.write_all(&data).await.unwrap();
+                        w.shutdown().await.unwrap();
+                    });
+                    let mut back = Vec::new();
+                    r.read_to_end(&mut back).await.unwrap();
+                    writer.await.unwrap();
+                    assert!(back == expected, "flow {i}: the echo differs");
+                }
+            }));
+        }
+        let all = async {
+            for c in clients {
+                c.await.unwrap();
+            }
+            server.await.unwrap();
+        };
+        tokio::time::timeout(Duration::from_secs(120), all)
+            .await
+            .expect("stalled");
+    });
+}

@@ -175,6 +175,21 @@ pub trait Device: Send + 'static {
     fn recycle(&mut self, packet: Packet) {
         drop(packet);
     }
+
+    /// Whether the stack may do its receive work inside this device's
+    /// wake-ups, on whichever thread wakes it, rather than in its driver
+    /// task. Default `false`.
+    ///
+    /// A device woken by the code that sends to it (an in-process link such
+    /// as [`MemoryLink`]) says `true`: the sender's task then runs the
+    /// receiving stack's work when that stack is idle, as a kernel's
+    /// loopback runs the receiver's TCP in the sender's system call, which
+    /// saves two task switches per packet exchange. A device woken by an I/O
+    /// reactor, a timer or another runtime's task (a TUN device, a
+    /// simulated network with its own clock) keeps the default.
+    fn receive_in_wake(&self) -> bool {
+        false
+    }
 }
 
 impl<D: Device + ?Sized> Device for Box<D> {
@@ -204,5 +219,8 @@ impl<D: Device + ?Sized> Device for Box<D> {
     }
     fn recycle(&mut self, packet: Packet) {
         (**self).recycle(packet)
+    }
+    fn receive_in_wake(&self) -> bool {
+        (**self).receive_in_wake()
     }
 }

@@ -334,6 +334,10 @@ impl<D: Device> Device for Pcap<D> {
     fn recycle(&mut self, packet: Packet) {
         self.inner.recycle(packet)
     }
+
+    fn receive_in_wake(&self) -> bool {
+        self.inner.receive_in_wake()
+    }
 }
 
 #[cfg(test)]
