@@ -1,5 +1,6 @@
 //! An iperf-like tool between two synack stacks joined by a `MemoryLink`, in
-//! one process: bulk throughput, 1-byte request/response, or connect/request/
+//! one process, or between synack and the kernel's TCP over a TUN interface
+//! (`--tun`): bulk throughput, 1-byte request/response, or connect/request/
 //! close, with a live progress line and a final line with the sender's
 //! `TcpInfo`.
 //!
@@ -8,13 +9,22 @@
 //! cargo run --release --example perf -- --rr --secs 5     # 1-byte round trips
 //! cargo run --release --example perf -- --crr --mt        # connections, 2 workers
 //! cargo run --release --example perf -- --bytes 64M --checksums   # fixed size, checksums computed
+//! # synack (client, 198.51.100.2) against the kernel (server, 198.51.100.1)
+//! # over a TUN interface, as root, in a network namespace of its own:
+//! ip netns add synperf
+//! ip netns exec synperf cargo run --release --example perf -- --tun --rr
+//! ip netns del synperf
 //! ```
 //!
 //! Options: `--bulk` (default), `--rr`, `--crr`; `--secs N` (default 10) or,
 //! for bulk, `--bytes N[K|M|G]` instead; `--mtu N` (default 1500);
 //! `--checksums` to compute and verify checksums (the link announces offload
 //! otherwise); `--mt` for tokio's multi-thread runtime with 2 workers
-//! (default current-thread); `--quiet` for the final line alone.
+//! (default current-thread); `--quiet` for the final line alone; `--tun`
+//! for the kernel as the server, over a TUN interface `synperf0` that the
+//! tool creates (it needs `CAP_NET_ADMIN`, gives the kernel's side
+//! 198.51.100.1/24 with `ip addr`, and the interface goes when the tool
+//! exits; checksums are computed, as a TUN device offloads none).
 //!
 //! A fixed `--bytes` run is what `valgrind --tool=callgrind` counts
 //! instructions of (see the README's benchmark section).
@@ -49,13 +59,14 @@ struct Options {
     checksums: bool,
     mt: bool,
     quiet: bool,
+    tun: bool,
 }
 
 fn usage(why: &str) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidInput,
         format!(
-            "{why}\nusage: perf [--bulk|--rr|--crr] [--secs N | --bytes N[K|M|G]] [--mtu N] [--checksums] [--mt] [--quiet]"
+            "{why}\nusage: perf [--bulk|--rr|--crr] [--secs N | --bytes N[K|M|G]] [--mtu N] [--checksums] [--mt] [--quiet] [--tun]"
         ),
     )
 }
@@ -79,6 +90,7 @@ fn options() -> io::Result<Options> {
         checksums: false,
         mt: false,
         quiet: false,
+        tun: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -111,6 +123,7 @@ fn options() -> io::Result<Options> {
             "--checksums" => o.checksums = true,
             "--mt" => o.mt = true,
             "--quiet" => o.quiet = true,
+            "--tun" => o.tun = true,
             "-h" | "--help" => return Err(usage("synack perf")),
             other => return Err(usage(&format!("unknown argument {other}"))),
         }
@@ -175,14 +188,88 @@ impl Progress {
     }
 }
 
+/// The server's listener: another synack stack's, or the kernel's.
+enum Listener {
+    Synack(TcpListener),
+    Kernel(tokio::net::TcpListener),
+}
+
+/// A stream the server accepted.
+trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Conn for T {}
+
+impl Listener {
+    /// The next connection, with `TCP_NODELAY` set.
+    async fn accept(&self) -> io::Result<Box<dyn Conn>> {
+        Ok(match self {
+            Listener::Synack(l) => {
+                let (s, _) = l.accept().await?;
+                s.set_nodelay(true)?;
+                Box::new(s)
+            }
+            Listener::Kernel(l) => {
+                let (s, _) = l.accept().await?;
+                s.set_nodelay(true)?;
+                Box::new(s)
+            }
+        })
+    }
+}
+
+/// The kernel's side of the TUN interface.
+#[cfg(all(target_os = "linux", feature = "tun"))]
+const KERNEL: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+/// synack's side of the TUN interface.
+#[cfg(all(target_os = "linux", feature = "tun"))]
+const TUN_CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+
+/// synack on a new TUN interface, the kernel's side addressed and up, and
+/// the kernel listening: (client stack, server address, listener).
+#[cfg(all(target_os = "linux", feature = "tun"))]
+async fn over_tun(o: &Options) -> io::Result<(Stack, Ipv4Addr, Listener)> {
+    let tun = synack::device::Tun::create("synperf0", o.mtu).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("creating TUN interface synperf0 (needs CAP_NET_ADMIN): {e}"),
+        )
+    })?;
+    let name = tun.name().to_string();
+    let ip = |args: &[&str]| -> io::Result<()> {
+        let status = std::process::Command::new("ip").args(args).status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!("ip {} failed", args.join(" "))))
+        }
+    };
+    ip(&["addr", "add", &format!("{KERNEL}/24"), "dev", &name])?;
+    ip(&["link", "set", &name, "up"])?;
+    let listener = tokio::net::TcpListener::bind((KERNEL, PORT)).await?;
+    let client = Stack::new(tun, TUN_CLIENT, 24);
+    Ok((client, KERNEL, Listener::Kernel(listener)))
+}
+
+#[cfg(not(all(target_os = "linux", feature = "tun")))]
+async fn over_tun(_o: &Options) -> io::Result<(Stack, Ipv4Addr, Listener)> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "--tun needs Linux and synack's `tun` feature",
+    ))
+}
+
 async fn run(o: Options) -> io::Result<()> {
-    let link = MemoryLinkConfig::default()
-        .with_mtu(o.mtu)
-        .with_checksum_offload(!o.checksums);
-    let (a, b) = MemoryLink::pair(link);
-    let server = Stack::new(a, SERVER, 24);
-    let client = Stack::new(b, CLIENT, 24);
-    let listener = TcpListener::bind_on(&server, (SERVER, PORT)).await?;
+    let (client, server_ip, listener) = if o.tun {
+        over_tun(&o).await?
+    } else {
+        let link = MemoryLinkConfig::default()
+            .with_mtu(o.mtu)
+            .with_checksum_offload(!o.checksums);
+        let (a, b) = MemoryLink::pair(link);
+        let server = Stack::new(a, SERVER, 24);
+        let client = Stack::new(b, CLIENT, 24);
+        let listener = TcpListener::bind_on(&server, (SERVER, PORT)).await?;
+        (client, SERVER, Listener::Synack(listener))
+    };
     let what = match o.mode {
         Mode::Bulk => "bulk",
         Mode::Rr => "rr",
@@ -193,18 +280,27 @@ async fn run(o: Options) -> io::Result<()> {
     } else {
         "current-thread"
     };
-    let checks = if o.checksums {
+    let checks = if o.checksums || o.tun {
         "checksums computed"
     } else {
         "checksum offload"
     };
+    let peer = if o.tun {
+        "synack -> the kernel over TUN"
+    } else {
+        "synack -> synack over a MemoryLink"
+    };
     if !o.quiet {
-        eprintln!("synack perf: {what}, MTU {}, {checks}, {runtime}", o.mtu);
+        eprintln!(
+            "synack perf: {what}, {peer}, MTU {}, {checks}, {runtime}",
+            o.mtu
+        );
     }
+    let server = (server_ip, PORT);
     match o.mode {
-        Mode::Bulk => bulk(o, &client, listener).await,
-        Mode::Rr => rr(o, &client, listener).await,
-        Mode::Crr => crr(o, &client, listener).await,
+        Mode::Bulk => bulk(o, &client, server, listener).await,
+        Mode::Rr => rr(o, &client, server, listener).await,
+        Mode::Crr => crr(o, &client, server, listener).await,
     }
 }
 
@@ -225,9 +321,14 @@ fn info_line(i: &TcpInfo) -> String {
     )
 }
 
-async fn bulk(o: Options, client: &Stack, listener: TcpListener) -> io::Result<()> {
+async fn bulk(
+    o: Options,
+    client: &Stack,
+    server: (Ipv4Addr, u16),
+    listener: Listener,
+) -> io::Result<()> {
     let receiver = tokio::spawn(async move {
-        let (mut s, _) = listener.accept().await?;
+        let mut s = listener.accept().await?;
         let mut buf = vec![0u8; CHUNK];
         let mut total = 0u64;
         loop {
@@ -238,7 +339,7 @@ async fn bulk(o: Options, client: &Stack, listener: TcpListener) -> io::Result<(
             total += n as u64;
         }
     });
-    let mut s = TcpStream::connect_on(client, (SERVER, PORT)).await?;
+    let mut s = TcpStream::connect_on(client, server).await?;
     let buf: Vec<u8> = (0..CHUNK).map(|i| (i % 251) as u8).collect();
     let deadline = Duration::from_secs(o.secs);
     let mut progress = Progress::new(o.quiet);
@@ -281,17 +382,21 @@ async fn bulk(o: Options, client: &Stack, listener: TcpListener) -> io::Result<(
     Ok(())
 }
 
-async fn rr(o: Options, client: &Stack, listener: TcpListener) -> io::Result<()> {
-    let server = tokio::spawn(async move {
-        let (mut s, _) = listener.accept().await?;
-        s.set_nodelay(true)?;
+async fn rr(
+    o: Options,
+    client: &Stack,
+    server: (Ipv4Addr, u16),
+    listener: Listener,
+) -> io::Result<()> {
+    let echo = tokio::spawn(async move {
+        let mut s = listener.accept().await?;
         let mut b = [0u8; 1];
         while s.read(&mut b).await? == 1 {
             s.write_all(&b).await?;
         }
         io::Result::Ok(())
     });
-    let mut s = TcpStream::connect_on(client, (SERVER, PORT)).await?;
+    let mut s = TcpStream::connect_on(client, server).await?;
     s.set_nodelay(true)?;
     let deadline = Duration::from_secs(o.secs);
     let mut progress = Progress::new(o.quiet);
@@ -313,7 +418,7 @@ async fn rr(o: Options, client: &Stack, listener: TcpListener) -> io::Result<()>
     let elapsed = start.elapsed();
     let info = s.info()?;
     s.shutdown().await?;
-    server.await.map_err(io::Error::other)??;
+    echo.await.map_err(io::Error::other)??;
     progress.done();
     println!(
         "rr: {n} round trips in {:.3} s = {:.0} /s; {}",
@@ -324,12 +429,17 @@ async fn rr(o: Options, client: &Stack, listener: TcpListener) -> io::Result<()>
     Ok(())
 }
 
-async fn crr(o: Options, client: &Stack, listener: TcpListener) -> io::Result<()> {
+async fn crr(
+    o: Options,
+    client: &Stack,
+    server: (Ipv4Addr, u16),
+    listener: Listener,
+) -> io::Result<()> {
     // The server closes first, so TIME-WAIT stays on its side (as a web
     // server's would); the client's ports come round and reuse it (RFC 6191).
-    let server = tokio::spawn(async move {
+    let acceptor = tokio::spawn(async move {
         loop {
-            let (mut s, _) = listener.accept().await?;
+            let mut s = listener.accept().await?;
             tokio::spawn(async move {
                 let mut b = [0u8; 1];
                 if s.read_exact(&mut b).await.is_ok() {
@@ -346,7 +456,7 @@ async fn crr(o: Options, client: &Stack, listener: TcpListener) -> io::Result<()
     let mut n = 0u64;
     let mut last = None;
     while start.elapsed() < deadline {
-        let mut s = TcpStream::connect_on(client, (SERVER, PORT)).await?;
+        let mut s = TcpStream::connect_on(client, server).await?;
         let mut b = [7u8; 1];
         s.write_all(&b).await?;
         s.read_exact(&mut b).await?;
@@ -365,7 +475,7 @@ async fn crr(o: Options, client: &Stack, listener: TcpListener) -> io::Result<()
         });
     }
     let elapsed = start.elapsed();
-    server.abort();
+    acceptor.abort();
     progress.done();
     println!(
         "crr: {n} connections in {:.3} s = {:.0} /s; last {}",
