@@ -105,10 +105,15 @@ struct Inner {
     shards: Vec<Stack>,
     /// Per shard: where the next steered port search starts, as an offset
     /// into the ephemeral range.
-    cursors: Vec<AtomicU32>,
+    cursors: Vec<Cursor>,
     /// Round-robin for [`StackSet::connect`].
     next: AtomicUsize,
 }
+
+/// One shard's port cursor, alone in its cache line: shards on different
+/// cores connect at once, and a shared line would bounce between them.
+#[repr(align(64))]
+struct Cursor(AtomicU32);
 
 impl StackSet {
     /// Puts stacks together as the shards of one host, shard `i` being the
@@ -138,7 +143,7 @@ impl StackSet {
         }
         let seed = crate::stack::random_u64();
         let cursors = (0..stacks.len())
-            .map(|i| AtomicU32::new((seed >> (i % 4 * 16)) as u32 & 0xffff))
+            .map(|i| Cursor(AtomicU32::new((seed >> (i % 4 * 16)) as u32 & 0xffff)))
             .collect();
         Ok(StackSet {
             inner: Arc::new(Inner {
@@ -308,7 +313,7 @@ impl StackSet {
             return TcpStream::connect_from(stack, any, remote, opts).await;
         };
         let span = u32::from(hi.saturating_sub(lo)) + 1;
-        let cursor = &self.inner.cursors[shard];
+        let cursor = &self.inner.cursors[shard].0;
         let start = cursor.load(Ordering::Relaxed);
         for k in 0..span {
             let offset = (start.wrapping_add(k)) % span;

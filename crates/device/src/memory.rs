@@ -94,9 +94,19 @@ pub struct LinkStats {
 /// (`returned`), and each end keeps its own free list.
 struct Channel {
     state: Mutex<ChannelState>,
-    /// Whether `returned` may hold buffers: read without the lock, so an end
-    /// whose free list ran dry does not take the lock for nothing.
+    flags: Flags,
+}
+
+/// What senders read of a queue without its lock, in a cache line of its
+/// own: with one queue per core, a core reads the other cores' flags, and
+/// they must not share a line with a lock those cores take per batch.
+#[repr(align(64))]
+struct Flags {
+    /// Whether `returned` may hold buffers, so an end whose free list ran
+    /// dry does not take the lock for nothing.
     has_returned: AtomicBool,
+    /// Whether the receiving end is gone (also in the state, under the lock).
+    receiver_closed: AtomicBool,
 }
 
 #[derive(Default)]
@@ -120,7 +130,10 @@ impl Channel {
                 senders,
                 ..ChannelState::default()
             }),
-            has_returned: AtomicBool::new(false),
+            flags: Flags {
+                has_returned: AtomicBool::new(false),
+                receiver_closed: AtomicBool::new(false),
+            },
         })
     }
 
@@ -309,7 +322,9 @@ impl MemoryLink {
 
     /// Whether the other side has been dropped (every end of it).
     pub fn is_peer_closed(&self) -> bool {
-        self.tx.iter().all(|c| c.state().receiver_closed)
+        self.tx
+            .iter()
+            .all(|c| c.flags.receiver_closed.load(Ordering::Acquire))
     }
 
     /// Hands this end's recycled buffers to the channel it receives from,
@@ -322,7 +337,7 @@ impl MemoryLink {
         self.give_back.truncate(room);
         st.returned.append(&mut self.give_back);
         if !st.returned.is_empty() {
-            self.rx.has_returned.store(true, Ordering::Relaxed);
+            self.rx.flags.has_returned.store(true, Ordering::Relaxed);
         }
     }
 
@@ -334,7 +349,7 @@ impl MemoryLink {
             let from = st.returned.len() - n;
             self.free.extend(st.returned.drain(from..));
             if st.returned.is_empty() {
-                channel.has_returned.store(false, Ordering::Relaxed);
+                channel.flags.has_returned.store(false, Ordering::Relaxed);
             }
         }
     }
@@ -345,10 +360,12 @@ impl MemoryLink {
         }
         // Empty: take a batch of what the other side gave back, from the
         // first of its queues that has some (one lock for the batch).
-        let channel = self
-            .tx
-            .iter()
-            .find(|c| c.has_returned.load(Ordering::Relaxed))?
+        // The queue of this end's own index first: with as many queues on
+        // both sides, that is where its flows go.
+        let n = self.tx.len();
+        let channel = (0..n)
+            .map(|k| &self.tx[(self.index + k) % n])
+            .find(|c| c.flags.has_returned.load(Ordering::Relaxed))?
             .clone();
         let mut st = channel.state();
         self.take_returned(&channel, &mut st);
@@ -543,10 +560,11 @@ impl Drop for MemoryLink {
         let wakers = {
             let mut st = self.rx.state();
             st.receiver_closed = true;
+            self.rx.flags.receiver_closed.store(true, Ordering::Release);
             // Nobody will read these any more.
             st.queue.clear();
             st.returned.clear();
-            self.rx.has_returned.store(false, Ordering::Relaxed);
+            self.rx.flags.has_returned.store(false, Ordering::Relaxed);
             std::mem::take(&mut st.tx_wakers)
         };
         for waker in wakers {

@@ -36,7 +36,8 @@ pub fn queue_of(a: SocketAddr, b: SocketAddr, queues: usize) -> usize {
     if queues <= 1 {
         return 0;
     }
-    let h = pair_hash(&ip_bytes(a.ip()), &ip_bytes(b.ip()));
+    let (a_ip, b_ip) = (ip_bytes(a.ip()), ip_bytes(b.ip()));
+    let h = pair_hash(a_ip.as_slice(), b_ip.as_slice());
     let h = mix(h, order(u64::from(a.port()), u64::from(b.port())));
     scale(h, queues)
 }
@@ -96,10 +97,25 @@ fn ports(packet: &[u8], offset: usize, protocol: u8, fragment: bool) -> Option<u
     Some(order(u64::from(src), u64::from(dst)))
 }
 
-fn ip_bytes(ip: IpAddr) -> Vec<u8> {
+/// An address's bytes, as they stand in a header.
+enum IpBytes {
+    V4([u8; 4]),
+    V6([u8; 16]),
+}
+
+impl IpBytes {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            IpBytes::V4(b) => b,
+            IpBytes::V6(b) => b,
+        }
+    }
+}
+
+fn ip_bytes(ip: IpAddr) -> IpBytes {
     match ip {
-        IpAddr::V4(v4) => v4.octets().to_vec(),
-        IpAddr::V6(v6) => v6.octets().to_vec(),
+        IpAddr::V4(v4) => IpBytes::V4(v4.octets()),
+        IpAddr::V6(v6) => IpBytes::V6(v6.octets()),
     }
 }
 
