@@ -25,6 +25,14 @@
 //!
 //! UDP sockets, addresses and host names are per stack: use
 //! [`StackSet::shards`] for them.
+//!
+//! Over a multi-queue TUN interface (`device::Tun::multi_queue`) the kernel
+//! steers by a hash of its own: a `StackSet` there serves the connections
+//! the kernel opens, but a connection a shard opens may get its replies on
+//! another shard's queue, so `connect_on` is for devices that steer by
+//! [`synack_device::queue_of`]. IP fragments are steered by their addresses
+//! alone, so a fragmented TCP segment may reach a shard that does not hold
+//! its connection.
 
 use std::future::poll_fn;
 use std::io;

@@ -339,3 +339,78 @@ fn netns_guard_cleans_up_and_in_ns_enters_the_namespace() {
     assert!(panicked.is_err());
     assert!(!namespaces().contains(&name), "{name} left behind");
 }
+
+/// `Tun::multi_queue` under a `StackSet` as a server: the kernel's
+/// connections spread over both queues by its flow hash, the set's one
+/// accept loop takes them all, and every packet of a connection reaches the
+/// shard that holds it.
+#[test]
+fn a_multi_queue_tun_carries_a_stack_set_server() {
+    use std::io::{Read, Write};
+    use synack::StackSet;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    if let Err(reason) = netns::can_run() {
+        netns::skip(&reason);
+        return;
+    }
+    let ns = NetNs::new("tmq").expect("creating a namespace");
+    let rt = runtime();
+    let name = tun_name('m');
+    let tuns = rt
+        .block_on(async { Tun::multi_queue(&name, 1500, 2) })
+        .expect("creating a two-queue TUN");
+    assert_eq!(tuns.len(), 2);
+    ns.move_link(&name).expect("moving the TUN");
+    ns.addr_add(&name, "192.0.2.1/24")
+        .expect("adding an address");
+    ns.link_up(&name).expect("bringing the TUN up");
+
+    rt.block_on(async {
+        let set = StackSet::on_devices(tuns, PEER, 24).expect("the stack set");
+        let listener = set.bind((PEER, 7001)).await.expect("the set's listener");
+        // kernel -> synack: the set's one accept loop takes them all.
+        let client = ns
+            .spawn_in_ns(|| {
+                for k in 0..8u8 {
+                    let mut s = std::net::TcpStream::connect_timeout(
+                        &SocketAddr::from((PEER, 7001)),
+                        TIMEOUT,
+                    )
+                    .expect("kernel connect");
+                    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+                    s.write_all(&[k; 5]).unwrap();
+                    let mut back = [0u8; 5];
+                    s.read_exact(&mut back).expect("kernel read of the echo");
+                    assert_eq!(back, [k; 5]);
+                }
+            })
+            .expect("spawning the kernel client");
+        for _ in 0..8 {
+            let (mut s, _) = tokio::time::timeout(TIMEOUT, listener.accept())
+                .await
+                .expect("accept timed out")
+                .unwrap();
+            let mut b = [0u8; 5];
+            s.read_exact(&mut b).await.unwrap();
+            s.write_all(&b).await.unwrap();
+        }
+        tokio::task::spawn_blocking(move || client.join())
+            .await
+            .unwrap()
+            .expect("kernel client panicked");
+        let established: u64 = set
+            .shards()
+            .iter()
+            .map(|s| s.stats().connections_established)
+            .sum();
+        assert_eq!(established, 8);
+        for s in set.shards() {
+            assert_eq!(
+                s.stats().rx_no_socket,
+                0,
+                "a packet reached the wrong shard"
+            );
+        }
+    });
+}

@@ -90,6 +90,61 @@ impl Tun {
             .mtu(mtu16)
             .enable(true)
             .build_sync()?;
+        Tun::from_device(device, mtu)
+    }
+
+    /// Creates the TUN interface `name` with `queues` queues
+    /// (`IFF_MULTI_QUEUE`), one `Tun` per queue, for one stack per queue
+    /// ([`StackSet`](https://docs.rs/synack/latest/synack/shard/struct.StackSet.html)
+    /// in synack). Same requirements as [`create`](Tun::create).
+    ///
+    /// The kernel spreads what it sends over the queues by its own
+    /// symmetric hash of each flow's addresses and ports, so every packet of
+    /// a connection the kernel opens reaches one queue, whose stack answers
+    /// on it: a sharded *server* works. A connection a stack opens gets its
+    /// replies on the queue the kernel's hash picks, which need not be that
+    /// stack's (the kernel's flow table is meant to follow the queue a flow
+    /// last wrote to; on Linux 6.18 the replies did not): open outgoing
+    /// connections from a stack on a single-queue device.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for no queues, or as [`create`](Tun::create).
+    pub fn multi_queue(name: &str, mtu: usize, queues: usize) -> io::Result<Vec<Tun>> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(io::Error::other(
+                "Tun::multi_queue must be called within a tokio runtime",
+            ));
+        }
+        if queues == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a TUN interface needs at least one queue",
+            ));
+        }
+        let mtu16 = u16::try_from(mtu).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("MTU {mtu} does not fit a TUN interface"),
+            )
+        })?;
+        let first = DeviceBuilder::new()
+            .name(name)
+            .mtu(mtu16)
+            .multi_queue(true)
+            .enable(true)
+            .build_sync()?;
+        let more = (1..queues)
+            .map(|_| first.try_clone())
+            .collect::<io::Result<Vec<_>>>()?;
+        std::iter::once(first)
+            .chain(more)
+            .map(|d| Tun::from_device(d, mtu))
+            .collect()
+    }
+
+    /// Wraps one open queue of an interface.
+    fn from_device(device: SyncDevice, mtu: usize) -> io::Result<Tun> {
         device.set_nonblocking(true)?;
         let name = device.name()?;
         // SAFETY: `SyncDevice` owns its descriptor (opened by `build_sync`) and
