@@ -93,6 +93,14 @@ pub(crate) struct State {
     sleep_waiting: bool,
     /// The stack's clock origin on tokio's clock (as `Shared::epoch`).
     epoch: tokio::time::Instant,
+    /// User calls so far (locks taken through [`Shared::lock`]).
+    calls: u64,
+    /// `calls` at the last receive work done in a device wake-up.
+    inline_seen: u64,
+    /// Receive work done in wake-ups in a row with no user call between:
+    /// a one-way stream (a flood of datagrams) whose reader does not keep
+    /// pace, better left to the driver, which takes it in batches.
+    inline_streak: u32,
 }
 
 /// What a user call must do once it has dropped the lock.
@@ -295,6 +303,11 @@ const INLINE_RUNS: usize = 1;
 /// the receiver's driver, which on a multi-thread runtime another worker
 /// runs beside the sender, and which takes the burst as one batch.
 const INLINE_BURST: usize = 4;
+/// Wake-ups in a row whose receive work runs inline with no user call of
+/// the receiving stack between them; then the driver takes over until the
+/// next user call (a stream of single packets, as a flood of small
+/// datagrams, is cheaper in the driver's batches).
+const INLINE_STREAK: u32 = 4;
 
 /// Runs the device wake-ups put off while this thread held a stack lock.
 fn run_deferred() {
@@ -382,8 +395,15 @@ impl DeviceWaker {
             }
         };
         let mut st = StateGuard::new(guard);
-        if st.driver_waker.is_none() {
-            // The driver has not run yet (or has stopped): leave it to it.
+        if st.calls == st.inline_seen {
+            st.inline_streak += 1;
+        } else {
+            st.inline_seen = st.calls;
+            st.inline_streak = 0;
+        }
+        if st.driver_waker.is_none() || st.inline_streak >= INLINE_STREAK {
+            // The driver has not run yet (or has stopped), or packets keep
+            // coming while nobody reads: leave them to the driver.
             drop(st);
             self.driver.wake();
             return;
@@ -421,7 +441,15 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The stack's lock, for a user call.
     pub(crate) fn lock(&self) -> StateGuard<'_> {
+        let mut st = self.lock_quiet();
+        st.calls = st.calls.wrapping_add(1);
+        st
+    }
+
+    /// The stack's lock, for the driver: not counted as a user call.
+    fn lock_quiet(&self) -> StateGuard<'_> {
         StateGuard::new(self.state.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
@@ -607,6 +635,9 @@ impl StackBuilder {
                     driver_deadline: None,
                     sleep: Box::pin(tokio::time::sleep_until(epoch)),
                     sleep_waiting: false,
+                    calls: 0,
+                    inline_seen: 0,
+                    inline_streak: 0,
                     epoch,
                 }),
                 epoch,
@@ -1004,7 +1035,7 @@ impl Future for Driver {
         let mut wake = Wake::default();
         let closed = shared.closed.load(Ordering::Acquire);
         let result = {
-            let mut st = shared.lock();
+            let mut st = shared.lock_quiet();
             if st
                 .driver_waker
                 .as_ref()
@@ -1031,7 +1062,7 @@ impl Future for Driver {
                         // lock meanwhile (on another worker, or after us).
                         drop(st);
                         std::mem::take(&mut wake).run();
-                        st = shared.lock();
+                        st = shared.lock_quiet();
                     }
                     let deadline = st.engine.poll_timeout();
                     st.driver_deadline = deadline;
