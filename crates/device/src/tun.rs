@@ -17,6 +17,23 @@ use crate::{Capabilities, ChecksumOffload, Device, Medium, Packet};
 /// The most empty buffers a [`Tun`] keeps for reuse.
 const POOL_BUFFERS: usize = 1024;
 
+/// Checks what creating an interface needs of the caller: a tokio runtime
+/// (the descriptor registers with its reactor) and an MTU that fits; returns
+/// the MTU as the kernel takes it.
+fn creatable(call: &str, mtu: usize) -> io::Result<u16> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(io::Error::other(format!(
+            "{call} must be called within a tokio runtime"
+        )));
+    }
+    u16::try_from(mtu).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("MTU {mtu} does not fit a TUN interface"),
+        )
+    })
+}
+
 /// A parked wait for the error readiness of the descriptor.
 type ErrorWait = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
 
@@ -74,17 +91,7 @@ impl Tun {
     /// Must be called inside a tokio runtime with IO enabled. Needs
     /// `CAP_NET_ADMIN` and access to `/dev/net/tun`.
     pub fn create(name: &str, mtu: usize) -> io::Result<Tun> {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(io::Error::other(
-                "Tun::create must be called within a tokio runtime",
-            ));
-        }
-        let mtu16 = u16::try_from(mtu).map_err(|_| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("MTU {mtu} does not fit a TUN interface"),
-            )
-        })?;
+        let mtu16 = creatable("Tun::create", mtu)?;
         let device = DeviceBuilder::new()
             .name(name)
             .mtu(mtu16)
@@ -111,23 +118,13 @@ impl Tun {
     ///
     /// `InvalidInput` for no queues, or as [`create`](Tun::create).
     pub fn multi_queue(name: &str, mtu: usize, queues: usize) -> io::Result<Vec<Tun>> {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(io::Error::other(
-                "Tun::multi_queue must be called within a tokio runtime",
-            ));
-        }
+        let mtu16 = creatable("Tun::multi_queue", mtu)?;
         if queues == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "a TUN interface needs at least one queue",
             ));
         }
-        let mtu16 = u16::try_from(mtu).map_err(|_| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("MTU {mtu} does not fit a TUN interface"),
-            )
-        })?;
         let first = DeviceBuilder::new()
             .name(name)
             .mtu(mtu16)
