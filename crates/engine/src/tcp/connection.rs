@@ -1059,7 +1059,12 @@ impl Tcb {
         // Fourth: SYN in a synchronized state (RFC 5961 §4: challenge ACK).
         if seg.ctl == Ctl::Syn {
             if self.state == State::SynReceived && seg.seq == self.irs {
+                // The peer's SYN again (with text, so it passed the window
+                // check): our SYN-ACK goes out again, and Karn's rule
+                // (RFC 6298 §3) takes the timing off it, as on the path
+                // above. Found by the `api` fuzz target.
                 self.snd_nxt = self.iss;
+                self.karn_resent(self.iss);
             } else {
                 self.challenge_pending = true;
             }

@@ -153,6 +153,40 @@ fn syn_ack_resent_for_a_retransmitted_syn_gives_no_rtt_sample() {
     assert_eq!(info.rto, secs(3));
 }
 
+/// The same with text on the SYN (RFC 9293 §3.10.7.3 allows it): the
+/// retransmitted SYN then passes the window check and reaches the SYN
+/// handling of synchronized states, which sent the SYN-ACK again without
+/// taking the timing off it, so the completing ACK gave a sample across two
+/// sendings. Found by the `api` fuzz target, whose debug-build Karn check
+/// caught it (`fuzz/regressions/api/karn-sample-from-a-resent-timed-segment`).
+#[test]
+fn syn_ack_resent_for_a_retransmitted_syn_with_text_gives_no_rtt_sample() {
+    let mut h = Harness::new();
+    let l = h.engine.listen(local(), 8).unwrap();
+    let syn = Seg {
+        seq: 1000,
+        ctl: TcpControl::Syn,
+        mss: Some(1460),
+        payload: b"hi".to_vec(),
+        ..Seg::default()
+    };
+    h.send(syn.clone());
+    let synack = h.recv_one();
+    assert_eq!(synack.ctl, TcpControl::Syn);
+    h.advance(ms(850));
+    h.send(syn);
+    let again = h.recv_one();
+    assert_eq!((again.ctl, again.seq), (TcpControl::Syn, synack.seq));
+    h.advance(ms(50));
+    h.send(h.peer(1001, synack.seq + 1));
+    let c = h.engine.accept(l).unwrap();
+    let info = h.engine.tcp_info(c).unwrap();
+    assert_eq!(
+        info.srtt, None,
+        "a sample was taken across the resent SYN-ACK"
+    );
+}
+
 #[test]
 fn rto_is_srtt_plus_four_rttvar_and_doubles_until_data_retries() {
     let mut h = Harness::new();
