@@ -128,8 +128,7 @@ impl State {
     /// Moves outbound packets from the engine to the device until either has
     /// nothing more (or the device pushes back, having registered `cx`).
     fn flush(&mut self, now: Instant) -> bool {
-        let waker = self.device_waker.clone();
-        let cx = &mut Context::from_waker(&waker);
+        let cx = &mut Context::from_waker(&self.device_waker);
         let mut progress = false;
         loop {
             while self.tx.len() < TX_QUEUE {
@@ -214,8 +213,7 @@ impl State {
     fn drive(&mut self, now: Instant, wake: &mut Wake) -> bool {
         let mut progress = false;
         if !self.device_dead {
-            let waker = self.device_waker.clone();
-            let cx = &mut Context::from_waker(&waker);
+            let cx = &mut Context::from_waker(&self.device_waker);
             match self.device.poll_recv(cx, &mut self.rx, RX_BATCH) {
                 Poll::Ready(Ok(_)) => {
                     progress = true;

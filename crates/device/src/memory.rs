@@ -327,33 +327,6 @@ impl MemoryLink {
             .all(|c| c.flags.receiver_closed.load(Ordering::Acquire))
     }
 
-    /// Hands this end's recycled buffers to the channel it receives from,
-    /// for the other side's senders; called with that channel's lock held.
-    fn give_back_into(&mut self, st: &mut ChannelState) {
-        if self.give_back.is_empty() {
-            return;
-        }
-        let room = MemoryLink::POOL_BUFFERS.saturating_sub(st.returned.len());
-        self.give_back.truncate(room);
-        st.returned.append(&mut self.give_back);
-        if !st.returned.is_empty() {
-            self.rx.flags.has_returned.store(true, Ordering::Relaxed);
-        }
-    }
-
-    /// Refills the free list from buffers the other side gave back, with the
-    /// lock of one of its queues held.
-    fn take_returned(&mut self, channel: &Channel, st: &mut ChannelState) {
-        if self.free.len() < FREE_LIST / 2 && !st.returned.is_empty() {
-            let n = st.returned.len().min(FREE_LIST - self.free.len());
-            let from = st.returned.len() - n;
-            self.free.extend(st.returned.drain(from..));
-            if st.returned.is_empty() {
-                channel.flags.has_returned.store(false, Ordering::Relaxed);
-            }
-        }
-    }
-
     fn pooled(&mut self) -> Option<Packet> {
         if let Some(p) = self.free.pop() {
             return Some(p);
@@ -365,12 +338,36 @@ impl MemoryLink {
         let n = self.tx.len();
         let channel = (0..n)
             .map(|k| &self.tx[(self.index + k) % n])
-            .find(|c| c.flags.has_returned.load(Ordering::Relaxed))?
-            .clone();
-        let mut st = channel.state();
-        self.take_returned(&channel, &mut st);
-        drop(st);
+            .find(|c| c.flags.has_returned.load(Ordering::Relaxed))?;
+        take_returned(&mut self.free, channel, &mut channel.state());
         self.free.pop()
+    }
+}
+
+/// Hands an end's recycled buffers to `channel`, the queue it receives
+/// from, for the other side's senders; `st` is that queue's state, locked.
+fn give_back_into(give_back: &mut Vec<Packet>, channel: &Channel, st: &mut ChannelState) {
+    if give_back.is_empty() {
+        return;
+    }
+    let room = MemoryLink::POOL_BUFFERS.saturating_sub(st.returned.len());
+    give_back.truncate(room);
+    st.returned.append(give_back);
+    if !st.returned.is_empty() {
+        channel.flags.has_returned.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Refills an end's free list from buffers the other side gave back to
+/// `channel`, one of its queues; `st` is that queue's state, locked.
+fn take_returned(free: &mut Vec<Packet>, channel: &Channel, st: &mut ChannelState) {
+    if free.len() < FREE_LIST / 2 && !st.returned.is_empty() {
+        let n = st.returned.len().min(FREE_LIST - free.len());
+        let from = st.returned.len() - n;
+        free.extend(st.returned.drain(from..));
+        if st.returned.is_empty() {
+            channel.flags.has_returned.store(false, Ordering::Relaxed);
+        }
     }
 }
 
@@ -407,9 +404,8 @@ impl Device for MemoryLink {
         if max == 0 {
             return Poll::Ready(Ok(0));
         }
-        let rx = self.rx.clone();
-        let mut st = rx.state();
-        self.give_back_into(&mut st);
+        let mut st = self.rx.state();
+        give_back_into(&mut self.give_back, &self.rx, &mut st);
         let n = st.queue.len().min(max);
         if n == 0 {
             if st.senders == 0 {
@@ -453,9 +449,9 @@ impl Device for MemoryLink {
         while !packets.is_empty() && !blocked {
             // One lock for the run of packets steered to the same queue.
             let target = queue_of_packet(packets.front().expect("not empty"), queues);
-            let channel = self.tx[target].clone();
+            let channel = &self.tx[target];
             let mut st = channel.state();
-            self.take_returned(&channel, &mut st);
+            take_returned(&mut self.free, channel, &mut st);
             let mut queued = 0;
             while let Some(front) = packets.front() {
                 if queues > 1 && queue_of_packet(front, queues) != target {
