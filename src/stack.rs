@@ -104,14 +104,42 @@ pub(crate) struct State {
 }
 
 /// What a user call must do once it has dropped the lock.
-#[derive(Default)]
 #[must_use]
 pub(crate) struct Wake(Vec<Waker>);
 
+thread_local! {
+    /// Emptied lists of the [`Wake`]s run on this thread, for the next: a
+    /// user call wakes a task or two, and allocating the list each time was
+    /// an allocation per segment. A user call and the receive work its send
+    /// runs inline each have one at once, hence a few.
+    static WAKE_SPARE: RefCell<Vec<Vec<Waker>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Spare lists a thread keeps (see `WAKE_SPARE`).
+const WAKE_SPARES: usize = 4;
+
 impl Wake {
-    pub(crate) fn run(self) {
-        for w in self.0 {
+    pub(crate) fn new() -> Wake {
+        Wake(
+            WAKE_SPARE
+                .with(|s| s.borrow_mut().pop())
+                .unwrap_or_default(),
+        )
+    }
+
+    pub(crate) fn run(mut self) {
+        // A waker may run stack work inline (a `DeviceWaker`), with a
+        // `Wake` of its own: no borrow of the spares is held meanwhile.
+        for w in self.0.drain(..) {
             w.wake();
+        }
+        if self.0.capacity() > 0 {
+            WAKE_SPARE.with(|s| {
+                let mut s = s.borrow_mut();
+                if s.len() < WAKE_SPARES {
+                    s.push(self.0);
+                }
+            });
         }
     }
 }
@@ -183,7 +211,7 @@ impl State {
     /// After a user call: send what it produced, report readiness, and make sure
     /// the driver wakes for any earlier timer.
     pub(crate) fn after_call(&mut self, now: Instant) -> Wake {
-        let mut wake = Wake::default();
+        let mut wake = Wake::new();
         self.flush(now);
         self.collect_events(&mut wake);
         self.arm_timer(&mut wake);
@@ -406,7 +434,7 @@ impl DeviceWaker {
             self.driver.wake();
             return;
         }
-        let mut wake = Wake::default();
+        let mut wake = Wake::new();
         let mut rounds = 0;
         loop {
             let now = shared.now();
@@ -1030,7 +1058,7 @@ impl Future for Driver {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let shared = self.shared.clone();
-        let mut wake = Wake::default();
+        let mut wake = Wake::new();
         let closed = shared.closed.load(Ordering::Acquire);
         let result = {
             let mut st = shared.lock_quiet();
@@ -1059,7 +1087,7 @@ impl Future for Driver {
                         // than after the last round, and let them take the
                         // lock meanwhile (on another worker, or after us).
                         drop(st);
-                        std::mem::take(&mut wake).run();
+                        std::mem::replace(&mut wake, Wake::new()).run();
                         st = shared.lock_quiet();
                     }
                     let deadline = st.engine.poll_timeout();

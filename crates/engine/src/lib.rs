@@ -671,9 +671,12 @@ impl Engine {
             return;
         };
         // Timers.
-        if tcb.timers_dirty {
-            tcb.timers_dirty = false;
-            for timer in Timer::ALL {
+        if tcb.timers_dirty != 0 {
+            let dirty = std::mem::take(&mut tcb.timers_dirty);
+            for timer in Timer::ALL
+                .into_iter()
+                .filter(|&t| dirty & (1 << t as u8) != 0)
+            {
                 let want = tcb.timers[timer as usize].map(|at| at.as_nanos().div_ceil(TICK_NANOS));
                 let key = &mut slot.timer_keys[timer as usize];
                 match (want, *key) {

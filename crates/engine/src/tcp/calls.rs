@@ -376,6 +376,15 @@ impl Engine {
         }
     }
 
+    /// Whether [`recv`](Engine::recv) into a non-empty buffer would return
+    /// [`Error::WouldBlock`] now: a connection with nothing to read, no FIN
+    /// received and no error to report. `false` for any other socket or a
+    /// stale handle (the call itself says what it is). It reads no clock and
+    /// changes nothing, so a front end can park a reader without a call.
+    pub fn recv_would_block(&self, h: SocketHandle) -> bool {
+        self.tcb(h).is_ok_and(|t| t.recv_would_block())
+    }
+
     /// Bytes that can be read now without blocking.
     pub fn recv_queue(&self, h: SocketHandle) -> Result<usize, Error> {
         Ok(self.tcb(h)?.recv_queue())

@@ -347,7 +347,9 @@ pub(crate) struct Tcb {
 
     // Timers the engine keeps in its wheel, and readiness to report.
     pub(crate) timers: [Option<Instant>; Timer::ALL.len()],
-    pub(crate) timers_dirty: bool,
+    /// The timers changed since the engine last looked, a bit each
+    /// (`1 << Timer as u8`), so it touches the wheel for those alone.
+    pub(crate) timers_dirty: u8,
     pub(crate) events: u8,
     /// The cumulative counters of [`TcpInfo`]; the rest is computed when asked.
     pub(crate) info: Counters,
@@ -559,7 +561,7 @@ impl Tcb {
             parent: None,
             passive,
             timers: [None; Timer::ALL.len()],
-            timers_dirty: false,
+            timers_dirty: 0,
             events: 0,
             info: Counters::default(),
             cfg: TcbConfig {
@@ -774,7 +776,7 @@ impl Tcb {
     fn set_timer(&mut self, timer: Timer, at: Option<Instant>) {
         if self.timers[timer as usize] != at {
             self.timers[timer as usize] = at;
-            self.timers_dirty = true;
+            self.timers_dirty |= 1 << timer as u8;
         }
     }
 
@@ -2227,11 +2229,10 @@ impl Tcb {
             return Ok(0);
         }
         if self.rcv_buf.readable() == 0 {
-            return match self.state {
-                _ if self.fin_received => Ok(0),
-                State::Closed => Ok(0),
-                State::SynSent | State::SynReceived => Err(Error::WouldBlock),
-                _ => Err(Error::WouldBlock),
+            return if self.at_end_of_stream() {
+                Ok(0)
+            } else {
+                Err(Error::WouldBlock)
             };
         }
         if peek {
@@ -2261,6 +2262,18 @@ impl Tcb {
             self.ack_now = true;
         }
         Ok(n)
+    }
+
+    /// No more bytes will come: the peer's FIN arrived or the connection
+    /// is closed.
+    fn at_end_of_stream(&self) -> bool {
+        self.fin_received || self.state == State::Closed
+    }
+
+    /// Whether [`recv`](Tcb::recv) into a non-empty buffer would return
+    /// `WouldBlock`: no error, nothing readable, not at the end.
+    pub(crate) fn recv_would_block(&self) -> bool {
+        self.error.is_none() && self.rcv_buf.readable() == 0 && !self.at_end_of_stream()
     }
 
     /// Bytes ready to read.

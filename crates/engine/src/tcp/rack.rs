@@ -114,7 +114,11 @@ impl Rack {
         any_sacked: bool,
         is_sacked: impl Fn(Seq, Seq) -> bool,
     ) -> Option<Duration> {
-        let mut delivered = Vec::new();
+        // Each newly delivered segment is taken into RACK's state as it is
+        // found, in the order found (cumulatively acknowledged ones first);
+        // the sample is the newest of those sent once. No list is built for
+        // the cumulative ones (an allocation per ACK).
+        let mut newest: Option<Instant> = None;
         // Linux's `tcp_clean_rtx_queue`: the oldest segment sent once, and no
         // sample at all if the ACK also covers a retransmission (after a
         // timeout the segments behind it would measure the whole outage).
@@ -125,33 +129,35 @@ impl Rack {
                 if !s.sacked {
                     if s.retransmitted {
                         any_retransmitted = true;
-                    } else if oldest.is_none() {
-                        oldest = Some(now - s.xmit);
+                    } else {
+                        if oldest.is_none() {
+                            oldest = Some(now - s.xmit);
+                        }
+                        newest = newest.max(Some(s.xmit));
                     }
-                    delivered.push(s);
+                    self.update(s, now);
                 }
             } else {
                 break;
             }
         }
         if any_sacked {
+            let mut sacked = Vec::new();
             for s in self.sent.iter_mut() {
                 if !s.sacked && is_sacked(s.start, s.end) {
                     s.sacked = true;
-                    delivered.push(*s);
+                    sacked.push(*s);
                 }
+            }
+            for s in sacked {
+                if !s.retransmitted {
+                    newest = newest.max(Some(s.xmit));
+                }
+                self.update(s, now);
             }
         }
         self.seq_rtt = oldest.filter(|_| !any_retransmitted);
-        let sample = delivered
-            .iter()
-            .filter(|s| !s.retransmitted)
-            .max_by_key(|s| s.xmit)
-            .map(|s| now - s.xmit);
-        for s in delivered {
-            self.update(s, now);
-        }
-        sample
+        newest.map(|xmit| now - xmit)
     }
 
     /// RACK_update (§6.2 step 2) and reordering detection (step 3).

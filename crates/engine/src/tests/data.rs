@@ -641,3 +641,42 @@ fn a_buffer_under_one_segment_still_announces_its_reopened_window() {
     let update = h.recv_one();
     assert_eq!((update.ack, update.window), (Some(irs + 1 + 1024), 1024));
 }
+
+/// `recv_would_block` (the front end's way to park a reader without a call)
+/// agrees with what a receive says, through data, FIN and a reset.
+#[test]
+fn recv_would_block_says_what_a_receive_would() {
+    fn agrees(h: &mut Harness, c: SocketHandle) -> bool {
+        let mut buf = [0u8; 16];
+        let blocked = matches!(h.engine.peek(c, &mut buf), Err(Error::WouldBlock));
+        assert_eq!(h.engine.recv_would_block(c), blocked);
+        blocked
+    }
+    let mut h = Harness::new();
+    let (l, c, iss, irs) = h.established_passive();
+    assert!(
+        !h.engine.recv_would_block(l),
+        "a listener: the call answers"
+    );
+    assert!(agrees(&mut h, c), "established, nothing to read");
+    h.send(h.peer(irs + 1, iss + 1).data(b"ab"));
+    assert!(!agrees(&mut h, c), "data to read");
+    assert_eq!(h.read(c).unwrap(), b"ab");
+    assert!(agrees(&mut h, c));
+    h.send(h.peer(irs + 3, iss + 1).fin());
+    assert!(!agrees(&mut h, c), "end of stream: reads return 0");
+
+    let mut h = Harness::new();
+    let (_l, c, iss, irs) = h.established_passive();
+    h.send(h.peer(irs + 1, iss + 1).rst());
+    assert!(!agrees(&mut h, c), "reset: the error is reported");
+
+    let mut h = Harness::new();
+    let c = h.engine.connect(h.now, remote()).unwrap();
+    assert!(agrees(&mut h, c), "SYN-SENT: reads wait");
+    h.engine.close(h.now, c);
+    assert!(
+        !h.engine.recv_would_block(c),
+        "a stale handle: the call answers"
+    );
+}
