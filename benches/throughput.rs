@@ -4,7 +4,7 @@
 //! tokio's traits) over an in-memory channel link, in the same run.
 //!
 //! ```sh
-//! cargo bench --bench throughput              # 256 MiB per flow
+//! cargo bench --bench throughput              # 1 GiB per flow
 //! cargo bench --bench throughput -- --quick   # 16 MiB, a smoke test (or SYNACK_BENCH_QUICK=1)
 //! cargo bench --bench throughput -- --verify  # also check every byte received
 //! ```
@@ -13,8 +13,9 @@
 //! writes from a 64 KiB buffer and then shuts down; the receiver reads into a
 //! 64 KiB buffer until end of stream. The clock runs from the sender's first
 //! write (the connection is already established) to the receiver seeing end of
-//! stream. Every case runs three times on a fresh connection (and, for synack,
-//! fresh stacks and link); the table gives the best and the median.
+//! stream. Every case runs five times on a fresh connection (and, for synack,
+//! fresh stacks and link), interleaved (round 1 of every case of a runtime,
+//! then round 2, ...); the table gives the best and the median.
 //!
 //! synack runs with its default configuration (256 KiB socket buffers) on a
 //! link with checksum offload (and once at MTU 1500 with checksums computed);
@@ -48,7 +49,7 @@ const SERVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 /// Application buffer for every write and read.
 const CHUNK: usize = 64 * 1024;
-const REPS: usize = 3;
+const REPS: usize = 5;
 /// Longest any one flow may take before the benchmark gives up on it.
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -115,7 +116,7 @@ fn main() {
     let quick = args.iter().any(|a| a == "--quick")
         || std::env::var_os("SYNACK_BENCH_QUICK").is_some_and(|v| !v.is_empty() && v != "0");
     let opts = Options {
-        size: if quick { 16 << 20 } else { 256 << 20 },
+        size: if quick { 16 << 20 } else { 1 << 30 },
         verify: args.iter().any(|a| a == "--verify"),
     };
     eprintln!(
@@ -161,15 +162,20 @@ fn main() {
     let mut rows = Vec::new();
     for flavor in [Flavor::Multi, Flavor::Current] {
         let rt = flavor.runtime();
-        for transport in cases {
-            let mut row = Row {
-                transport,
-                flavor,
-                samples: Vec::new(),
-                timeouts: 0,
-                fast_retransmits: 0,
-            };
-            for _ in 0..REPS {
+        let first = rows.len();
+        rows.extend(cases.iter().map(|&transport| Row {
+            transport,
+            flavor,
+            samples: Vec::new(),
+            timeouts: 0,
+            fast_retransmits: 0,
+        }));
+        // Interleaved: round 1 of every case, then round 2, ..., so a
+        // neighbour's burst on this shared machine spreads over the cases
+        // instead of sinking one.
+        for _ in 0..REPS {
+            for row in &mut rows[first..] {
+                let transport = row.transport;
                 let sample = rt
                     .block_on(run(transport, &opts))
                     .unwrap_or_else(|e| panic!("{} ({}): {e}", label(transport), flavor.name()));
@@ -192,7 +198,6 @@ fn main() {
                 );
                 row.samples.push(gbit);
             }
-            rows.push(row);
         }
     }
     print_table(&rows, &opts);
