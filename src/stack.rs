@@ -76,6 +76,9 @@ pub(crate) struct State {
     tx: VecDeque<Packet>,
     rx: Vec<Packet>,
     spare: Option<Packet>,
+    /// One MTU for the engine to write a segment into when the device's
+    /// buffer is shorter (see `flush`); zeroed once, on first use.
+    scratch: Vec<u8>,
     mtu: usize,
     device_dead: bool,
     /// The driver's waker, so a user call can let the device wake the driver.
@@ -160,13 +163,30 @@ impl State {
         let mut progress = false;
         loop {
             while self.tx.len() < TX_QUEUE {
-                // One MTU of room for the engine to write into; the device
-                // need not zero a buffer it recycles.
+                // A buffer as the device's pool has it. One that is an MTU
+                // long already (a full-size segment's, come back) takes the
+                // segment straight; a shorter one gets it copied in from
+                // the scratch buffer, so nothing is ever zero-filled but the
+                // scratch, once (a small packet after a small packet used to
+                // zero 1.4 KiB).
                 let mut pkt = match self.spare.take() {
                     Some(p) => p,
-                    None => self.device.alloc_sized(self.mtu),
+                    None => self.device.alloc_reused(),
                 };
-                match self.engine.poll_transmit(now, &mut pkt) {
+                let sent = if pkt.len() >= self.mtu {
+                    self.engine.poll_transmit(now, &mut pkt)
+                } else {
+                    if self.scratch.len() < self.mtu {
+                        self.scratch = vec![0; self.mtu];
+                    }
+                    let sent = self.engine.poll_transmit(now, &mut self.scratch);
+                    if let Some(n) = sent {
+                        pkt.clear();
+                        pkt.extend_from_slice(&self.scratch[..n]);
+                    }
+                    sent
+                };
+                match sent {
                     Some(n) => {
                         pkt.truncate(n);
                         self.tx.push_back(pkt);
@@ -675,6 +695,7 @@ impl StackBuilder {
                     tx: VecDeque::new(),
                     rx: Vec::with_capacity(RX_BATCH),
                     spare: None,
+                    scratch: Vec::new(),
                     mtu: caps.mtu,
                     device_dead: false,
                     driver_waker: None,

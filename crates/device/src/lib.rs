@@ -160,7 +160,9 @@ pub trait Device: Send + 'static {
     /// A buffer of exactly `len` bytes for an outbound packet that the caller
     /// overwrites: its contents are unspecified (a device that recycles
     /// buffers may leave an earlier packet's bytes in it, so it need not
-    /// zero them). The stack asks for one MTU and truncates to what it wrote.
+    /// zero them), for a writer that needs the room before it knows the
+    /// packet's length (the stack itself uses
+    /// [`alloc_reused`](Device::alloc_reused), which zeroes nothing).
     ///
     /// The default takes [`alloc`](Device::alloc)'s buffer and zero-fills it.
     fn alloc_sized(&mut self, len: usize) -> Packet {
@@ -168,6 +170,20 @@ pub trait Device: Send + 'static {
         packet.clear();
         packet.resize(len, 0);
         packet
+    }
+
+    /// A buffer for an outbound packet as the device's pool has it: the
+    /// length and bytes its last packet left (a device that does not
+    /// recycle hands out [`alloc`](Device::alloc)'s empty one). The caller
+    /// overwrites what it uses and truncates to that; nothing is zeroed.
+    /// The stack writes a segment straight into it when it is one MTU long
+    /// already (a full-size segment's buffer coming back), and otherwise
+    /// copies the segment in from a scratch buffer of its own, so that a
+    /// small packet after a small packet costs no zero-fill of the MTU.
+    ///
+    /// The default is [`alloc`](Device::alloc).
+    fn alloc_reused(&mut self) -> Packet {
+        self.alloc()
     }
 
     /// Gives back the buffer of a received packet once the stack is done with it,
@@ -216,6 +232,9 @@ impl<D: Device + ?Sized> Device for Box<D> {
     }
     fn alloc_sized(&mut self, len: usize) -> Packet {
         (**self).alloc_sized(len)
+    }
+    fn alloc_reused(&mut self) -> Packet {
+        (**self).alloc_reused()
     }
     fn recycle(&mut self, packet: Packet) {
         (**self).recycle(packet)

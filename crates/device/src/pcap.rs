@@ -331,6 +331,10 @@ impl<D: Device> Device for Pcap<D> {
         self.inner.alloc_sized(len)
     }
 
+    fn alloc_reused(&mut self) -> Packet {
+        self.inner.alloc_reused()
+    }
+
     fn recycle(&mut self, packet: Packet) {
         self.inner.recycle(packet)
     }
