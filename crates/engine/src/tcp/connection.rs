@@ -982,6 +982,14 @@ impl Tcb {
         let acceptable = match (seg_len, rcv_wnd) {
             (0, 0) => seg.seq == self.rcv_nxt,
             (0, _) => seg.seq.in_range(self.rcv_nxt, wnd_end),
+            // A bare FIN at RCV.NXT takes no buffer space: Linux accepts it
+            // at a zero window (`tcp_data_queue`), where RFC 9293's table
+            // would drop it. Dropped, it is acknowledged only once the
+            // window opens and the peer resends it; a peer whose user
+            // timeout is shorter than its RTO gives up first, and this end
+            // waits in FIN-WAIT-2 or ESTABLISHED for a FIN that never
+            // comes (the fuzz target `stack` found that).
+            (1, 0) => seg.ctl == Ctl::Fin && seg.payload.is_empty() && seg.seq == self.rcv_nxt,
             (_, 0) => false,
             (_, _) => {
                 seg.seq.in_range(self.rcv_nxt, wnd_end)

@@ -680,3 +680,31 @@ fn recv_would_block_says_what_a_receive_would() {
         "a stale handle: the call answers"
     );
 }
+
+/// A bare FIN at RCV.NXT is taken even when the window is zero, as Linux
+/// takes it (it needs no buffer space): dropped, it would be acknowledged
+/// only when the window opens and the peer resends it, and a peer whose
+/// user timeout runs out first leaves this end waiting for ever (the fuzz
+/// target `stack` found that). Data at a zero window is still dropped.
+#[test]
+fn a_bare_fin_is_taken_at_a_zero_window() {
+    let mut h = Harness::new();
+    let (_l, c, iss, irs) = h.established_passive();
+    // Fill the 64 KiB buffer, unread.
+    let data = pattern(0, 65536);
+    for (i, chunk) in data.chunks(1460).enumerate() {
+        h.send(h.peer(irs + 1 + (i * 1460) as u32, iss + 1).data(chunk));
+    }
+    let _ = h.recv_all();
+    let end = irs + 1 + 65536;
+    // A byte more is out of the window: dropped, answered with an ACK.
+    h.send(h.peer(end, iss + 1).data(b"x"));
+    assert_eq!(h.recv_one(), h.ours(iss + 1, end).win(0));
+    // The bare FIN is taken and acknowledged at once.
+    h.send(h.peer(end, iss + 1).fin());
+    assert_eq!(h.recv_one(), h.ours(iss + 1, end + 1).win(0));
+    assert_eq!(h.engine.tcp_info(c).unwrap().state, Some(State::CloseWait));
+    assert_eq!(h.read(c), Ok(data));
+    let mut buf = [0u8; 8];
+    assert_eq!(h.engine.recv(h.now, c, &mut buf), Ok(0));
+}
