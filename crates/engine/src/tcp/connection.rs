@@ -1254,7 +1254,8 @@ impl Tcb {
         }
         self.update_persist(now);
         // RACK (RFC 8985 §6.2) and the loss-detection timer.
-        self.after_ack_recovery(now, ack, old_una, dup);
+        let delivered_any = self.snd_una.gt(old_una) || newly_sacked > 0;
+        self.after_ack_recovery(now, ack, old_una, dup, delivered_any);
         // Proportional Rate Reduction (RFC 6937) of what may go out now.
         let (delivered, lost) = self.delivered_and_lost();
         let safe = self.snd_una.gt(old_una) && lost == lost_before;

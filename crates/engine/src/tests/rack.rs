@@ -189,3 +189,39 @@ fn a_probe_resending_the_timed_segment_gives_no_rtt_sample() {
         "a sample was taken across the probe"
     );
 }
+
+/// RFC 6298 §5.3 and RFC 8985 §7.2 (Linux's FLAG_SET_XMIT_TIMER): the
+/// probe and the RTO are scheduled anew on an ACK that delivers something.
+/// The peer's own data segments, all acknowledging nothing new, must not
+/// put them off: the probe still goes out two SRTTs after the tail.
+#[test]
+fn the_peers_data_acking_nothing_new_does_not_put_the_probe_off() {
+    let mut h = Harness::new();
+    let (c, iss, irs) = sack_passive(&mut h);
+    let base = iss + 1;
+    let data = pattern(0, 3 * 1460);
+    assert_eq!(h.engine.send(h.now, c, &data), Ok(data.len()));
+    let t0 = h.now;
+    let sent = h.recv_all();
+    assert_eq!(brief(&sent, base), vec![b(0), b(1), b(2)]);
+    // The peer sends 100 bytes every 10 ms, each acknowledging nothing of ours.
+    for k in 0..9u32 {
+        h.advance_to(t0 + ms(10 * u64::from(k) + 5));
+        h.send(h.peer(irs + 1 + 100 * k, base).data(&[7u8; 100]));
+        let out = h.recv_all();
+        assert!(
+            out.iter().all(|s| s.payload.is_empty()),
+            "only ACKs: {out:?}"
+        );
+    }
+    // The probe is due where the tail's sending put it: 2·SRTT = 100 ms.
+    let probe: Vec<Seg> = h
+        .fire_at(t0 + ms(100))
+        .into_iter()
+        .filter(|s| !s.payload.is_empty())
+        .collect();
+    // The last segment again, acknowledging the peer's 900 bytes.
+    assert_eq!(brief(&probe, base), vec![b(2)]);
+    assert_eq!(probe[0].ack, Some(irs + 1 + 900));
+    assert_eq!(h.engine.tcp_info(c).unwrap().tail_loss_probes, 1);
+}

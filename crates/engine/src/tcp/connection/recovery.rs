@@ -650,8 +650,16 @@ impl Tcb {
     }
 
     /// After an acceptable ACK: RACK's loss detection (RFC 8985 §6.2) and
-    /// re-arming the loss-detection timer.
-    pub(super) fn after_ack_recovery(&mut self, now: Instant, ack: Seq, old_una: Seq, dup: bool) {
+    /// re-arming the loss-detection timer. `delivered` says whether the ACK
+    /// acknowledged or SACKed anything new.
+    pub(super) fn after_ack_recovery(
+        &mut self,
+        now: Instant,
+        ack: Seq,
+        old_una: Seq,
+        dup: bool,
+        delivered: bool,
+    ) {
         self.frto_on_ack(self.snd_una.gt(old_una), dup);
         if !self.rec.sack_on || !self.state.is_synchronized() {
             return;
@@ -664,7 +672,27 @@ impl Tcb {
         } else {
             self.rack_detect(now);
         }
+        // RFC 6298 §5.3: the timer restarts on an ACK that acknowledges new
+        // data, and a probe is scheduled anew on one that delivers something
+        // (RFC 8985 §7.2; Linux's FLAG_SET_XMIT_TIMER). An ACK that delivers
+        // nothing, as the peer's data segments repeating one acknowledgment
+        // number, may bring the timer earlier (a reordering deadline) but
+        // never later: a peer sending data without acknowledging ours would
+        // otherwise put the probe and the retransmission off for as long as
+        // its data flows.
+        let before = (
+            self.timers[super::Timer::Retransmit as usize],
+            self.rec.timer_mode,
+        );
         self.rearm_loss_timer(now);
+        if !delivered
+            && let (Some(old), Some(new)) =
+                (before.0, self.timers[super::Timer::Retransmit as usize])
+            && new > old
+        {
+            self.rec.timer_mode = before.1;
+            self.set_timer(super::Timer::Retransmit, Some(old));
+        }
     }
 
     /// RFC 8985 §7.4: did the probe repair a loss? Not if it came back as a
