@@ -119,6 +119,35 @@ fn answered_syn_retransmission_gives_no_rtt_sample_and_a_3s_rto() {
     assert_eq!(h.fire_one_at(h.now + secs(3)), data);
 }
 
+/// A listener gets a SYN (with `text`), loses its SYN-ACK, gets the SYN
+/// again 850 ms later, before its 1 s timeout, and answers it with the same
+/// SYN-ACK; the ACK completing the handshake comes 50 ms after that. Returns
+/// the accepted connection's `TcpInfo`.
+fn handshake_across_a_resent_syn_ack(h: &mut Harness, text: &[u8]) -> TcpInfo {
+    let l = h.engine.listen(local(), 8).unwrap();
+    let syn = Seg {
+        seq: 1000,
+        ctl: TcpControl::Syn,
+        mss: Some(1460),
+        payload: text.to_vec(),
+        ..Seg::default()
+    };
+    h.send(syn.clone());
+    let synack = h.recv_one();
+    assert_eq!(synack.ctl, TcpControl::Syn);
+    h.advance(ms(850));
+    h.send(syn);
+    let again = h.recv_one();
+    assert_eq!((again.ctl, again.seq), (TcpControl::Syn, synack.seq));
+    if text.is_empty() {
+        assert_eq!(again, synack);
+    }
+    h.advance(ms(50));
+    h.send(h.peer(1001, synack.seq + 1));
+    let c = h.engine.accept(l).unwrap();
+    h.engine.tcp_info(c).unwrap()
+}
+
 /// Karn's rule for the SYN-ACK (RFC 6298 §3): a retransmitted SYN that
 /// arrives before our SYN-ACK's own timeout makes us send the SYN-ACK again,
 /// so the ACK that completes the handshake is ambiguous and gives no sample.
@@ -126,25 +155,7 @@ fn answered_syn_retransmission_gives_no_rtt_sample_and_a_3s_rto() {
 #[test]
 fn syn_ack_resent_for_a_retransmitted_syn_gives_no_rtt_sample() {
     let mut h = Harness::new();
-    let l = h.engine.listen(local(), 8).unwrap();
-    let syn = Seg {
-        seq: 1000,
-        ctl: TcpControl::Syn,
-        mss: Some(1460),
-        ..Seg::default()
-    };
-    h.send(syn.clone());
-    let synack = h.recv_one();
-    assert_eq!(synack.ctl, TcpControl::Syn);
-    // The SYN-ACK is lost; the peer's SYN comes again 850 ms later, before
-    // our 1 s timeout, and is answered with the same SYN-ACK.
-    h.advance(ms(850));
-    h.send(syn);
-    assert_eq!(h.recv_one(), synack);
-    h.advance(ms(50));
-    h.send(h.peer(1001, synack.seq + 1));
-    let c = h.engine.accept(l).unwrap();
-    let info = h.engine.tcp_info(c).unwrap();
+    let info = handshake_across_a_resent_syn_ack(&mut h, b"");
     assert_eq!(
         info.srtt, None,
         "a sample was taken across the resent SYN-ACK"
@@ -162,25 +173,7 @@ fn syn_ack_resent_for_a_retransmitted_syn_gives_no_rtt_sample() {
 #[test]
 fn syn_ack_resent_for_a_retransmitted_syn_with_text_gives_no_rtt_sample() {
     let mut h = Harness::new();
-    let l = h.engine.listen(local(), 8).unwrap();
-    let syn = Seg {
-        seq: 1000,
-        ctl: TcpControl::Syn,
-        mss: Some(1460),
-        payload: b"hi".to_vec(),
-        ..Seg::default()
-    };
-    h.send(syn.clone());
-    let synack = h.recv_one();
-    assert_eq!(synack.ctl, TcpControl::Syn);
-    h.advance(ms(850));
-    h.send(syn);
-    let again = h.recv_one();
-    assert_eq!((again.ctl, again.seq), (TcpControl::Syn, synack.seq));
-    h.advance(ms(50));
-    h.send(h.peer(1001, synack.seq + 1));
-    let c = h.engine.accept(l).unwrap();
-    let info = h.engine.tcp_info(c).unwrap();
+    let info = handshake_across_a_resent_syn_ack(&mut h, b"hi");
     assert_eq!(
         info.srtt, None,
         "a sample was taken across the resent SYN-ACK"

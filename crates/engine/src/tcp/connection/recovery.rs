@@ -680,19 +680,7 @@ impl Tcb {
         // never later: a peer sending data without acknowledging ours would
         // otherwise put the probe and the retransmission off for as long as
         // its data flows.
-        let before = (
-            self.timers[super::Timer::Retransmit as usize],
-            self.rec.timer_mode,
-        );
-        self.rearm_loss_timer(now);
-        if !delivered
-            && let (Some(old), Some(new)) =
-                (before.0, self.timers[super::Timer::Retransmit as usize])
-            && new > old
-        {
-            self.rec.timer_mode = before.1;
-            self.set_timer(super::Timer::Retransmit, Some(old));
-        }
+        self.rearm_loss_timer(now, delivered);
     }
 
     /// RFC 8985 §7.4: did the probe repair a loss? Not if it came back as a
@@ -755,8 +743,9 @@ impl Tcb {
     }
 
     /// Arms the retransmission timer for the earliest of the RTO, RACK's
-    /// reordering timer and a tail loss probe (RFC 8985 §6.2, §7.2).
-    fn rearm_loss_timer(&mut self, now: Instant) {
+    /// reordering timer and a tail loss probe (RFC 8985 §6.2, §7.2). Unless
+    /// `may_postpone`, a timer already armed is only ever brought earlier.
+    fn rearm_loss_timer(&mut self, now: Instant, may_postpone: bool) {
         use super::Timer;
         if self.snd_una == self.snd_max {
             self.rec.timer_mode = TimerMode::Rto;
@@ -788,6 +777,10 @@ impl Tcb {
                 (at, mode) = (pto, TimerMode::Probe);
             }
         }
+        if !may_postpone && self.timers[Timer::Retransmit as usize].is_some_and(|armed| at > armed)
+        {
+            return;
+        }
         self.rec.timer_mode = mode;
         self.set_timer(Timer::Retransmit, Some(at));
     }
@@ -803,7 +796,7 @@ impl Tcb {
                 // As Linux's `tcp_rack_reo_timeout`: PRR as if one segment
                 // had been delivered (no ACK came), not a safe ACK.
                 self.prr_on_ack(self.snd_mss, false);
-                self.rearm_loss_timer(now);
+                self.rearm_loss_timer(now, true);
                 if !self.timer_armed(super::Timer::Retransmit) {
                     self.set_timer(
                         super::Timer::Retransmit,
@@ -952,7 +945,7 @@ impl Tcb {
         self.pace(now, len);
         if self.rec.sack_on {
             self.rec.rack.on_sent(seq, seq + len, now);
-            self.rearm_loss_timer(now);
+            self.rearm_loss_timer(now, true);
         }
         if retransmission && len > 0 {
             if let Some(n) = self.rec.undo_retrans.as_mut() {
